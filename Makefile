@@ -1,0 +1,50 @@
+# deephar-lightning: every command a user runs. `make help` lists them.
+PY      ?= .venv/bin/python
+VENV    ?= .venv
+TORCH   ?= torch==2.13.0
+DATA    ?= data
+OVERRIDES ?=
+
+.PHONY: help install test lint format bench demo synthetic train-demo train-mpii train-h36m train-penn train-ntu clean
+
+help:
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+install: ## create .venv, install torch (pinned, first) and the project with test extras
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+
+test: ## run the test suite on the CPU
+	$(PY) -m pytest -x -q
+
+lint: ## ruff (check + format) and the import-linter architecture contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: ## CPU (and GPU when present) benchmarks; writes benchmarks/results/*.md
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf runs .pytest_cache
+
+# ---- training (data roots from variables; extra overrides in OVERRIDES="a=b c=d") ----
+MPII_ROOT ?= $(DATA)/mpii
+H36M_ROOT ?= $(DATA)/h36m
+PENN_ROOT ?= $(DATA)/PennAction
+NTU_ROOT  ?= $(DATA)/ntu
+
+train-mpii: ## 2D pose on MPII (MPII_ROOT=...)
+	$(PY) -m experiments.train mpii data.root=$(MPII_ROOT) $(OVERRIDES)
+train-h36m: ## 3D pose on Human3.6M + MPII (H36M_ROOT=... MPII_ROOT=...)
+	$(PY) -m experiments.train h36m data.root=$(H36M_ROOT) data.mpii_root=$(MPII_ROOT) $(OVERRIDES)
+train-penn: ## action recognition on Penn Action (PENN_ROOT=...)
+	$(PY) -m experiments.train penn data.root=$(PENN_ROOT) $(OVERRIDES)
+train-ntu: ## action recognition on NTU RGB+D (NTU_ROOT=...)
+	$(PY) -m experiments.train ntu data.root=$(NTU_ROOT) $(OVERRIDES)

@@ -1,0 +1,31 @@
+"""Shared fixtures: the reference material in ../shared (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DEEPHAR_SHARED", REPO.parent / "shared")).resolve()
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "README.md").exists():
+        pytest.skip(f"reference material not found at {SHARED} (set DEEPHAR_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def parity_dir(shared_dir: Path) -> Path:
+    return shared_dir / "parity"
+
+
+@pytest.fixture(scope="session")
+def samples_dir(shared_dir: Path) -> Path:
+    return shared_dir / "samples"
