@@ -16,12 +16,15 @@ class PoseOutput:
     - ``visibility[k]``: (B, J) in (0, 1).
     - ``heatmaps[k]``: (B, J, H, W) joint heat-map logits (3D: averaged over depth, "hxy").
     - ``features``: (B, C, H, W) stem + first reception block output (appearance features).
+    - ``logits[k]``: (B, N_h, H, W) all RegMap heat-map logits of block k (2D: joint + context
+      maps; 3D: channel d·J + j), what the action model decodes; None when not kept.
     """
 
     pose: list[Tensor]
     visibility: list[Tensor]
     heatmaps: list[Tensor]
     features: Tensor | None = None
+    logits: list[Tensor] | None = None
 
     @property
     def final(self) -> Tensor:

@@ -1,0 +1,174 @@
+"""Shared reader machinery: robust loading, clip sampling, image reading.
+
+Alphabet: T frames per clip, N clips.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+log = logging.getLogger(__name__)
+
+ClipMode = Literal["random", "middle", "multi"]
+
+
+class SampleReadError(OSError):
+    """A sample's file exists but cannot be read (truncated, corrupt, undecodable)."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"cannot read {path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+#: Exceptions that mark a sample (not the code) as bad: the wrapper replaces such samples.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    EOFError,
+    RuntimeError,
+    cv2.error,
+)
+
+
+def require_dir(path: str | Path, what: str) -> Path:
+    """``path`` as a Path, or a clear error naming it and what was expected there."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what}: directory not found: {path}")
+    return path
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB image; FileNotFoundError / SampleReadError naming ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SampleReadError(path, "OpenCV could not decode the image (corrupt or truncated?)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def sample_rng() -> np.random.Generator:
+    """A NumPy generator seeded from torch's RNG: distinct per DataLoader worker and epoch, and
+    reproducible under ``lightning.seed_everything(..., workers=True)``."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+
+def to_tensors(sample: dict[str, Any]) -> dict[str, Any]:
+    """NumPy arrays and numbers of a sample dict → torch tensors (strings kept as they are)."""
+    out = {}
+    for key, value in sample.items():
+        if isinstance(value, np.ndarray):
+            out[key] = torch.from_numpy(np.ascontiguousarray(value))
+        elif isinstance(value, (bool, int, float, np.number, np.bool_)):
+            out[key] = torch.tensor(value)
+        else:
+            out[key] = value
+    return out
+
+
+def no_3d(num_joints: int, lead: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """The 3D/camera entries of a 2D-only sample: pose_mm ([T,] J, 3), depth ([T,] 2), camera (4,)
+    all zeros."""
+    return {
+        "pose_mm": np.zeros(lead + (num_joints, 3), np.float32),
+        "depth": np.zeros(lead + (2,), np.float32),
+        "camera": np.zeros(4, np.float32),
+    }
+
+
+class RobustDataset(Dataset):
+    """Wraps a map-style dataset: a sample that fails to load is logged, counted and replaced.
+
+    A failing index i is replaced by i+1, i+2, … (deterministic); after ``max_consecutive``
+    failures in a row a RuntimeError stops the run (the data is broken, not one file).
+    ``num_failures`` counts failures across DataLoader worker processes (a shared counter).
+    Attributes not found here are looked up on the wrapped dataset.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        max_consecutive: int = 16,
+        errors: tuple[type[BaseException], ...] = LOAD_ERRORS,
+    ):
+        self.dataset = dataset
+        self.max_consecutive = max_consecutive
+        self.errors = errors
+        self._failures = multiprocessing.Value("i", 0)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def num_failures(self) -> int:
+        """Samples replaced so far (all workers)."""
+        return int(self._failures.value)
+
+    def __getitem__(self, index: int) -> Any:
+        n = len(self.dataset)
+        last_error: BaseException | None = None
+        for attempt in range(self.max_consecutive):
+            i = (index + attempt) % n
+            try:
+                return self.dataset[i]
+            except self.errors as err:
+                last_error = err
+                with self._failures.get_lock():
+                    self._failures.value += 1
+                log.warning("%s: sample %d failed, replaced by the next one: %s",
+                            type(self.dataset).__name__, i, err)  # fmt: skip
+        raise RuntimeError(
+            f"{type(self.dataset).__name__}: {self.max_consecutive} consecutive samples failed "
+            f"from index {index}; the last error is chained below"
+        ) from last_error
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not yet set (unpickling): avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def clip_indices(
+    num_frames: int,
+    T: int,
+    mode: ClipMode,
+    subsample: int = 1,
+    rng: np.random.Generator | None = None,
+    step: int | None = None,
+) -> np.ndarray:
+    """(N, T) frame indices of the clips of a video of ``num_frames`` frames.
+
+    random: one clip at a random start (training); middle: the centred clip (single-clip
+    evaluation); multi: clips every ``step`` frames (default T // 2) covering the video, the last
+    one ending at the last frame. A video shorter than the clip span (T−1)·subsample + 1 is
+    stretched: one clip of T indices spread over the whole video (indices repeat).
+    """
+    if num_frames < 1:
+        raise ValueError(f"clip_indices: a video needs at least one frame, got {num_frames}")
+    span = (T - 1) * subsample + 1
+    offsets = np.arange(T) * subsample
+    if num_frames < span:
+        return np.round(np.linspace(0, num_frames - 1, T)).astype(np.int64)[None]
+    last = num_frames - span
+    if mode == "random":
+        rng = rng if rng is not None else np.random.default_rng()
+        starts = np.array([rng.integers(0, last + 1)])
+    elif mode == "middle":
+        starts = np.array([last // 2])
+    elif mode == "multi":
+        starts = np.arange(0, last + 1, step or max(1, T // 2))
+        starts = np.unique(np.append(starts, last))
+    else:
+        raise ValueError(f"clip_indices: unknown mode {mode!r} (random | middle | multi)")
+    return (starts[:, None] + offsets[None]).astype(np.int64)

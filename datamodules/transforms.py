@@ -1,0 +1,211 @@
+"""Crop geometry, augmentation and pose targets shared by every dataset reader.
+
+Alphabet: T frames, J joints, S crop side (``input_size``), H×W original image.
+
+Pixel convention: integer coordinates are pixel centres, 0-based, in the original image and in the
+crop alike (the convention of ``cv2.warpAffine``), so a joint at original pixel p lands at crop pixel
+``A @ (p, 1)`` exactly. The sample's ``crop`` entry is ``A / S``: original pixels → crop-normalised
+[0, 1] coordinates (the network's target is crop pixel / S, as in the official code).
+
+Augmentation is one affine matrix per sample (or per clip), composed from parameters sampled once:
+
+    A = out · flip · rotate · scale · (p − centre),   out: + S/2 + translation
+
+and applied with one ``cv2.warpAffine`` (bilinear) to every frame and with ``A`` to the joints.
+Albumentations is not used for the geometry on purpose: its keypoint pipeline would need a crop and
+an affine step (two resamplings), does not hand back the composed matrix that evaluation needs to map
+predictions back to original pixels, and drops or clips out-of-image keypoints instead of keeping
+them for the masking rules. The photometric "chpower" (per-channel gamma 0.9–1.1) has no
+albumentations equivalent (``RandomGamma`` draws one gamma for all channels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """One draw of the geometric + photometric augmentation (identity by default).
+
+    angle: degrees, counter-clockwise on screen; scale: window multiplier (>1 zooms out);
+    flip: horizontal mirror (joints swapped through the layout's ``flip``); shift: (tx, ty) in crop
+    pixels; chpower: per-channel gamma (R, G, B) applied to pix/255.
+    """
+
+    angle: float = 0.0
+    scale: float = 1.0
+    flip: bool = False
+    shift: tuple[float, float] = (0.0, 0.0)
+    chpower: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class AugmentRanges:
+    """Training ranges (official values in SPEC: MPII angle 40, scales (0.7, 1, 1.3); H36M 10,
+    (0.8, 1, 1.2); Penn 30, (0.7, 1, 1.3), translate 40). ``translate`` is in crop pixels."""
+
+    angle: float = 0.0
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = True
+    translate: float = 0.0
+    chpower: tuple[float, float] | None = (0.9, 1.1)
+
+    def sample(self, rng: np.random.Generator) -> AugmentParams:
+        lo, hi = self.chpower or (1.0, 1.0)
+        return AugmentParams(
+            angle=float(rng.uniform(-self.angle, self.angle)),
+            scale=float(rng.choice(np.asarray(self.scales, dtype=float))),
+            flip=bool(self.flip and rng.random() < 0.5),
+            shift=tuple(float(v) for v in rng.uniform(-self.translate, self.translate, 2)),
+            chpower=tuple(float(v) for v in rng.uniform(lo, hi, 3)),
+        )
+
+
+def crop_matrix(
+    center: Sequence[float] | np.ndarray,
+    window: float | np.ndarray,
+    size: int,
+    params: AugmentParams = AugmentParams(),
+) -> np.ndarray:
+    """(…, 2, 3) affine original pixels → crop pixels of an S×S crop.
+
+    center (…, 2) and window (…,) (side of the square window in original pixels, before the
+    augmentation scale) may carry a leading T for per-frame crops; the same ``params`` apply to all.
+    """
+    center = np.asarray(center, dtype=np.float64)
+    window = np.asarray(window, dtype=np.float64) * params.scale
+    theta = np.deg2rad(params.angle)
+    rot = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    if params.flip:
+        rot = np.diag([-1.0, 1.0]) @ rot
+    lead = np.broadcast_shapes(center.shape[:-1], window.shape)
+    lin = np.broadcast_to(rot * (size / window)[..., None, None], lead + (2, 2))  # (…, 2, 2)
+    offset = size / 2.0 + np.asarray(params.shift, dtype=np.float64)
+    trans = offset - np.einsum("...ij,...j->...i", lin, center)
+    return np.concatenate([lin, trans[..., None]], axis=-1)
+
+
+def apply_affine(matrix, points):
+    """Map points (…, 2) through affine (…, 2, 3); works on NumPy arrays and torch tensors."""
+    return (matrix[..., :2] @ points.swapaxes(-1, -2)).swapaxes(-1, -2) + matrix[..., None, :, 2]
+
+
+def invert_affine(matrix):
+    """(…, 2, 3) inverse of an affine (closed-form 2×2 inverse; NumPy or torch)."""
+    a, b, tx = matrix[..., 0, 0], matrix[..., 0, 1], matrix[..., 0, 2]
+    c, d, ty = matrix[..., 1, 0], matrix[..., 1, 1], matrix[..., 1, 2]
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    rows = [
+        [ia, ib, -(ia * tx + ib * ty)],
+        [ic, id_, -(ic * tx + id_ * ty)],
+    ]
+    if isinstance(matrix, np.ndarray):
+        return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    import torch
+
+    return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
+
+
+def normalized_crop(matrix_px: np.ndarray, size: int) -> np.ndarray:
+    """The sample's ``crop`` entry: original pixels → crop-normalised [0, 1] (float32)."""
+    return (matrix_px / size).astype(np.float32)
+
+
+def to_crop(points_px, crop):
+    """Original pixels (…, J, 2) → crop-normalised coordinates through ``crop`` (…, 2, 3)."""
+    return apply_affine(crop, points_px)
+
+
+def to_pixels(points_norm, crop):
+    """Crop-normalised predictions (…, J, 2) → original-image pixels (inverse of ``crop``)."""
+    return apply_affine(invert_affine(crop), points_norm)
+
+
+def warp(frames: np.ndarray, matrix_px: np.ndarray, size: int) -> np.ndarray:
+    """Crop uint8 frames ([T,] H, W, 3) with affine(s) ([T,] 2, 3) → ([T,] S, S, 3), bilinear,
+    black outside the image."""
+    single = frames.ndim == 3
+    frames = frames[None] if single else frames
+    mats = np.broadcast_to(matrix_px, (len(frames), 2, 3))
+    out = np.stack(
+        [
+            cv2.warpAffine(f, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+            for f, m in zip(frames, mats)
+        ]
+    )
+    return out[0] if single else out
+
+
+def normalize_image(image: np.ndarray, chpower: Sequence[float] | None = None) -> np.ndarray:
+    """uint8 ([T,] H, W, 3) → float32 ([T,] 3, H, W) in [−1, 1]: (pix/255)^gamma_c − 0.5)·2."""
+    x = image.astype(np.float32) / 255.0
+    if chpower is not None:
+        x = x ** np.asarray(chpower, dtype=np.float32)
+    x = (x - 0.5) * 2.0
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+
+def pose_targets(joints_px: np.ndarray, valid: np.ndarray, crop: np.ndarray):
+    """Masked network targets from original-pixel joints.
+
+    joints_px (…, J, 2|3): x, y in original pixels (+ z already normalised for 3D samples);
+    valid (…, J) annotated; crop (…, 2, 3) from :func:`normalized_crop`.
+    Returns pose (…, J, 3) float32 (z = 0 for 2D), pose_valid (…, J, 3) bool (x, y valid iff
+    annotated and inside (0, 1); z valid iff x, y valid, the sample is 3D and z ≥ 0),
+    visible (…, J) float32 (1 iff x, y valid).
+    """
+    joints_px = np.asarray(joints_px, dtype=np.float64)
+    xy = to_crop(joints_px[..., :2], np.asarray(crop, dtype=np.float64))
+    inside = np.all((xy > 0.0) & (xy < 1.0), axis=-1) & np.asarray(valid, dtype=bool)
+    is_3d = joints_px.shape[-1] == 3
+    z = joints_px[..., 2] if is_3d else np.zeros(xy.shape[:-1])
+    z_valid = inside & (z >= 0.0) if is_3d else np.zeros_like(inside)
+    pose = np.concatenate([xy, z[..., None]], axis=-1).astype(np.float32)
+    pose = np.where(inside[..., None], pose, 0.0).astype(np.float32)
+    pose_valid = np.stack([inside, inside, z_valid], axis=-1)
+    return pose, pose_valid, inside.astype(np.float32)
+
+
+def crop_sample(
+    frames: np.ndarray | None,
+    joints_px: np.ndarray,
+    valid: np.ndarray,
+    center: Sequence[float] | np.ndarray,
+    window: float | np.ndarray,
+    size: int,
+    flip_perm: np.ndarray,
+    params: AugmentParams = AugmentParams(),
+) -> dict[str, np.ndarray]:
+    """Crop, augment and mask one sample or clip: the geometric part of the sample contract.
+
+    frames: uint8 ([T,] H, W, 3) or None (poses only, no ``image`` key); joints_px ([T,] J, 2|3);
+    valid ([T,] J). With ``params.flip`` the joints are mirrored by the matrix *and* re-indexed with
+    ``flip_perm`` so that index j stays the layout's joint j; ``pose_px`` is re-indexed the same way
+    so that predictions mapped back through ``crop`` compare with it directly.
+    Returns image, pose, pose_valid, visible, crop, pose_px, pose_px_valid.
+    """
+    joints_px = np.asarray(joints_px, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool)
+    if params.flip:
+        joints_px, valid = joints_px[..., flip_perm, :], valid[..., flip_perm]
+    lead = joints_px.shape[:-2]
+    matrix = crop_matrix(center, window, size, params)
+    crop = np.broadcast_to(normalized_crop(matrix, size), lead + (2, 3)).copy()
+    pose, pose_valid, visible = pose_targets(joints_px, valid, crop)
+    out = {
+        "pose": pose,
+        "pose_valid": pose_valid,
+        "visible": visible,
+        "crop": crop,
+        "pose_px": joints_px[..., :2].astype(np.float32),
+        "pose_px_valid": valid,
+    }
+    if frames is not None:
+        out["image"] = normalize_image(warp(frames, matrix, size), params.chpower)
+    return out

@@ -1,0 +1,137 @@
+"""Official Keras weights (.h5, dluvizon/deephar) → our PyTorch state dicts.
+
+Public API:
+- ``keras_state_dict(module, h5_path, cfg=None) -> dict[str, Tensor]``: converted state dict.
+- ``load_keras_weights(module, h5_path, cfg=None) -> dict[str, Tensor]``: the same, loaded.
+- ``build_network(model_name, blocks=None) -> (nn.Module, NetworkConfig)``.
+- ``convert_file(h5_path, out_path, model_name, blocks=None) -> Path``: writes
+  ``{"model", "config", "state_dict", "source"}`` with ``torch.save``.
+- ``main(argv)``: ``python -m deephar.convert weights.h5 out.pt --model mpii|h36m|penn|ntu
+  [--blocks K]``.
+
+Extension point for the action models: ``deephar.convert.action.merge_plan(model, cfg, kfile)
+-> ConversionPlan``; it combines ``pose.merge_pose_plan(cfg, prefix)`` for the pose part with
+``GroupPlan``s of its own (see ``mapping.py``). The driver ``mapping.convert_plans`` enforces that
+every key is filled exactly once, every shape matches and every Keras group is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from deephar.config import PRESETS, NetworkConfig
+from deephar.convert.keras_h5 import KerasWeightFile
+from deephar.convert.mapping import ConversionPlan, convert_plans
+from deephar.convert.pose import merge_pose_plan, pose_plan
+from deephar.models.pose import PoseNet
+
+POSE_MODELS = ("mpii", "h36m")
+ACTION_MODELS = ("penn", "ntu")
+
+
+def is_merge_file(kfile: KerasWeightFile) -> bool:
+    """Whether the file holds an official action (merge) model: its pose network is split into
+    time-distributed groups."""
+    return "td_Stem" in kfile.layer_names
+
+
+def build_plan(module: nn.Module, cfg: NetworkConfig, kfile: KerasWeightFile) -> ConversionPlan:
+    """The plan filling ``module`` from ``kfile``.
+
+    - ``PoseNet`` from a pose-model file: every group; from a merge file: its pose network only.
+    - ``DeepHAR`` (``models.multitask``; keys ``pose.*``, ``action.*``) from a merge file: pose
+      part here, action part from ``convert.action.action_plans``; from a pose-model file: only
+      when it has no action head.
+    """
+    merge = is_merge_file(kfile)
+    if isinstance(module, PoseNet):
+        plan = merge_pose_plan(cfg, "") if merge else pose_plan(cfg)
+        plan.ignore_unused = merge
+        return plan
+    head = getattr(module, "action", None)
+    if not merge:
+        if head is not None:
+            raise ValueError(f"{kfile.path}: a pose-model file, but the model has an action head")
+        return pose_plan(cfg, prefix="pose.")
+    from deephar.convert import action  # the action models' part (lazy)
+
+    plan = merge_pose_plan(cfg, "pose.")
+    if head is None:
+        plan.ignore_unused = True
+    else:
+        plan.groups += action.action_plans(kfile, head, prefix="action")
+    return plan
+
+
+def keras_state_dict(
+    module: nn.Module, h5_path: str | Path, cfg: NetworkConfig | None = None
+) -> dict[str, Tensor]:
+    """Convert ``h5_path`` for ``module`` (whose ``cfg`` is used when none is given)."""
+    cfg = cfg if cfg is not None else module.cfg
+    with KerasWeightFile(h5_path) as kfile:
+        return convert_plans(kfile, build_plan(module, cfg, kfile), module)
+
+
+def load_keras_weights(
+    module: nn.Module, h5_path: str | Path, cfg: NetworkConfig | None = None
+) -> dict[str, Tensor]:
+    """Convert and load (strict) into ``module``; returns the state dict."""
+    state = keras_state_dict(module, h5_path, cfg)
+    module.load_state_dict(state)
+    return state
+
+
+def build_network(model_name: str, blocks: int | None = None) -> tuple[nn.Module, NetworkConfig]:
+    """The network of a published configuration (``PRESETS``), optionally with K = ``blocks``."""
+    if model_name not in PRESETS:
+        raise ValueError(f"unknown model {model_name!r}; choose from {sorted(PRESETS)}")
+    cfg = PRESETS[model_name]
+    if blocks is not None:
+        cfg = cfg.with_(pose_blocks=blocks)
+    if model_name in POSE_MODELS:
+        return PoseNet(cfg), cfg
+    from deephar.models.multitask import build_model  # lazy: the action models
+
+    return build_model(cfg), cfg
+
+
+def convert_file(
+    h5_path: str | Path, out_path: str | Path, model_name: str, blocks: int | None = None
+) -> Path:
+    """Convert an official weight file into a ``torch.save`` checkpoint at ``out_path``."""
+    module, cfg = build_network(model_name, blocks)
+    state = keras_state_dict(module, h5_path, cfg)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model": model_name,
+        "config": dataclasses.asdict(cfg),
+        "state_dict": state,
+        "source": str(h5_path),
+    }
+    torch.save(payload, out_path)
+    return out_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deephar.convert", description="Convert official deephar Keras weights."
+    )
+    parser.add_argument("weights", type=Path, help="Keras .h5 weight file")
+    parser.add_argument("out", type=Path, help="output .pt file")
+    parser.add_argument("--model", required=True, choices=sorted(PRESETS))
+    parser.add_argument("--blocks", type=int, default=None, help="pose blocks K (default: preset)")
+    args = parser.parse_args(argv)
+    try:
+        out = convert_file(args.weights, args.out, args.model, args.blocks)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0

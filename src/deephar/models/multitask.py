@@ -1,0 +1,113 @@
+"""The whole multitask network: one stem (the backbone), the pose network, the action head.
+
+For a clip, the pose network runs time-distributed (the T frames as B·T images); the action head
+reads its last block — pose, joint probabilities and probability maps — and the appearance
+features of the first reception block (official ``action.build_merge_model``).
+
+Legend: B batch, T frames, J joints, D 2|3, C channels, H×W map size, Nd depth bins, A actions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from deephar.config import NetworkConfig
+from deephar.models.action import ActionHead, appearance_features
+from deephar.models.pose import PoseNet, map_pose_output
+from deephar.models.stem import STEM_CHANNELS, Stem
+from deephar.outputs import ActionOutput, PoseOutput
+from deephar.soft_argmax import spatial_softmax, split_volumetric
+
+# Official action-model joint probability: sigmoid(4·max h_j) in 2D, sigmoid(2·(max hxy + max hz))
+# in 3D — sharper than the pose model's visibility.
+PROB_GAIN = {2: 4.0, 3: 2.0}
+
+
+def joint_probability(logits: Tensor, num_joints: int, dim: int) -> Tensor:
+    """Heat-map logits (N, N_h, H, W) of the last pose block → (N, J) joint probabilities."""
+    if dim == 2:
+        score = logits[:, :num_joints].amax(dim=(-2, -1))
+    else:
+        hxy, hz = split_volumetric(logits, num_joints)
+        score = hxy.amax(dim=(-2, -1)) + hz.amax(dim=-1)
+    return torch.sigmoid(PROB_GAIN[dim] * score)
+
+
+class DeepHAR(nn.Module):
+    """Stem → pose network (K blocks) → action head (pose and appearance branches, aggregation).
+
+    ``backbone`` is the stem, registered once (under ``pose.stem``) so the state dict has one copy.
+    ``action`` is None for pose-only configurations (``cfg.num_actions == 0``).
+    """
+
+    def __init__(self, cfg: NetworkConfig, stem: Stem | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pose = PoseNet(cfg, stem=stem if stem is not None else Stem())
+        self.action = (
+            ActionHead(cfg.dim, cfg.num_actions, STEM_CHANNELS, cfg.pose_branch, cfg.action_blocks)
+            if cfg.num_actions > 0
+            else None
+        )
+        self.pose_frozen = False
+
+    @property
+    def backbone(self) -> Stem:
+        """The shared entry flow (the very object inside ``pose``)."""
+        return self.pose.stem
+
+    def forward(self, x: Tensor) -> PoseOutput | ActionOutput:
+        """(B, 3, H, W) images → pose; (B, T, 3, H, W) clips → action."""
+        return self.forward_pose(x) if x.ndim == 4 else self.forward_clip(x)
+
+    def forward_pose(self, images: Tensor) -> PoseOutput:
+        """(B, 3, H, W) in [−1, 1] → per-block pose outputs."""
+        return self.pose(images)
+
+    def forward_clip(self, clips: Tensor) -> ActionOutput:
+        """(B, T, 3, H, W) in [−1, 1] → action logits of both branches and their aggregate, with
+        the time-distributed pose outputs (B, T, ...) in ``poses``."""
+        head = self._head()
+        if clips.ndim != 5 or clips.shape[2] != 3:
+            raise ValueError(
+                f"forward_clip expects (B, T, 3, H, W) clips, got {tuple(clips.shape)}"
+            )
+        b, t = clips.shape[:2]
+        out = self.pose(clips.flatten(0, 1))  # frames as B·T images
+        h = out.logits[-1]  # (B·T, N_h, H, W)
+        prob = joint_probability(h, self.cfg.num_joints, self.cfg.dim).unflatten(0, (b, t))
+        pose = out.pose[-1].unflatten(0, (b, t))  # (B, T, J, D)
+        feats = appearance_features(out.features, spatial_softmax(out.heatmaps[-1]), t)
+        p, v, m = head(pose, prob, feats)
+        poses = map_pose_output(out, lambda x: x.unflatten(0, (b, t)))
+        return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m, poses=poses)
+
+    def forward_action_from_poses(self, pose: Tensor, prob: Tensor) -> ActionOutput:
+        """Pose branch only, on given poses (annotations, Kinect skeletons): pose (B, T, J, D),
+        prob (B, T, J) (1 for valid joints, 0 otherwise)."""
+        p, v, m = self._head()(pose, prob)
+        return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m)
+
+    def freeze_pose(self, frozen: bool = True) -> None:
+        """Freeze (or release) the stem and pose blocks; frozen BNs keep their moving statistics."""
+        self.pose_frozen = frozen
+        for param in self.pose.parameters():
+            param.requires_grad_(not frozen)
+        self.pose.train(self.training and not frozen)
+
+    def train(self, mode: bool = True) -> DeepHAR:
+        super().train(mode)
+        if self.pose_frozen:
+            self.pose.eval()
+        return self
+
+    def _head(self) -> ActionHead:
+        if self.action is None:
+            raise RuntimeError("this network has no action head (cfg.num_actions == 0)")
+        return self.action
+
+
+def build_model(cfg: NetworkConfig) -> DeepHAR:
+    """The network for ``cfg``: pose-only when ``cfg.num_actions == 0``, else the merge model."""
+    return DeepHAR(cfg)

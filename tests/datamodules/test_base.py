@@ -1,0 +1,109 @@
+"""Robust loading, clip sampling and image reading of datamodules.base."""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.base import RobustDataset, SampleReadError, clip_indices, read_image, to_tensors
+
+
+class Flaky(Dataset):
+    """Items are their index; indices in ``bad`` raise like a corrupt file would."""
+
+    def __init__(self, n: int, bad: set[int]):
+        self.n, self.bad = n, bad
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        if i in self.bad:
+            raise SampleReadError(f"/data/img_{i}.jpg", "truncated")
+        return i
+
+
+def test_corrupt_sample_is_replaced_logged_and_counted(caplog):
+    data = RobustDataset(Flaky(6, {2, 3}))
+    with caplog.at_level(logging.WARNING):
+        assert [data[i] for i in range(6)] == [0, 1, 4, 4, 4, 5]
+    assert data.num_failures == 3  # 2 and 3 while serving item 2, then 3 again for item 3
+    assert "/data/img_2.jpg" in caplog.text and "truncated" in caplog.text
+
+
+def test_replacement_wraps_around_and_gives_up():
+    assert RobustDataset(Flaky(3, {2}))[2] == 0
+    with pytest.raises(RuntimeError, match="consecutive") as info:
+        RobustDataset(Flaky(10, set(range(10))), max_consecutive=4)[0]
+    assert "img_3.jpg" in str(info.value.__cause__)
+
+
+def test_code_errors_are_not_swallowed():
+    class Buggy(Flaky):
+        def __getitem__(self, i):
+            raise TypeError("a bug, not a corrupt file")
+
+    with pytest.raises(TypeError):
+        RobustDataset(Buggy(3, set()))[0]
+
+
+def test_failures_counted_across_workers():
+    data = RobustDataset(Flaky(8, {1, 5}))
+    items = torch.cat(list(DataLoader(data, batch_size=2, num_workers=2))).tolist()
+    assert items == [0, 2, 2, 3, 4, 6, 6, 7]
+    assert data.num_failures == 2
+    assert len(data) == 8 and data.bad == {1, 5}  # attributes forwarded
+
+
+def test_clip_indices_modes():
+    rng = np.random.default_rng(0)
+    rand = clip_indices(50, 8, "random", subsample=2, rng=rng)
+    assert rand.shape == (1, 8) and rand.max() < 50
+    np.testing.assert_array_equal(np.diff(rand[0]), 2)
+    middle = clip_indices(50, 8, "middle", subsample=2)
+    span = 7 * 2 + 1
+    assert middle[0, 0] == (50 - span) // 2
+    multi = clip_indices(50, 8, "multi")
+    np.testing.assert_array_equal(multi[:, 0], [0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 42])
+    assert multi[-1, -1] == 49
+    assert clip_indices(50, 8, "multi", step=20)[:, 0].tolist() == [0, 20, 40, 42]
+
+
+def test_short_video_is_stretched():
+    for mode in ("random", "middle", "multi"):
+        clip = clip_indices(5, 16, mode, subsample=2, rng=np.random.default_rng(1))
+        assert clip.shape == (1, 16)
+        assert clip[0, 0] == 0 and clip[0, -1] == 4
+        assert np.all(np.diff(clip[0]) >= 0) and set(clip[0]) == set(range(5))
+
+
+def test_clip_indices_bad_input():
+    with pytest.raises(ValueError, match="mode"):
+        clip_indices(20, 4, "everything")
+    with pytest.raises(ValueError, match="frame"):
+        clip_indices(0, 4, "middle")
+
+
+def test_read_image_rgb_and_clear_errors(tmp_path):
+    bgr = np.zeros((4, 5, 3), np.uint8)
+    bgr[..., 0] = 200  # blue in OpenCV's order
+    cv2.imwrite(str(tmp_path / "a.png"), bgr)
+    rgb = read_image(tmp_path / "a.png")
+    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0, 2] == 200 and rgb[0, 0, 0] == 0
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        read_image(tmp_path / "missing.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(SampleReadError, match="broken.jpg"):
+        read_image(tmp_path / "broken.jpg")
+
+
+def test_to_tensors_dtypes():
+    out = to_tensors({"a": np.zeros(3, np.float32), "action": np.int64(-1), "name": "x"})
+    assert out["a"].dtype == torch.float32 and out["action"].dtype == torch.int64
+    assert out["name"] == "x"

@@ -1,0 +1,186 @@
+"""MixedRatioDataModule: fixed per-source counts, epoch length, independent cycling, DDP sharding."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from datamodules.mixed import MixedCollate, MixedRatioDataModule, default_steps, split_counts
+
+
+class Tiny(Dataset):
+    """n samples named "<name>/<i>"; clips carry a leading T = 3."""
+
+    def __init__(self, name: str, n: int, clip: bool = False):
+        self.name, self.n, self.clip = name, n, clip
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        sample = {"dataset": self.name, "sample_id": f"{self.name}/{i}"}
+        sample["pose"] = torch.full((3, 4, 3) if self.clip else (4, 3), float(i))
+        if self.clip:
+            sample["video_id"] = f"{self.name}/v{i // 2}"
+        return sample
+
+
+def _module(sizes, shares, batch_size, steps=None, **kwargs):
+    train = {name: Tiny(name, n) for name, n in sizes.items()}
+    return MixedRatioDataModule(train, shares, batch_size, steps_per_epoch=steps, **kwargs)
+
+
+def _epoch_ids(loader, epoch=0):
+    loader.sampler.set_epoch(epoch)
+    return [batch["sample_id"] for batch in loader]
+
+
+# ---- counts ----
+def test_split_counts_largest_remainder():
+    # 45/45/10 of 24: quotas 10.8/10.8/2.4 → floors 10/10/2, the 2 leftovers go to the 0.8s
+    assert split_counts({"a": 45, "b": 45, "c": 10}, 24) == {"a": 11, "b": 11, "c": 2}
+    # 1/1/1 of 4: quotas 1.33 each, one leftover → the first source (ties keep source order)
+    assert split_counts({"a": 1, "b": 1, "c": 1}, 4) == {"a": 2, "b": 1, "c": 1}
+    # counts given directly are kept
+    assert split_counts({"a": 5, "b": 3}, 8) == {"a": 5, "b": 3}
+    assert split_counts({"a": 0.5, "b": 0.25, "c": 0.25}, 6) == {"a": 3, "b": 2, "c": 1}
+    with pytest.raises(ValueError, match=r"\['b'\] get 0"):
+        split_counts({"a": 99, "b": 1}, 4)
+
+
+def test_every_batch_has_the_configured_counts():
+    dm = _module({"a": 50, "b": 7, "c": 30}, {"a": 45, "b": 45, "c": 10}, 24, steps=9)
+    loader = dm.train_dataloader()
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)
+        batches = list(loader)
+        assert len(batches) == 9
+        for batch in batches:
+            assert Counter(batch["dataset"]) == {"a": 11, "b": 11, "c": 2}
+            # laid out in source order, the sample ids matching their source
+            assert batch["dataset"] == ["a"] * 11 + ["b"] * 11 + ["c"] * 2
+            assert all(s.startswith(d + "/") for s, d in zip(batch["sample_id"], batch["dataset"]))
+            assert batch["pose"].shape == (24, 4, 3)
+
+
+def test_epoch_length_configured_and_official_default():
+    dm = _module({"a": 10, "b": 3}, {"a": 3, "b": 1}, 4, steps=5)
+    assert len(dm.train_dataloader()) == 5
+    # official: max(ceil(10 / 3), ceil(3 / 1)) = 4 steps; on 2 ranks max(ceil(5/3), ceil(2/1)) = 2
+    assert default_steps([10, 3], [3, 1]) == 4 and default_steps([10, 3], [3, 1], 2) == 2
+    loader = _module({"a": 10, "b": 3}, {"a": 3, "b": 1}, 4).train_dataloader()
+    assert len(loader) == 4 and len(list(loader)) == 4
+
+
+def test_sources_cycle_independently_with_a_reshuffle_per_pass():
+    dm = _module({"big": 100, "small": 5}, {"big": 2, "small": 2}, 4, steps=10)
+    ids = [i for batch in _epoch_ids(dm.train_dataloader()) for i in batch]
+    small = [i for i in ids if i.startswith("small/")]
+    big = [i for i in ids if i.startswith("big/")]
+    assert len(small) == 20
+    passes = [small[k : k + 5] for k in range(0, 20, 5)]
+    assert all(sorted(p) == [f"small/{i}" for i in range(5)] for p in passes)  # full passes
+    assert len({tuple(p) for p in passes}) > 1  # re-shuffled between passes
+    assert len(set(big)) == 20  # the big source is not exhausted: no repeats
+
+
+def test_order_is_seeded_and_changes_with_the_epoch():
+    loader = _module({"a": 40, "b": 40}, {"a": 1, "b": 1}, 4, steps=5, seed=3).train_dataloader()
+    assert _epoch_ids(loader, 0) == _epoch_ids(loader, 0)
+    assert _epoch_ids(loader, 0) != _epoch_ids(loader, 1)
+    other = _module({"a": 40, "b": 40}, {"a": 1, "b": 1}, 4, steps=5, seed=4).train_dataloader()
+    assert _epoch_ids(other, 0) != _epoch_ids(loader, 0)
+
+
+def test_simulated_ddp_ranks_draw_disjoint_samples_with_the_same_counts():
+    sizes, shares = {"a": 41, "b": 9}, {"a": 3, "b": 1}
+    seen = []
+    for rank in (0, 1):
+        dm = _module(sizes, shares, 4, steps=12, rank=rank, world_size=2)
+        loader = dm.train_dataloader()
+        assert isinstance(loader.sampler, DistributedSampler)  # Lightning will not replace it
+        loader.sampler.set_epoch(2)
+        batches = list(loader)
+        assert all(Counter(b["dataset"]) == {"a": 3, "b": 1} for b in batches)
+        seen.append({i for b in batches for i in b["sample_id"]})
+    assert not seen[0] & seen[1]
+    # 12 steps × 1 "b" per rank > 9/2 samples: every "b" sample is drawn by one of the ranks
+    assert {i for s in seen for i in s if i.startswith("b/")} == {f"b/{i}" for i in range(9)}
+
+
+def test_groups_keep_images_and_clips_apart():
+    train = {"mpii": Tiny("mpii", 10), "h36m": Tiny("h36m", 10), "penn": Tiny("penn", 6, clip=True)}
+    groups = {"pose": ["mpii", "h36m"], "action": ["penn"]}
+    dm = MixedRatioDataModule(train, {"mpii": 2, "h36m": 2, "penn": 1}, 5, 3, groups=groups)
+    for batch in dm.train_dataloader():
+        assert set(batch) == {"pose", "action"}
+        assert batch["pose"]["pose"].shape == (4, 4, 3)
+        assert batch["pose"]["dataset"] == ["mpii", "mpii", "h36m", "h36m"]
+        assert (
+            batch["action"]["pose"].shape == (1, 3, 4, 3) and len(batch["action"]["video_id"]) == 1
+        )
+    ungrouped = MixedRatioDataModule(train, {"mpii": 2, "h36m": 2, "penn": 1}, 5, 3)
+    with pytest.raises(ValueError, match="different keys"):
+        next(iter(ungrouped.train_dataloader()))
+    with pytest.raises(ValueError, match="exactly once"):
+        MixedCollate({"a": 1, "b": 1}, {"x": ["a"]})
+
+
+def test_eval_loaders_per_dataset():
+    dm = _module(
+        {"a": 8}, {"a": 1}, 4, val={"a": Tiny("a", 5), "b": Tiny("b", 3)}, eval_batch_size=2
+    )
+    loaders = dm.val_dataloader()
+    assert dm.val_names == ["a", "b"] and [len(d) for d in loaders] == [3, 2]
+    assert dm.test_dataloader() == []
+
+
+def test_bad_configuration_is_reported():
+    with pytest.raises(ValueError, match="differ"):
+        _module({"a": 4}, {"b": 1}, 2)
+    with pytest.raises(ValueError, match="cannot feed 2 ranks"):
+        _module({"a": 4, "b": 1}, {"a": 1, "b": 1}, 2, rank=0, world_size=2).train_dataloader()
+
+
+# ---- a real 2-process DDP run (gloo on CPU) through the Trainer ----
+class RecordIds(pl.LightningModule):
+    def __init__(self, out_dir: str):
+        super().__init__()
+        self.out_dir, self.ids = out_dir, []
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, batch_idx):
+        self.ids.append(batch["sample_id"])
+        return (batch["pose"].mean() * self.weight) ** 2
+
+    def on_train_end(self):
+        path = f"{self.out_dir}/rank{self.global_rank}.json"
+        with open(path, "w") as f:
+            json.dump(self.ids, f)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.slow
+def test_ddp_spawn_ranks_see_disjoint_samples(tmp_path, monkeypatch):
+    # the spawned workers unpickle this module's classes: make `tests.…` importable there
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
+    dm = _module({"a": 40, "b": 10}, {"a": 3, "b": 1}, 4, steps=4)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(RecordIds(str(tmp_path)), datamodule=dm)
+    per_rank = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for batches in per_rank:
+        assert len(batches) == 4
+        assert all(Counter(i.split("/")[0] for i in b) == {"a": 3, "b": 1} for b in batches)
+    seen = [{i for b in batches for i in b} for batches in per_rank]
+    assert not seen[0] & seen[1]

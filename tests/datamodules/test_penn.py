@@ -1,0 +1,171 @@
+"""Penn Action reader: every real label sample (../shared) and tiny folders in tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from datamodules.check import check_penn
+from datamodules.layouts import PA16J, PENN, index_map
+from datamodules.penn import ACTIONS, PennActionDataset, clip_box, load_label
+from datamodules.sample import missing_keys
+
+S, T = 64, 4
+
+
+# --- real samples --------------------------------------------------------------------------------
+
+
+def test_every_real_label_loads(samples_dir: Path):
+    files = sorted((samples_dir / "penn_action").glob("*.mat"))
+    assert len(files) == 15
+    for path in files:
+        raw = scipy.io.loadmat(str(path))
+        video = load_label(path)
+        n = int(raw["nframes"][0, 0])
+        assert video.joints.shape == (n, 13, 2) and video.joints.dtype == np.float64
+        assert video.bbox.shape == (n, 4) and video.action == ACTIONS.index(raw["action"][0])
+        assert video.train == (raw["train"][0, 0] == 1)
+        assert video.image_hw == tuple(int(v) for v in raw["dimensions"][0, :2])
+
+
+def test_real_quirks(samples_dir: Path):
+    penn = samples_dir / "penn_action"
+    small = scipy.io.loadmat(str(penn / "0115.mat"))
+    assert small["x"].dtype == np.uint8  # would wrap around without a cast
+    video = load_label(penn / "0115.mat")
+    np.testing.assert_allclose(video.joints[..., 0], small["x"].astype(float) - 1.0)
+    short = load_label(penn / "1154.mat")  # bbox one row short: last row repeated
+    np.testing.assert_array_equal(short.bbox[-1], short.bbox[-2])
+    invisible = load_label(penn / "1516.mat")
+    assert not invisible.valid.any()
+    center, window = clip_box(invisible.joints, invisible.valid, invisible.image_hw)
+    assert window == max(invisible.image_hw)  # the whole image
+    zeros = load_label(penn / "0449.mat")
+    raw = scipy.io.loadmat(str(penn / "0449.mat"))
+    zero = (raw["x"] == 0) | (raw["y"] == 0)
+    assert zero.any() and not zeros.valid[zero].any()
+    np.testing.assert_array_equal(zeros.valid, (raw["visibility"] > 0) & ~zero)
+
+
+def test_clip_box_rule():
+    joints = np.zeros((5, 13, 2))
+    valid = np.zeros((5, 13), bool)
+    joints[0, :2], valid[0, :2] = [[10, 10], [30, 20]], True  # first frame: 20×10 box
+    joints[4, :2], valid[4, :2] = [[50, 10], [60, 14]], True  # last frame: 10×4 box
+    joints[1, :2], valid[1, :2] = [[500, 500], [600, 600]], True  # not a key frame: ignored
+    center, window = clip_box(joints, valid, (100, 100))
+    # ×1.5 about each box centre: x ∈ [5, 35] ∪ [47.5, 62.5], y ∈ [7.5, 22.5] ∪ [9, 15].
+    np.testing.assert_allclose(center, [(5 + 62.5) / 2, 15.0])
+    assert window == pytest.approx(57.5)
+    _, tiny = clip_box(joints[:1] * 0 + 5, valid[:1], (100, 100))
+    assert tiny == 32.0
+
+
+# --- tiny folders ------------------------------------------------------------------------------
+
+
+def write_video(root: Path, vid: str, n: int, train: int, action: str, frames: bool = True):
+    rng = np.random.default_rng(int(vid))
+    x = rng.uniform(30, 50, (n, 13))
+    y = rng.uniform(20, 40, (n, 13))
+    vis = np.ones((n, 13), np.uint8)
+    vis[:, 0] = 0  # head never visible
+    label = {
+        "action": action, "pose": "side", "x": x, "y": y, "visibility": vis,
+        "train": np.array([[train]], np.int32), "bbox": np.tile([25.0, 15.0, 55.0, 45.0], (n, 1)),
+        "dimensions": np.array([[60, 80, n]], np.uint16), "nframes": np.array([[n]], np.uint8),
+    }  # fmt: skip
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(str(root / "labels" / f"{vid}.mat"), label)
+    if frames:
+        folder = root / "frames" / vid
+        folder.mkdir(parents=True)
+        for f in range(n):
+            image = np.full((60, 80, 3), 10 * f, np.uint8)
+            cv2.imwrite(str(folder / f"{f + 1:06d}.jpg"), image)
+    return x, y
+
+
+@pytest.fixture()
+def penn_root(tmp_path: Path) -> Path:
+    write_video(tmp_path, "0001", 12, 1, "squat")
+    write_video(tmp_path, "0002", 3, -1, "bowl")
+    write_video(tmp_path, "0003", 20, -1, "pushup")
+    return tmp_path
+
+
+def test_tiny_folder_images_mode(penn_root: Path):
+    train = PennActionDataset(penn_root, "train", clip_length=T, input_size=S)
+    assert len(train) == 1
+    sample = train[0]
+    assert missing_keys(sample, clip=True) == []
+    assert sample["image"].shape == (T, 3, S, S) and sample["image"].dtype == torch.float32
+    assert sample["pose"].shape == (T, 16, 3) and sample["crop"].shape == (T, 2, 3)
+    assert sample["action"].item() == ACTIONS.index("squat") and sample["video_id"] == "0001"
+    assert sample["pck_ref"].shape == (T,) and torch.all(sample["pck_ref"] == 30.0)
+    missing = [PA16J.index(j) for j in ("pelvis", "thorax", "neck", "head")]
+    assert not sample["pose_valid"][:, missing].any()
+
+
+def test_tiny_folder_test_clips(penn_root: Path):
+    test = PennActionDataset(penn_root, "test", clip_length=T, input_size=S, subsample=1)
+    assert [test[i]["video_id"] for i in range(len(test))] == ["0002", "0003"]
+    stretched = test[0]  # 3 frames → T = 4 indices: a frame repeats
+    assert stretched["image"].shape == (T, 3, S, S)
+    multi = PennActionDataset(penn_root, "test", clip_length=T, clip_sampling="multi",
+                              subsample=2, input_size=S)  # fmt: skip
+    ids = [multi[i]["video_id"] for i in range(len(multi))]
+    assert ids.count("0002") == 1 and ids.count("0003") > 2
+    # Unaugmented: brightness of each crop follows its frame (10·f) → frame indices step by 2.
+    means = [multi[ids.index("0003")]["image"][t].mean().item() for t in range(T)]
+    assert np.all(np.diff(means) > 0)
+
+
+def test_poses_mode_needs_labels_only(tmp_path: Path):
+    x, y = write_video(tmp_path, "0007", 10, -1, "golf_swing", frames=False)
+    data = PennActionDataset(tmp_path, "test", clip_length=T, mode="poses", subsample=1)
+    sample = data[0]
+    assert "image" not in sample and missing_keys(sample, clip=True) == []
+    assert sample["video_id"] == "0007" and sample["pose"].shape == (T, 16, 3)
+    # Poses are normalised to the clip box: valid joints inside (0, 1), pixels recoverable.
+    frames = np.arange(3, 3 + T)  # the middle clip of 10 frames
+    penn_px = np.stack([x[frames], y[frames]], -1) - 1.0
+    to_pa16 = index_map(PENN, PA16J)
+    valid = sample["pose_valid"][..., 0].numpy()
+    np.testing.assert_allclose(
+        sample["pose_px"].numpy()[valid], penn_px[:, to_pa16.clip(0)][valid], atol=1e-4
+    )
+    assert (sample["pose"][..., :2][sample["pose_valid"][..., :2]] > 0).all()
+    with pytest.raises(FileNotFoundError, match="frames"):
+        PennActionDataset(tmp_path, "test", mode="images")
+
+
+def test_clear_errors(tmp_path: Path, penn_root: Path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        PennActionDataset(tmp_path / "nowhere")
+    (penn_root / "labels" / "0009.mat").write_bytes(b"MATLAB 5.0 garbage")
+    with pytest.raises(ValueError, match="0009.mat"):
+        PennActionDataset(penn_root, "test")
+    (penn_root / "labels" / "0009.mat").unlink()
+    (penn_root / "frames" / "0003" / "000010.jpg").unlink()  # in the middle clip 8…11
+    data = PennActionDataset(penn_root, "test", clip_length=T, subsample=1)
+    with pytest.raises(FileNotFoundError, match="000010.jpg"):
+        data[1]
+
+
+def test_check_reports_split_sizes_and_missing_frames(penn_root: Path):
+    from datamodules.check import main
+
+    problems = check_penn(penn_root)
+    assert any("train: 1 videos" in p for p in problems) and not any(
+        "frames" in p for p in problems
+    )
+    (penn_root / "frames" / "0003" / "000020.jpg").unlink()
+    assert any("0003" in p for p in check_penn(penn_root))
+    assert main(["penn", str(penn_root)]) == 1
