@@ -1,4 +1,4 @@
-"""Check a dataset download before training: ``python -m datamodules.check {mpii,penn} ROOT``.
+"""Check a dataset download before training: ``python -m datamodules.check {mpii,penn,h36m,ntu} ROOT``.
 
 Each ``check_<dataset>(root) -> list[str]`` prints what it counted and returns the problems found
 (empty when the folder matches the official split sizes); ``CHECKS`` maps names to checks so other
@@ -80,15 +80,37 @@ def check_penn(root: str | Path, frames: bool = True) -> list[str]:
     return problems
 
 
-CHECKS: dict[str, Callable[..., list[str]]] = {"mpii": check_mpii, "penn": check_penn}
+def check_ntu(root: str | Path, version: int = 60) -> list[str]:
+    from datamodules import ntu
+
+    return ntu.check_download(root, version=version)
+
+
+def check_h36m(root: str | Path) -> list[str]:
+    from datamodules import h36m
+
+    return h36m.check_download(root)
+
+
+CHECKS: dict[str, Callable[..., list[str]]] = {
+    "mpii": check_mpii,
+    "penn": check_penn,
+    "h36m": check_h36m,
+    "ntu": check_ntu,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted(CHECKS))
     parser.add_argument("root", type=Path)
+    parser.add_argument("--version", type=int, default=60, choices=(60, 120), help="NTU only")
     args = parser.parse_args(argv)
-    problems = CHECKS[args.dataset](args.root)
+    extra = {"version": args.version} if args.dataset == "ntu" else {}
+    try:
+        problems = CHECKS[args.dataset](args.root, **extra)
+    except (OSError, ValueError, KeyError) as err:
+        problems = [f"{type(err).__name__}: {err}"]
     for problem in problems:
         print(f"PROBLEM: {problem}", file=sys.stderr)
     print("OK" if not problems else f"{len(problems)} problem(s)")
