@@ -14,8 +14,9 @@ normalised to the 15 actions of the paper's Table 1; ``_ALL`` files are skipped.
 (S1 S5 S6 S7 S8) and 64 for evaluation (S9 S11); video and pose lengths may differ by a few frames
 (the shorter counts). The release lacks S11 ``Directions.54138969``: tolerated.
 
-Crop (official): centre = root in pixels, window = 2.25·s·max(W·fx/d, H·fy/d) with W×H the frame
-size and d the root depth (mm); depth z_norm = (z − (d − 1000·s)) / (2000·s), so the sample's
+Crop (official): centre = root in pixels, window = 2.25·s·max(W·fx/d, H·fy/d) pixels with W = H =
+1000 mm (the official call passes a 1 m box: the window spans 2.25 m at the root depth d, whatever
+the frame size); depth z_norm = (z − (d − 1000·s)) / (2000·s), so the sample's
 ``depth`` = (d − 1000·s, 2000·s) and z_mm = origin + z·range.
 Alphabet: N frames, J joints.
 """
@@ -51,6 +52,7 @@ KNOWN_MISSING = {(11, "Directions.54138969")}
 CAMERA_FILES = ("cameras.h5", "camera-parameters.json")
 H36M_AUG = AugmentRanges(angle=10.0, scales=(0.8, 1.0, 1.2), flip=True)
 WINDOW_FACTOR = 2.25
+BODY_BOX_MM = 1000.0  # the official crop's W = H: a 1 m box at the root depth
 DEPTH_HALF_RANGE_MM = 1000.0
 
 
@@ -282,7 +284,7 @@ class Human36MDataset(Dataset):
         )
         root = self.layout.index("pelvis")
         d = float(joints[root, 4])
-        window = WINDOW_FACTOR * max(video.size[0] * cam.f[0] / d, video.size[1] * cam.f[1] / d)
+        window = WINDOW_FACTOR * BODY_BOX_MM * max(cam.f[0], cam.f[1]) / d
         origin, span = depth_range(d, params.scale)
         z = (joints[:, 4:5] - origin) / span
         out = crop_sample(

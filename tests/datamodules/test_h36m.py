@@ -195,8 +195,8 @@ def test_sample_end_to_end(tree):
     assert s["pose"][root, 2] == pytest.approx(0.5)
     x, y = (s["pose"][root, :2] * 64).round().long()
     assert s["image"][:, y, x].min() > 0.5 and s["image"][:, :3, :3].max() < -0.9
-    # window = 2.25·max(W·fx/d, H·fy/d) original pixels ↦ 64 crop pixels
-    assert s["crop"][0, 0] * (2.25 * SIZE * F / p3[0, 2]) == pytest.approx(1.0, rel=1e-4)
+    # window = 2.25·1000 mm·f/d original pixels (a 2.25 m box at the root depth) ↦ 64 crop pixels
+    assert s["crop"][0, 0] * (2.25 * 1000.0 * F / p3[0, 2]) == pytest.approx(1.0, rel=1e-4)
 
 
 def test_depth_normalisation_round_trip(tree):
