@@ -5,10 +5,10 @@ TORCH   ?= torch==2.13.0
 DATA    ?= data
 OVERRIDES ?=
 
-.PHONY: help install test lint format bench demo synthetic train-demo train-mpii train-h36m train-penn train-ntu clean
+.PHONY: help install test lint format bench bench-keras-env demo synthetic ablation train-mpii train-h36m train-penn train-ntu clean
 
 help:
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
 install: ## create .venv, install torch (pinned, first) and the project with test extras
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,8 +28,21 @@ format: ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: ## CPU (and GPU when present) benchmarks; writes benchmarks/results/*.md
+bench: ## CPU (and GPU when present) benchmarks side by side with Keras; writes benchmarks/results/
 	$(PY) -m benchmarks.run
+
+bench-keras-env: ## the official-architecture Keras reference for `make bench` (separate venv, TF 2.15 CPU)
+	test -x .venv-keras/bin/python || python3 -m venv .venv-keras
+	.venv-keras/bin/python -m pip install -q tensorflow-cpu==2.15.1 h5py
+
+synthetic: ## write the demo-sized synthetic world in the four real formats into $(DATA)/synthetic
+	$(PY) -m datamodules.synthetic --out $(DATA)/synthetic --size demo --seed 0
+
+demo: ## the whole multitask pipeline on the synthetic world, on the CPU (~10 min on 2 cores)
+	$(PY) -m experiments.demo
+
+ablation: ## Table 5 structure (provided/estimated poses, +FT, +multi-clip); DATASET=ntu|penn|synthetic
+	$(PY) -m experiments.ablation --ft --multiclip --dataset $(or $(DATASET),synthetic) $(OVERRIDES)
 
 clean:
 	rm -rf runs .pytest_cache
