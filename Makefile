@@ -54,10 +54,10 @@ PENN_ROOT ?= $(DATA)/PennAction
 NTU_ROOT  ?= $(DATA)/ntu
 
 train-mpii: ## 2D pose on MPII (MPII_ROOT=...)
-	$(PY) -m experiments.train mpii data.root=$(MPII_ROOT) $(OVERRIDES)
+	$(PY) -m experiments.train $(or $(EXP),mpii) data.root=$(MPII_ROOT) $(OVERRIDES)
 train-h36m: ## 3D pose on Human3.6M + MPII (H36M_ROOT=... MPII_ROOT=...)
-	$(PY) -m experiments.train h36m data.root=$(H36M_ROOT) data.mpii_root=$(MPII_ROOT) $(OVERRIDES)
-train-penn: ## action recognition on Penn Action (PENN_ROOT=...)
-	$(PY) -m experiments.train penn data.root=$(PENN_ROOT) $(OVERRIDES)
-train-ntu: ## action recognition on NTU RGB+D (NTU_ROOT=...)
-	$(PY) -m experiments.train ntu data.root=$(NTU_ROOT) $(OVERRIDES)
+	$(PY) -m experiments.train $(or $(EXP),h36m) data.root=$(H36M_ROOT) data.mpii_root=$(MPII_ROOT) $(OVERRIDES)
+train-penn: ## action recognition on Penn Action (PENN_ROOT=...; EXP=penn_poses: annotated poses)
+	$(PY) -m experiments.train $(or $(EXP),penn) data.root=$(PENN_ROOT) $(OVERRIDES)
+train-ntu: ## action recognition on NTU RGB+D (NTU_ROOT=...; EXP=ntu_kinect: Kinect poses)
+	$(PY) -m experiments.train $(or $(EXP),ntu) data.root=$(NTU_ROOT) $(OVERRIDES)

@@ -1,8 +1,10 @@
-"""One config loader: default YAML + experiment YAML + command-line dotlist, type-checked.
+"""One config loader: default YAML + experiment YAML(s) + command-line dotlist, type-checked.
 
-``load_config("penn", ["trainer.devices=4", "data.root=/data/penn"])`` merges
-``configs/default.yaml``, ``configs/penn.yaml`` and the overrides over the structured schema below,
-so an unknown key or a wrongly typed value fails before training starts, naming the key.
+``load_config("penn", ["trainer.devices=4", "data.root=/data/penn"])`` merges the structured
+schema below, ``configs/default.yaml``, ``configs/penn.yaml`` (after the experiment it names as
+``base:``, if any) and the overrides in one ``OmegaConf.merge``, so an unknown key or a wrongly
+typed value fails before training starts, naming the key. ``validate`` then checks what a run
+needs (task, sources, data roots on disk).
 """
 
 from __future__ import annotations
@@ -12,87 +14,89 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf.errors import OmegaConfBaseException
 
 from deephar.config import NetworkConfig
+from deephar.tasks.base import OptimSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DATASETS = ("mpii", "h36m", "penn", "ntu")
+TASKS = ("pose", "action", "joint")
 
 
 @dataclass
 class SourceConfig:
-    """One dataset feeding a task (reader arguments live in ``options``)."""
+    """One dataset feeding the run (reader keyword arguments live in the ``*options``)."""
 
     dataset: str = "???"  # mpii | h36m | penn | ntu
-    root: str = "???"
-    share: float = 1.0  # fraction of each training batch (MixedRatioDataModule)
-    stage: str = "pose"  # pose (still images) | action (clips) | both
-    options: dict[str, Any] = field(default_factory=dict)  # extra reader keyword arguments
+    root: str = ""  # the dataset folder (usually ${data.root})
+    share: float = 1.0  # weight of this source in each training batch (MixedRatioDataModule)
+    stage: str = "pose"  # pose: still images | action: clips or provided poses
+    options: dict[str, Any] = field(default_factory=dict)  # reader kwargs for every split
+    train_options: dict[str, Any] = field(default_factory=dict)  # … the training split only
+    val_options: dict[str, Any] = field(default_factory=dict)  # … validation only
+    test_options: dict[str, Any] = field(default_factory=dict)  # … test only
 
 
 @dataclass
 class DataConfig:
     layout: str = "pa16j"  # merged joint layout (datamodules.layouts)
-    root: str = ""  # convenience root interpolated by experiment configs (${data.root})
-    mpii_root: str = ""
+    root: str = ""  # the main dataset root (Makefile: data.root=$(PENN_ROOT) …)
+    mpii_root: str = ""  # MPII beside another dataset (h36m: data.mpii_root=$(MPII_ROOT))
     sources: dict[str, SourceConfig] = field(default_factory=dict)
-    val: list[str] = field(default_factory=list)  # sources evaluated on their validation split
-    test: list[str] = field(default_factory=list)  # sources evaluated on their test split
-    batch_size: int = 24
+    train: list[str] = field(default_factory=list)  # sources trained on (empty: all)
+    val: list[str] = field(default_factory=list)  # sources validated (validation split)
+    test: list[str] = field(default_factory=list)  # sources tested at the end (test split)
+    batch_size: int = 24  # per device, split among the training sources by `share`
     eval_batch_size: int = 8
-    steps_per_epoch: int = 1000
+    steps_per_epoch: int = 1000  # 0: the official max over sources of ceil(N / count)
     num_workers: int = 4
-    clip_length: int = 16
-    augment: bool = True
-    limit_eval: int = 0  # evaluate on the first N samples only (0: all)
-
-
-@dataclass
-class OptimConfig:
-    name: str = "rmsprop"  # rmsprop | sgd | adam
-    lr: float = 1e-3
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    plateau_factor: float = 0.2
-    plateau_patience: int = 2
-    monitor: str = "val/loss"
-    monitor_mode: str = "min"
+    augment: bool = True  # training augmentation (evaluation never augments)
+    limit_val: int = 0  # validate on N evenly spaced samples per source (0: all; test: all)
 
 
 @dataclass
 class LossConfig:
-    visibility_weight: float = 0.01
-    pose_weight: float = 1.0
-    action_weight: float = 1.0
+    visibility_weight: float = 0.01  # official weight of the visibility BCE
+    pose_weight: float = 1.0  # joint task: pose loss weight
+    action_weight: float = 1.0  # joint task: action loss weight
+
+
+@dataclass
+class EvalConfig:
+    video_reduction: str = "mean"  # multi-clip scores: mean of softmax | prod (official Penn)
 
 
 @dataclass
 class InitConfig:
-    ckpt: str = ""  # a Lightning checkpoint of any of the three task modules
+    ckpt: str = ""  # a checkpoint of any task module or a deephar.convert .pt file
     keras_h5: str = ""  # official Keras weights, converted on load
-    keras_model: str = ""  # mpii | h36m | penn | ntu (layout of the .h5)
 
 
 @dataclass
 class FinetuneConfig:
-    enabled: bool = False  # paper's stage 3: unfreeze the pose net, lr ÷ lr_divisor
+    enabled: bool = False  # paper's last stage: unfreeze the pose net, lr ÷ lr_divisor
     epochs: int = 5
-    lr_divisor: float = 10.0
+    lr_divisor: float = 10.0  # applied to the lr the first stage ended with
 
 
 @dataclass
 class TrainerConfig:
+    """Passed to ``pytorch_lightning.Trainer`` as they are."""
+
     accelerator: str = "auto"
     devices: Any = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
+    num_nodes: int = 1  # multi-node: launch with torchrun / SLURM, nothing else changes
+    strategy: str = "auto"  # ddp for several GPUs
+    precision: str = "32-true"  # bf16-mixed | 16-mixed
     max_epochs: int = 100
     max_steps: int = -1
     gradient_clip_val: float = 1.0
+    accumulate_grad_batches: int = 1
     log_every_n_steps: int = 50
     limit_val_batches: Any = 1.0
+    limit_test_batches: Any = 1.0
+    check_val_every_n_epoch: int = 1
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = True
     deterministic: bool = False
@@ -102,22 +106,26 @@ class TrainerConfig:
 class LoggerConfig:
     kind: str = "wandb"  # wandb | csv | tensorboard | none
     project: str = "deephar-lightning"
-    group: str = ""  # W&B group: ablation rows share one
-    offline: Any = "auto"  # auto: offline unless logged in
+    group: str = ""  # W&B group: the rows of an ablation share one
+    offline: Any = "auto"  # auto: offline unless logged in (sync later: `wandb sync <dir>`)
 
 
 @dataclass
 class ExperimentConfig:
-    name: str = "???"
+    name: str = "???"  # run name: checkpoints/<name>/
     task: str = "pose"  # pose | action | joint
     seed: int = 0
     out_dir: str = "checkpoints"
+    resume: str = ""  # a checkpoint path, or auto: <out_dir>/<name>/last.ckpt when present
+    freeze_pose: bool = True  # action / joint: pose network frozen in the first stage
+    bn_momentum: float = 0.0  # BatchNorm momentum for short runs (0: official 0.01)
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile of the pose network and the action head
     model: NetworkConfig = field(default_factory=NetworkConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: OptimSettings = field(default_factory=OptimSettings)
     loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     init: InitConfig = field(default_factory=InitConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -134,33 +142,82 @@ def _experiment_file(name: str) -> Path:
         return path
     path = CONFIG_DIR / f"{name}.yaml"
     if not path.exists():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "default")
-        raise ConfigError(f"no experiment config {name!r} (looked for {path}); known: {known}")
+        raise ConfigError(f"no experiment config {name!r} (looked for {path}); known: {known()}")
     return path
 
 
+def known() -> list[str]:
+    """The experiment configs shipped in ``experiments/configs``."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "default")
+
+
+def _layers(name: str, seen: tuple[str, ...] = ()) -> list[DictConfig]:
+    """The experiment file after the chain of files it names as ``base:``."""
+    if name in seen:
+        raise ConfigError(f"config {name!r}: circular `base:` chain {seen + (name,)}")
+    layer = OmegaConf.load(_experiment_file(name))
+    base = layer.pop("base", None)
+    return (_layers(str(base), seen + (name,)) if base else []) + [layer]
+
+
 def load_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Merge schema ← default.yaml ← <name>.yaml ← dotlist ``overrides``; fail on unknown keys."""
+    """Merge schema ← default.yaml ← [base …] ← <name>.yaml ← dotlist; fail on unknown keys."""
     schema = OmegaConf.structured(ExperimentConfig)
-    layers = [OmegaConf.load(CONFIG_DIR / "default.yaml"), OmegaConf.load(_experiment_file(name))]
-    layers.append(OmegaConf.from_dotlist(list(overrides)))
+    layers = [OmegaConf.load(CONFIG_DIR / "default.yaml"), *_layers(name)]
     try:
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
         cfg = OmegaConf.merge(schema, *layers)
         OmegaConf.resolve(cfg)
-    except (ConfigKeyError, ValidationError) as err:
-        raise ConfigError(f"config {name!r}: {err.msg if hasattr(err, 'msg') else err}") from err
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"config {name!r}: {getattr(err, 'msg', None) or err}") from err
     return cfg
 
 
-def check_data_roots(cfg: DictConfig) -> None:
-    """Every configured source's root must exist on disk (checked before training starts)."""
+def validate(cfg: DictConfig, check_roots: bool = True) -> None:
+    """What a run needs beyond types: a known task, known datasets and stages, listed val/test
+    sources that exist, a network that fits the task, and data roots on disk."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task = {cfg.task!r}: choose one of {TASKS}")
+    if not cfg.data.sources:
+        raise ConfigError("data.sources is empty: name at least one dataset")
     for key, source in cfg.data.sources.items():
-        if OmegaConf.is_missing(source, "root") or not source.root:
-            raise ConfigError(f"data.sources.{key}.root is not set (dataset {source.dataset})")
+        if source.dataset not in DATASETS:
+            raise ConfigError(f"data.sources.{key}.dataset = {source.dataset!r}: one of {DATASETS}")
+        if source.stage not in ("pose", "action"):
+            raise ConfigError(f"data.sources.{key}.stage = {source.stage!r}: pose | action")
+    for part in ("train", "val", "test"):
+        if unknown := [k for k in cfg.data[part] if k not in cfg.data.sources]:
+            raise ConfigError(f"data.{part} names {unknown}, not in data.sources")
+    stages = {cfg.data.sources[k].stage for k in training_sources(cfg)}
+    wanted = {"pose": {"pose"}, "action": {"action"}, "joint": {"pose", "action"}}[cfg.task]
+    if stages != wanted:
+        raise ConfigError(
+            f"task {cfg.task!r} trains on {sorted(wanted)} sources, the config has {sorted(stages)}"
+        )
+    if cfg.task != "pose" and cfg.model.num_actions <= 0:
+        raise ConfigError(f"task {cfg.task!r} needs model.num_actions > 0")
+    if check_roots:
+        check_data_roots(cfg)
+
+
+def training_sources(cfg: DictConfig) -> list[str]:
+    return list(cfg.data.train) or list(cfg.data.sources)
+
+
+def check_data_roots(cfg: DictConfig) -> None:
+    """Every source used must have its root on disk (checked before training starts)."""
+    used = set(training_sources(cfg)) | set(cfg.data.val) | set(cfg.data.test)
+    for key in sorted(used):
+        source = cfg.data.sources[key]
+        if not source.root:
+            raise ConfigError(
+                f"data.sources.{key}.root is not set ({source.dataset}): pass the dataset folder, "
+                f"e.g. data.root=/path/to/{source.dataset}"
+            )
         if not Path(source.root).exists():
             raise ConfigError(
-                f"data.sources.{key}.root = {source.root!r} does not exist "
-                f"(dataset {source.dataset}; set it, e.g. data.root=/path/to/{source.dataset})"
+                f"data root not found: data.sources.{key}.root = {source.root!r} "
+                f"({source.dataset}); set data.root (or data.mpii_root) to the dataset folder"
             )
 
 

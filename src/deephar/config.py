@@ -49,12 +49,23 @@ class NetworkConfig:
 MPII_2D = NetworkConfig(num_joints=16, dim=2, context_maps=2, pose_blocks=8)
 H36M_3D = NetworkConfig(num_joints=17, dim=3, depth_maps=16, context_maps=0, pose_blocks=8)
 PENN_MERGE = NetworkConfig(
-    num_joints=16, dim=2, context_maps=2, pose_blocks=4, num_actions=15, num_frames=16,
+    num_joints=16,
+    dim=2,
+    context_maps=2,
+    pose_blocks=4,
+    num_actions=15,
+    num_frames=16,
     pose_branch="v1",
 )
 NTU_MERGE = NetworkConfig(
-    num_joints=20, dim=3, depth_maps=8, context_maps=0, pose_blocks=4, num_actions=60,
-    num_frames=20, pose_branch="v2",
+    num_joints=20,
+    dim=3,
+    depth_maps=8,
+    context_maps=0,
+    pose_blocks=4,
+    num_actions=60,
+    num_frames=20,
+    pose_branch="v2",
 )
 PRESETS: dict[str, NetworkConfig] = {
     "mpii": MPII_2D,

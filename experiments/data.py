@@ -1,0 +1,99 @@
+"""Datasets and the datamodule of an experiment config.
+
+Each source of ``data.sources`` names a reader (plain dict dispatch below); its training split is
+augmented (``data.augment``), its validation / test splits never are. Every dataset is wrapped in
+``RobustDataset`` (corrupt samples are replaced and counted). Input size and clip length come
+from the network config: ``model.input_size``, ``model.num_frames``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset, Subset
+
+from datamodules.base import RobustDataset
+from datamodules.h36m import Human36MDataset
+from datamodules.layouts import PCKH_EXCLUDED, get_layout
+from datamodules.mixed import MixedRatioDataModule
+from datamodules.mpii import MPIIDataset
+from datamodules.ntu import NTUDataset
+from datamodules.penn import PennActionDataset
+from experiments.config import training_sources
+
+# dataset → (reader, reader split of each run stage, reads clips)
+READERS: dict[str, tuple[type[Dataset], dict[str, str], bool]] = {
+    "mpii": (MPIIDataset, {"train": "train", "val": "val", "test": "val"}, False),
+    "h36m": (Human36MDataset, {"train": "train", "val": "test", "test": "test"}, False),
+    "penn": (PennActionDataset, {"train": "train", "val": "test", "test": "test"}, True),
+    "ntu": (NTUDataset, {"train": "train", "val": "test", "test": "test"}, True),
+}
+
+
+def pckh_exclude(layout: str) -> list[int]:
+    """Indices of the joints left out of PCKh (pelvis, thorax) in ``layout``."""
+    lay = get_layout(layout)
+    return [lay.index(j) for j in PCKH_EXCLUDED if j in lay.joints]
+
+
+def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
+    """The ``stage`` ("train" | "val" | "test") dataset of source ``key``, robust (validation maybe limited)."""
+    source = cfg.data.sources[key]
+    reader, splits, clips = READERS[source.dataset]
+    kwargs: dict[str, Any] = dict(
+        split=splits[stage],
+        layout=cfg.data.layout,
+        input_size=cfg.model.input_size,
+        augment=cfg.data.augment and stage == "train",
+    )
+    if clips:
+        kwargs["clip_length"] = cfg.model.num_frames
+    for options in (source.options, source[f"{stage}_options"]):
+        kwargs |= OmegaConf.to_container(options, resolve=True)
+    try:
+        dataset = RobustDataset(reader(source.root, **kwargs))
+    except TypeError as err:
+        raise TypeError(f"data.sources.{key} ({reader.__name__}): {err}") from err
+    if stage == "val" and 0 < cfg.data.limit_val < len(dataset):
+        keep = np.linspace(0, len(dataset) - 1, cfg.data.limit_val).round().astype(int)
+        dataset = Subset(dataset, np.unique(keep).tolist())
+    return dataset
+
+
+def groups(cfg: DictConfig) -> dict[str, list[str]] | None:
+    """Joint task: {"pose": [sources], "action": [sources]}; single-kind tasks: None."""
+    if cfg.task != "joint":
+        return None
+    names = training_sources(cfg)
+    return {g: [k for k in names if cfg.data.sources[k].stage == g] for g in ("pose", "action")}
+
+
+def build_datamodule(cfg: DictConfig) -> MixedRatioDataModule:
+    """The MixedRatioDataModule of the config (validate the config first)."""
+    names = training_sources(cfg)
+    return MixedRatioDataModule(
+        train={k: build_dataset(cfg, k, "train") for k in names},
+        shares={k: cfg.data.sources[k].share for k in names},
+        batch_size=cfg.data.batch_size,
+        steps_per_epoch=cfg.data.steps_per_epoch or None,
+        val={k: build_dataset(cfg, k, "val") for k in cfg.data.val},
+        test={k: build_dataset(cfg, k, "test") for k in cfg.data.test},
+        groups=groups(cfg),
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+        eval_batch_size=cfg.data.eval_batch_size,
+        persistent_workers=True,
+    )
+
+
+def failures(datamodule: MixedRatioDataModule) -> dict[str, int]:
+    """Corrupt samples replaced so far, per "<stage>/<source>" (``RobustDataset.num_failures``)."""
+    counts = {}
+    for stage in ("train", "val", "test"):
+        for key, dataset in getattr(datamodule, f"{stage}_sets").items():
+            while isinstance(dataset, Subset):
+                dataset = dataset.dataset
+            counts[f"{stage}/{key}"] = getattr(dataset, "num_failures", 0)
+    return counts

@@ -1,0 +1,208 @@
+"""Train one experiment, then evaluate its test split.
+
+    python -m experiments.train <config> [dotlist overrides]
+    python -m experiments.train penn data.root=/data/PennAction trainer.devices=4 trainer.strategy=ddp
+
+Stages: the task module (pose | action | joint) is fitted; with ``finetune.enabled`` the pose
+network is then unfrozen and training goes on ``finetune.epochs`` more epochs at the final lr ÷
+``finetune.lr_divisor``; the best checkpoint of the last stage is tested and the metrics printed.
+Files: ``<out_dir>/<name>/{config.yaml, best.ckpt, last.ckpt, logs}`` (+ ``finetune/`` for the
+second stage). ``resume=auto`` continues from the stages' ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+
+from deephar.models.multitask import DeepHAR, build_model
+from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
+from deephar.tasks.base import OptimSettings, TaskModule
+from experiments.config import ConfigError, load_config, network_config, validate
+from experiments.data import build_datamodule, failures, pckh_exclude
+from experiments.logging import build_logger
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    """``<out_dir>/<name>``: config.yaml, best.ckpt, last.ckpt, logs (finetune/ inside)."""
+    return Path(cfg.out_dir) / cfg.name
+
+
+def stage_dir(cfg: DictConfig, stage: str) -> Path:
+    return run_dir(cfg) / "finetune" if stage == "finetune" else run_dir(cfg)
+
+
+def best_checkpoint(cfg: DictConfig) -> Path:
+    """The checkpoint ``run`` tests: the last stage's best.ckpt."""
+    return stage_dir(cfg, "finetune" if finetunes(cfg) else "main") / "best.ckpt"
+
+
+def finetunes(cfg: DictConfig) -> bool:
+    return cfg.task != "pose" and cfg.finetune.enabled
+
+
+def build_module(cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float | None = None):
+    """The task module of ``cfg`` around ``net``; stage "finetune" unfreezes the pose network."""
+    optim = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True))
+    if lr is not None:
+        optim.lr = lr
+    common = dict(optim=optim, channels_last=cfg.channels_last, compile=cfg.compile)
+    frozen = cfg.freeze_pose and stage != "finetune"
+    exclude = pckh_exclude(cfg.data.layout)
+    if cfg.task == "pose":
+        return Pose2D3DModule(net, visibility_weight=cfg.loss.visibility_weight,
+                              pckh_exclude=exclude, **common)  # fmt: skip
+    if cfg.task == "action":
+        return ActionModule(net, freeze_pose=frozen, video_reduction=cfg.eval.video_reduction,
+                            **common)  # fmt: skip
+    return JointModule(
+        net,
+        freeze_pose=frozen,
+        pose_weight=cfg.loss.pose_weight,
+        action_weight=cfg.loss.action_weight,
+        visibility_weight=cfg.loss.visibility_weight,
+        pckh_exclude=exclude,
+        video_reduction=cfg.eval.video_reduction,
+        **common,
+    )
+
+
+class LogDataFailures(Callback):
+    """Logs the corrupt samples replaced so far (``data/failures_<stage>/<source>``)."""
+
+    def _log(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.datamodule is not None and not trainer.sanity_checking:
+            for key, count in failures(trainer.datamodule).items():
+                module.log(f"data/failures_{key}", float(count))
+
+    def on_train_epoch_end(self, trainer, module):
+        self._log(trainer, module)
+
+    def on_test_epoch_end(self, trainer, module):
+        self._log(trainer, module)
+
+
+def poses_only(cfg: DictConfig) -> bool:
+    """Training on provided poses leaves the appearance branch without gradients."""
+    return any(s.stage == "action" and s.options.get("mode") == "poses"
+               for s in cfg.data.sources.values())  # fmt: skip
+
+
+def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
+    """Trainer of ``cfg.trainer`` with best/last checkpoints in the stage folder, the logger,
+    the lr monitor and the corrupt-sample counter."""
+    folder = stage_dir(cfg, stage)
+    args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if args["strategy"] == "ddp" and poses_only(cfg):
+        args["strategy"] = "ddp_find_unused_parameters_true"
+    if stage == "finetune":
+        args["max_epochs"], args["max_steps"] = cfg.finetune.epochs, -1
+    monitor = cfg.optim.monitor if cfg.data.val else None
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=folder,
+            filename="best",
+            monitor=monitor,
+            mode=cfg.optim.monitor_mode,
+            save_last=True,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),  # fmt: skip
+        LogDataFailures(),
+    ]
+    logger = build_logger(cfg, folder / "logs", "-finetune" if stage == "finetune" else "")
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    return pl.Trainer(**args, logger=logger, callbacks=callbacks, default_root_dir=str(folder))
+
+
+def resume_path(cfg: DictConfig, stage: str) -> str | None:
+    """``resume``: "" → None; "auto" → the stage's last.ckpt when present; else the given path."""
+    if not cfg.resume:
+        return None
+    if cfg.resume == "auto":
+        last = stage_dir(cfg, stage) / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if stage == "finetune":
+        return None
+    if not Path(cfg.resume).is_file():
+        raise ConfigError(f"resume = {cfg.resume!r}: no such checkpoint")
+    return cfg.resume
+
+
+def _fit(cfg: DictConfig, module: TaskModule, data, stage: str) -> pl.Trainer:
+    trainer = build_trainer(cfg, stage)
+    trainer.fit(module, datamodule=data, ckpt_path=resume_path(cfg, stage))
+    return trainer
+
+
+def test_metrics(trainer: pl.Trainer, module: TaskModule, data) -> dict[str, float]:
+    """Test the best checkpoint of ``trainer`` (the current weights without one)."""
+    if not data.test_sets:
+        return {}
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    trainer.test(module, datamodule=data, ckpt_path=best or None, verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+
+
+def format_table(metrics: dict[str, float], title: str = "") -> str:
+    width = max((len(k) for k in metrics), default=6)
+    lines = [title] if title else []
+    lines += [f"{'metric':<{width}}  value", f"{'-' * width}  ----------"]
+    for key, value in sorted(metrics.items()):
+        shown = f"{value:.2f}" if "mpjpe" in key else f"{value:.4f}"
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
+    """Validate, fit (and fine-tune), test; returns the test metrics {"test/acc": …}.
+
+    net: a network to train (e.g. the one of a previous stage); default ``build_model`` of
+    ``cfg.model`` initialised from ``cfg.init``.
+    """
+    validate(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    folder = run_dir(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
+    if net is None:
+        net = build_model(network_config(cfg))
+        init_network(net, cfg.init.ckpt, cfg.init.keras_h5)
+    if cfg.bn_momentum > 0:
+        set_bn_momentum(net, cfg.bn_momentum)
+    data = build_datamodule(cfg)
+    skip_main = finetunes(cfg) and resume_path(cfg, "finetune") is not None
+    module = build_module(cfg, net)
+    trainer = None if skip_main else _fit(cfg, module, data, "main")
+    if finetunes(cfg):
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer else cfg.optim.lr
+        module = build_module(cfg, net, "finetune", lr / cfg.finetune.lr_divisor)
+        trainer = _fit(cfg, module, data, "finetune")
+    metrics = test_metrics(trainer, module, data)
+    if metrics and trainer.is_global_zero:
+        print(format_table(metrics, f"test metrics of {cfg.name}"), flush=True)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    try:
+        cfg = load_config(argv[0], argv[1:])
+        run(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

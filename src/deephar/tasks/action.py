@@ -1,0 +1,136 @@
+"""ActionModule: action recognition from clips (estimated poses + appearance) or provided poses.
+
+The pose network is frozen (``net.freeze_pose``; its BNs keep their statistics) unless
+``freeze_pose=False`` (the fine-tuning stage). Loss: cross-entropy on all 9 outputs
+(``deephar.losses.action_loss``). A batch without ``image`` holds provided poses (Penn Action
+annotations, NTU Kinect skeletons: the readers' ``mode="poses"``) and feeds the pose branch only.
+Metrics: clip accuracy of every prediction block (Figure 8) and multi-clip video accuracy.
+
+Alphabet: B batch, T frames, J joints, D 2|3, A actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from deephar.losses import action_loss
+from deephar.metrics import ActionAccuracy, VideoAccuracy
+from deephar.models.multitask import DeepHAR
+from deephar.outputs import ActionOutput
+from deephar.tasks.base import OptimSettings, TaskModule, as_settings
+
+
+def action_forward(net: DeepHAR, batch: Mapping[str, Any], images: Tensor | None = None):
+    """Clips (B, T, 3, H, W) → both branches; no ``image`` → the pose branch on the provided
+    poses ``pose[..., :D]`` (B, T, J, D) with probability 1 on valid joints (B, T, J)."""
+    if "image" in batch:
+        return net.forward_clip(batch["image"] if images is None else images)
+    dim = net.cfg.dim
+    prob = batch["pose_valid"][..., :dim].all(-1).to(batch["pose"].dtype)  # (B, T, J)
+    return net.forward_action_from_poses(batch["pose"][..., :dim], prob)
+
+
+def block_names(num_blocks: int) -> list[str]:
+    """Names of the predictions in ``ActionOutput.all_logits`` order: pose1…, app1…, agg."""
+    return (
+        [f"pose{k + 1}" for k in range(num_blocks)]
+        + [f"app{k + 1}" for k in range(num_blocks)]
+        + ["agg"]
+    )
+
+
+class ActionMetrics(nn.Module):
+    """Clip accuracy per prediction block and of the final prediction, and video accuracy.
+
+    update(output, batch) with labels ``batch["action"]`` (B,) and ``batch["video_id"]``;
+    compute() → {"acc", "video_acc", "acc_pose1", …, "acc_app1", …, "acc_agg"} (block entries
+    only for the blocks that ran: no appearance blocks on provided poses).
+    video_reduction: "mean" of clip softmax scores, or "prod" (official Penn Action).
+    """
+
+    def __init__(self, num_blocks: int, video_reduction: str = "mean"):
+        super().__init__()
+        self.names = block_names(num_blocks)
+        self.blocks = nn.ModuleDict({n: ActionAccuracy() for n in self.names})
+        self.clip = ActionAccuracy()
+        self.video = VideoAccuracy(video_reduction)
+
+    def update(self, output: ActionOutput, batch: Mapping[str, Any]) -> None:
+        labels = batch["action"]
+        outputs = dict(zip([f"pose{k + 1}" for k in range(len(output.pose_branch))],
+                           output.pose_branch))  # fmt: skip
+        outputs |= {f"app{k + 1}": z for k, z in enumerate(output.appearance_branch)}
+        if output.aggregate is not None:
+            outputs["agg"] = output.aggregate
+        for name, logits in outputs.items():
+            self.blocks[name].update(logits.detach(), labels)
+        final = output.final.detach()
+        self.clip.update(final, labels)
+        self.video.update(final, labels, batch.get("video_id", batch["sample_id"]))
+
+    def compute(self) -> dict[str, Tensor]:
+        if not self.clip.update_called:
+            return {}
+        out = {"acc": self.clip.compute(), "video_acc": self.video.compute()}
+        out |= {f"acc_{n}": m.compute() for n, m in self.blocks.items() if m.update_called}
+        return out
+
+    def reset(self) -> None:
+        for metric in (self.clip, self.video, *self.blocks.values()):
+            metric.reset()
+
+
+class ActionModule(TaskModule):
+    """Action training on clips or provided poses; the pose network frozen unless fine-tuning.
+
+    net: ``build_model(cfg)`` with ``cfg.num_actions > 0``; optim: ``OptimSettings`` (paper: SGD
+    Nesterov, momentum 0.98, lr 2e-4, ×0.2 on plateau). Logs ``train/loss``, ``val/acc``,
+    ``val/video_acc``, ``val/acc_pose1`` … ``val/acc_agg``, ``test/…``.
+    """
+
+    def __init__(
+        self,
+        net: DeepHAR,
+        optim: OptimSettings | Mapping[str, Any] | None = None,
+        freeze_pose: bool = True,
+        video_reduction: str = "mean",
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__(net, optim, channels_last, compile)
+        if net.action is None:
+            raise ValueError("ActionModule needs a network with an action head (num_actions > 0)")
+        net.freeze_pose(freeze_pose)
+        blocks = net.cfg.action_blocks
+        self.val_action = ActionMetrics(blocks, video_reduction)
+        self.test_action = ActionMetrics(blocks, video_reduction)
+        self.save_hyperparameters(
+            {
+                "optim": vars(as_settings(optim)).copy(),
+                "freeze_pose": freeze_pose,
+                "video_reduction": video_reduction,
+                "channels_last": channels_last,
+                "compile": compile,
+            }
+        )
+
+    def _metrics(self, stage: str) -> list[nn.Module]:
+        return [getattr(self, f"{stage}_action")]
+
+    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
+        images = self.to_input(batch["image"]) if "image" in batch else None
+        output = action_forward(self.net, batch, images)
+        loss = action_loss(output, batch["action"])
+        self.log_loss(stage, loss, {}, len(batch["action"]))
+        if stage != "train":
+            getattr(self, f"{stage}_action").update(output, batch)
+        return loss
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """(B, A) softmax scores of the final prediction."""
+        with torch.no_grad():
+            return action_forward(self.net, batch).final.softmax(-1)

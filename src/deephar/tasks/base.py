@@ -1,0 +1,245 @@
+"""What the three task modules share: optimiser settings, the best-so-far tracker, weight loading.
+
+A task module receives the network (``deephar.models.multitask.build_model``) and owns only its
+losses, metrics and optimiser, so the same ``DeepHAR`` object (and its one backbone) can pass from
+pose pre-training to action training and fine-tuning.
+
+Alphabet: B batch, T frames, J joints, D 2|3, A actions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MeanMetric, MinMetric
+
+from deephar.models.multitask import DeepHAR
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OptimSettings:
+    """Optimiser and ReduceLROnPlateau schedule (paper: pose RMSprop 1e-3; action SGD Nesterov
+    momentum 0.98, 2e-4; both ×0.2 on plateau). Also the ``optim`` section of the experiment
+    config."""
+
+    name: str = "rmsprop"  # rmsprop | sgd | adam
+    lr: float = 1e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    plateau_factor: float = 0.2  # lr ×= factor when `monitor` stops improving
+    plateau_patience: int = 2  # epochs without improvement before a reduction
+    monitor: str = "val/loss"  # the metric of the schedule, the best checkpoint and `*_best`
+    monitor_mode: str = "min"  # min | max
+
+
+def build_optimizer(params, settings: OptimSettings) -> torch.optim.Optimizer:
+    """The optimiser named by ``settings.name`` over ``params``."""
+    if settings.name == "rmsprop":
+        return torch.optim.RMSprop(
+            params, settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
+    if settings.name == "sgd":
+        return torch.optim.SGD(
+            params,
+            settings.lr,
+            momentum=settings.momentum,
+            nesterov=settings.nesterov,
+            weight_decay=settings.weight_decay,
+        )
+    if settings.name == "adam":
+        return torch.optim.Adam(params, settings.lr, weight_decay=settings.weight_decay)
+    raise ValueError(f"unknown optimiser {settings.name!r} (rmsprop | sgd | adam)")
+
+
+def as_settings(optim: OptimSettings | Mapping[str, Any] | None) -> OptimSettings:
+    if optim is None:
+        return OptimSettings()
+    return optim if isinstance(optim, OptimSettings) else OptimSettings(**dict(optim))
+
+
+def is_clip_batch(batch: Mapping[str, Any]) -> bool:
+    """A batch of clips (B, T, 3, H, W) or of provided poses (no ``image``), not still images."""
+    return "image" not in batch or batch["image"].ndim == 5
+
+
+class TaskModule(pl.LightningModule):
+    """Base of the task modules: the network, the optimiser, the best-so-far validation metric.
+
+    Subclasses implement ``_shared_step(batch, stage) -> loss``, ``_metrics(stage)`` (the metric
+    holders of "val" / "test", each with ``compute() -> dict``, ``reset()``) and may override
+    ``trainable_parameters``. Logged keys are ``{stage}/{name}``: ``train/loss``, ``val/acc`` …
+    """
+
+    def __init__(
+        self,
+        net: DeepHAR,
+        optim: OptimSettings | Mapping[str, Any] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optim = as_settings(optim)
+        if self.optim.monitor_mode not in ("min", "max"):
+            raise ValueError(
+                f"optim.monitor_mode must be 'min' or 'max', got {self.optim.monitor_mode!r}"
+            )
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if compile:  # in place: the same modules (and state-dict keys), compiled forwards
+            for part in (self.net.pose, self.net.action):
+                if part is not None:
+                    part.compile()
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.val_best = MaxMetric() if self.optim.monitor_mode == "max" else MinMetric()
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The shared stem (the very object of ``net.backbone``)."""
+        return self.net.backbone
+
+    def hparams_dict(self) -> dict[str, Any]:
+        return {"optim": asdict(self.optim), "channels_last": self.channels_last}
+
+    def to_input(self, images: Tensor) -> Tensor:
+        """Images (B, 3, H, W) or clips (B, T, 3, H, W) in the memory format of the network."""
+        if self.channels_last and images.ndim == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    # ---- steps ----
+    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+        raise NotImplementedError
+
+    def _metrics(self, stage: str) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._shared_step(batch, "test")
+
+    def log_loss(self, stage: str, loss: Tensor, parts: Mapping[str, Tensor], batch_size: int):
+        """train: per step and epoch mean; val/test: accumulated, logged at the epoch end."""
+        if stage == "train":
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                     batch_size=batch_size)  # fmt: skip
+            for name, value in parts.items():
+                self.log(f"train/{name}", value, batch_size=batch_size)
+        else:
+            getattr(self, f"{stage}_loss").update(loss.detach(), batch_size)
+
+    # ---- epoch ends: compute, log, reset ----
+    def on_train_start(self) -> None:
+        """Validation metrics restart here, so the sanity check does not count."""
+        self.val_loss.reset()
+        self.val_best.reset()
+        for metric in self._metrics("val"):
+            metric.reset()
+
+    def _log_epoch(self, stage: str) -> dict[str, Tensor]:
+        values: dict[str, Tensor] = {}
+        loss = getattr(self, f"{stage}_loss")
+        if loss.update_called:
+            values["loss"] = loss.compute()
+        for metric in self._metrics(stage):
+            values.update(metric.compute())
+            metric.reset()
+        loss.reset()
+        logged = {f"{stage}/{k}": v.float() for k, v in values.items()}
+        self.log_dict(logged, sync_dist=False)
+        return logged
+
+    def on_validation_epoch_end(self) -> None:
+        logged = self._log_epoch("val")
+        key = self.optim.monitor
+        if key in logged and not self.trainer.sanity_checking:
+            self.val_best.update(logged[key])
+            self.log(f"{key}_best", self.val_best.compute())
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    # ---- optimiser ----
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.net.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.trainable_parameters(), self.optim)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode=self.optim.monitor_mode,
+            factor=self.optim.plateau_factor,
+            patience=self.optim.plateau_patience,
+        )
+        schedule = {"scheduler": scheduler, "monitor": self.optim.monitor, "strict": False}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+def set_bn_momentum(net: nn.Module, momentum: float) -> None:
+    """Set every BatchNorm's PyTorch momentum (official: 0.01 = Keras 0.99). Short runs (demo,
+    tests) need a faster one, or evaluation uses running statistics still near initialisation."""
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
+
+
+# ---- network weights from a checkpoint or the official Keras files ----
+def load_net_weights(net: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Load the network part of a Lightning checkpoint of any task module (keys ``net.*``) or of
+    a ``deephar.convert`` file (``{"state_dict": …}``) into ``net``.
+
+    Tensors whose key and shape match are loaded; the rest is reported (e.g. a pose-only
+    checkpoint into a multitask network leaves the action head as initialised). Returns
+    (missing keys of ``net``, checkpoint keys not used). Nothing matching is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init checkpoint not found: {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path}: no state_dict in this file")
+    if any(k.startswith("net.") for k in state):
+        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    own = net.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"{path}: no tensor matches this network (keys or shapes differ)")
+    net.load_state_dict(usable, strict=False)
+    missing = sorted(set(own) - set(usable))
+    unused = sorted(set(state) - set(usable))
+    log.info("%s: loaded %d tensors, %d of the network left as initialised, %d unused",
+             path, len(usable), len(missing), len(unused))  # fmt: skip
+    return missing, unused
+
+
+def init_network(net: DeepHAR, ckpt: str | Path = "", keras_h5: str | Path = "") -> None:
+    """Initialise ``net`` from a checkpoint (``load_net_weights``) and/or official Keras weights.
+
+    Keras: a merge (action) file fills the whole network; a pose-model file fills ``net.pose``.
+    """
+    if keras_h5:
+        from deephar.convert import KerasWeightFile, is_merge_file, load_keras_weights
+
+        with KerasWeightFile(keras_h5) as kfile:
+            merge = is_merge_file(kfile)
+        target = net if merge or net.action is None else net.pose
+        load_keras_weights(target, keras_h5, net.cfg)
+    if ckpt:
+        load_net_weights(net, ckpt)

@@ -1,0 +1,123 @@
+"""Pose2D3DModule: 2D/3D pose regression on mixed still images (MPII 2D, Human3.6M 3D).
+
+Loss (official): elastic net on every prediction block (z only where valid) + 0.01·visibility
+BCE (``deephar.losses.pose_loss``). Metrics in the original frame: PCKh (MPII: pelvis and thorax
+excluded) and PCK (other 2D data with a ``pck_ref``) in pixels through the sample's ``crop``;
+MPJPE / PA-MPJPE in mm for 3D samples (those with a ``camera``).
+
+Alphabet: B batch, J joints, D 2|3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from deephar.losses import pose_loss
+from deephar.metrics import MPJPE, PCK, PCKh, decode_pose_mm, decode_pose_px
+from deephar.models.multitask import DeepHAR
+from deephar.outputs import PoseOutput
+from deephar.tasks.base import OptimSettings, TaskModule, as_settings
+
+PCKH_DATASETS = ("mpii",)  # datasets scored by PCKh (head-size reference); other 2D ones by PCK
+
+
+class PoseMetrics(nn.Module):
+    """PCKh / PCK / MPJPE of one stage; each sample goes to the metrics its annotations allow.
+
+    update(output, batch) with still-image batches (B, …); compute() → {"pckh@0.5", "pckh@0.2",
+    "pckh_auc", "pck@…", "pck_auc", "mpjpe", "pa_mpjpe"} for the metrics that saw samples.
+    """
+
+    def __init__(self, num_joints: int, pckh_exclude: Sequence[int] = (), root: int = 0):
+        super().__init__()
+        self.pckh = PCKh(num_joints, exclude=list(pckh_exclude))
+        self.pck = PCK(num_joints, exclude=list(pckh_exclude))
+        self.mpjpe = MPJPE(root=root)
+
+    def update(self, output: PoseOutput, batch: Mapping[str, Any]) -> None:
+        pred = output.final.detach().float()  # (B, J, D)
+        is_pckh = pred.new_tensor([d in PCKH_DATASETS for d in batch["dataset"]]).bool()
+        has_ref = batch["pck_ref"] > 0
+        pred_px = decode_pose_px(pred, batch["crop"])  # (B, J, 2)
+        for metric, rows in ((self.pckh, is_pckh & has_ref), (self.pck, ~is_pckh & has_ref)):
+            if rows.any():
+                metric.update(pred_px[rows], batch["pose_px"][rows],
+                              batch["pose_px_valid"][rows], batch["pck_ref"][rows])  # fmt: skip
+        is_3d = (batch["camera"] != 0).any(-1) & batch["pose_valid"][..., 2].any(-1)
+        if pred.shape[-1] == 3 and is_3d.any():
+            b = is_3d
+            pred_mm = decode_pose_mm(
+                pred[b], batch["crop"][b], batch["depth"][b], batch["camera"][b]
+            )
+            self.mpjpe.update(pred_mm, batch["pose_mm"][b], batch["pose_px_valid"][b])
+
+    def compute(self) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for metric in (self.pckh, self.pck, self.mpjpe):
+            if metric.update_called:
+                out.update(metric.compute())
+        return out
+
+    def reset(self) -> None:
+        for metric in (self.pckh, self.pck, self.mpjpe):
+            metric.reset()
+
+
+def pose_step(net: DeepHAR, images: Tensor, batch: Mapping[str, Any], visibility_weight: float):
+    """Forward still images (B, 3, H, W) and the official pose loss → (output, loss, parts)."""
+    output = net.forward_pose(images)
+    loss, parts = pose_loss(output, batch, visibility_weight)
+    return output, loss, parts
+
+
+class Pose2D3DModule(TaskModule):
+    """Pose regression on still images with the multitask network's pose part.
+
+    net: ``build_model(cfg)``; optim: ``OptimSettings`` (or its dict); pckh_exclude: joint
+    indices left out of PCKh/PCK (``datamodules.layouts.PCKH_EXCLUDED`` in the training layout).
+    Logs ``train/loss``, ``val/loss``, ``val/pckh@0.5``, ``test/mpjpe``, … and
+    ``<optim.monitor>_best``.
+    """
+
+    def __init__(
+        self,
+        net: DeepHAR,
+        optim: OptimSettings | Mapping[str, Any] | None = None,
+        visibility_weight: float = 0.01,
+        pckh_exclude: Sequence[int] = (),
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__(net, optim, channels_last, compile)
+        self.visibility_weight = visibility_weight
+        cfg = net.cfg
+        self.val_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
+        self.test_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
+        self.save_hyperparameters(
+            {
+                "optim": vars(as_settings(optim)).copy(),
+                "visibility_weight": visibility_weight,
+                "pckh_exclude": list(pckh_exclude),
+                "channels_last": channels_last,
+                "compile": compile,
+            }
+        )
+
+    def _metrics(self, stage: str) -> list[nn.Module]:
+        return [getattr(self, f"{stage}_pose")]
+
+    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
+        if batch["image"].ndim != 4:
+            raise ValueError(
+                f"Pose2D3DModule expects still images (B, 3, H, W), got {tuple(batch['image'].shape)}"
+            )
+        output, loss, parts = pose_step(
+            self.net, self.to_input(batch["image"]), batch, self.visibility_weight
+        )
+        self.log_loss(stage, loss, parts, len(batch["image"]))
+        if stage != "train":
+            getattr(self, f"{stage}_pose").update(output, batch)
+        return loss

@@ -1,0 +1,87 @@
+"""ActionModule: clips with the pose network frozen, provided poses, per-block accuracy."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from datamodules.mixed import MixedRatioDataModule
+from datamodules.penn import PennActionDataset
+from datamodules.synthetic.motion import ACTIONS
+from datamodules.synthetic.write_penn import write_penn
+from deephar.config import NetworkConfig
+from deephar.models.multitask import build_model
+from deephar.tasks import ActionModule, set_bn_momentum
+
+SIZE, T = 64, 8
+NET = NetworkConfig(input_size=SIZE, pose_blocks=1, num_actions=15, num_frames=T)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a loaded 2-core machine two threads can be ~100× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def penn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("penn")
+    write_penn(root, 10, (20, 28), seed=0)  # 10 videos per action: 5 train, 5 test
+    return root
+
+
+def trainer(tmp_path, **kwargs) -> pl.Trainer:
+    args = dict(accelerator="cpu", logger=False, enable_progress_bar=False,
+                enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
+                default_root_dir=str(tmp_path))  # fmt: skip
+    return pl.Trainer(**(args | kwargs))
+
+
+def datamodule(root, mode, batch_size, steps, augment=True, **test_kwargs) -> MixedRatioDataModule:
+    train = PennActionDataset(root, "train", clip_length=T, mode=mode, input_size=SIZE,
+                              augment=augment)  # fmt: skip
+    test = PennActionDataset(root, "test", clip_length=T, mode=mode, input_size=SIZE, **test_kwargs)
+    return MixedRatioDataModule({"penn": train}, {"penn": 1}, batch_size, steps,
+                                val={"penn": test}, test={"penn": test})  # fmt: skip
+
+
+def test_clips_train_the_action_head_only(penn, tmp_path):
+    net = build_model(NET)
+    module = ActionModule(net, {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "nesterov": True,
+                                "monitor": "val/acc", "monitor_mode": "max"})  # fmt: skip
+    pose_before = {k: v.clone() for k, v in net.pose.state_dict().items()}
+    head_before = [p.detach().clone() for p in net.action.parameters()]
+    data = datamodule(penn, "images", batch_size=2, steps=2, clip_sampling="multi", clip_step=6)
+    t = trainer(tmp_path, max_epochs=1, limit_val_batches=2, limit_test_batches=3)
+    t.fit(module, datamodule=data)
+    for key, value in net.pose.state_dict().items():  # weights and BN statistics
+        assert torch.equal(value, pose_before[key]), key
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, net.action.parameters()))
+    assert {"val/acc", "val/video_acc", "val/acc_best", "val/acc_app4"} <= set(t.callback_metrics)
+    t.test(module, datamodule=data, verbose=False)
+    logged = t.callback_metrics
+    blocks = [f"test/acc_{b}" for b in ("pose1", "pose4", "app1", "app4", "agg")]
+    for key in ("test/acc", "test/video_acc", *blocks):
+        assert key in logged, key
+        assert 0.0 <= float(logged[key]) <= 1.0
+    assert logged["test/acc"] == logged["test/acc_agg"]  # the aggregate is the final prediction
+
+
+@pytest.mark.slow
+def test_provided_poses_beat_chance(penn, tmp_path):
+    pl.seed_everything(0)
+    net = build_model(NET)
+    set_bn_momentum(net, 0.1)  # a short run: running statistics must settle
+    module = ActionModule(net, {"name": "adam", "lr": 1e-3})
+    data = datamodule(penn, "poses", batch_size=8, steps=60, augment=False)
+    t = trainer(tmp_path, max_epochs=2)
+    t.fit(module, datamodule=data)
+    t.test(module, datamodule=data, verbose=False)
+    logged = t.callback_metrics
+    assert "test/acc_app1" not in logged  # provided poses: the pose branch only
+    chance = 1 / len(ACTIONS)
+    assert logged["test/acc"] >= 3 * chance, float(logged["test/acc"])

@@ -1,0 +1,103 @@
+"""experiments.train: whole runs on the synthetic world and on the real Penn Action labels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datamodules.synthetic import generate_world
+from experiments.config import load_config
+from experiments.logging import build_logger, wandb_offline
+from experiments.train import best_checkpoint, main, run, run_dir
+
+TINY = [  # CPU-sized: 64² input, K = 1, T = 8, a few steps, CSV logs
+    "model.input_size=64", "model.pose_blocks=1", "data.steps_per_epoch=2", "data.batch_size=4",
+    "data.num_workers=0", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+    "logger.kind=csv", "data.limit_val=4",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a loaded 2-core machine two threads can be ~100× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_world(tmp_path_factory.mktemp("world"), "tiny", seed=0)["manifest"].parent
+
+
+def test_pose_run_writes_checkpoints_and_returns_test_metrics(world, tmp_path):
+    cfg = load_config("demo_pose", [f"data.root={world}", f"out_dir={tmp_path}", *TINY])
+    metrics = run(cfg)
+    assert {"test/pckh@0.5", "test/pckh_auc", "test/loss"} <= set(metrics)
+    assert 0.0 <= metrics["test/pckh@0.5"] <= 1.0
+    folder = run_dir(cfg)
+    for name in ("config.yaml", "best.ckpt", "last.ckpt"):
+        assert (folder / name).is_file(), name
+    assert load_config(str(folder / "config.yaml")).data.root == str(world)
+
+
+def test_resume_auto_continues_at_the_right_step(world, tmp_path):
+    args = [f"data.root={world}", f"out_dir={tmp_path}", *TINY, "data.test=[]"]
+    run(load_config("demo_pose", args))
+    last = run_dir(load_config("demo_pose", args)) / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 2
+    run(load_config("demo_pose", [*args, "resume=auto", "trainer.max_epochs=2"]))
+    state = torch.load(last, weights_only=False)
+    assert (state["global_step"], state["epoch"]) == (4, 1)
+
+
+@pytest.mark.slow
+def test_demo_stages_pose_then_action_and_finetune(world, tmp_path):
+    base = [f"data.root={world}", f"out_dir={tmp_path}", *TINY]
+    pose_cfg = load_config("demo_pose", base)
+    run(pose_cfg)
+    cfg = load_config("demo", [*base, f"init.ckpt={best_checkpoint(pose_cfg)}"])
+    metrics = run(cfg)
+    assert {"test/acc", "test/video_acc", "test/acc_agg", "test/acc_pose1"} <= set(metrics)
+    assert best_checkpoint(cfg).parent.name == "finetune" and best_checkpoint(cfg).is_file()
+    ft = torch.load(run_dir(cfg) / "finetune" / "last.ckpt", weights_only=False)
+    main_lr = cfg.optim.lr  # no plateau in one epoch: the final lr is the initial one
+    assert ft["hyper_parameters"]["optim"]["lr"] == pytest.approx(main_lr / 10)
+    assert ft["hyper_parameters"]["freeze_pose"] is False
+
+
+def test_penn_annotated_poses_on_the_real_labels(samples_dir, tmp_path, capsys):
+    """The acceptance run: `make train-penn PENN_ROOT=<folder with labels/> OVERRIDES=…`."""
+    root = tmp_path / "penn"
+    (root / "labels").mkdir(parents=True)
+    for mat in sorted((samples_dir / "penn_action").glob("*.mat")):
+        (root / "labels" / mat.name).symlink_to(mat)
+    code = main(["penn_poses", f"data.root={root}", f"out_dir={tmp_path / 'runs'}",
+                 "data.sources.penn.options.mode=poses", "model.input_size=64",
+                 "data.batch_size=4", "data.steps_per_epoch=3", "data.num_workers=0",
+                 "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                 "logger.kind=none"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test/acc" in out and "test/video_acc" in out
+
+
+def test_missing_root_exits_with_the_key_named(capsys):
+    assert main(["penn"]) == 2
+    assert "data.root" in capsys.readouterr().err
+
+
+def test_logger_factory(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_offline("auto") is True  # no credentials: offline, no network needed
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password abc123\n")
+    (tmp_path / "netrc").chmod(0o600)
+    assert wandb_offline("auto") is False
+    assert wandb_offline(True) is True
+    cfg = load_config("penn", ["logger.kind=tensorboard"])
+    logger = build_logger(cfg, tmp_path)  # tensorboard absent here → CSV, never a failure
+    assert type(logger).__name__ in ("TensorBoardLogger", "CSVLogger")
+    assert build_logger(load_config("penn", ["logger.kind=none"]), tmp_path) is False
