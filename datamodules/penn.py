@@ -106,7 +106,8 @@ class PennActionDataset(Dataset):
     clip_sampling defaults to "random" on train, "middle" on test; "multi" yields every clip of
     every video (``clip_step`` apart, default T // 2), each carrying its ``video_id``.
     subsample: frame step, or a set to draw from per clip (default (1, 2) for random clips, else 2).
-    mode="poses" reads only ``labels/`` and yields no ``image``: poses normalised to the clip box.
+    mode="poses" reads only ``labels/`` and yields no ``image``: poses normalised to the clip box;
+    ``root`` may then also be the labels folder itself (a folder of NNNN.mat files).
     """
 
     def __init__(
@@ -126,7 +127,10 @@ class PennActionDataset(Dataset):
         if split not in SPLIT_SIZES or mode not in ("images", "poses"):
             raise ValueError(f"PennActionDataset: bad split {split!r} or mode {mode!r}")
         self.root = require_dir(root, "Penn Action root")
-        labels = require_dir(self.root / "labels", "Penn Action labels")
+        labels = self.root / "labels"
+        if mode == "poses" and not labels.is_dir() and any(self.root.glob("*.mat")):
+            labels = self.root  # the labels folder itself
+        labels = require_dir(labels, "Penn Action labels")
         if mode == "images":
             self.frames = require_dir(self.root / "frames", "Penn Action frames")
         self.layout, self.mode, self.T = get_layout(layout), mode, clip_length

@@ -68,13 +68,11 @@ def test_demo_stages_pose_then_action_and_finetune(world, tmp_path):
 
 
 def test_penn_annotated_poses_on_the_real_labels(samples_dir, tmp_path, capsys):
-    """The acceptance run: `make train-penn PENN_ROOT=<folder with labels/> OVERRIDES=…`."""
-    root = tmp_path / "penn"
-    (root / "labels").mkdir(parents=True)
-    for mat in sorted((samples_dir / "penn_action").glob("*.mat")):
-        (root / "labels" / mat.name).symlink_to(mat)
+    """The acceptance run: `make train-penn EXP=penn_poses PENN_ROOT=../shared/samples/penn_action`
+    on the real label files alone (no frames/, not even a labels/ subfolder)."""
+    root = samples_dir / "penn_action"
     code = main(["penn_poses", f"data.root={root}", f"out_dir={tmp_path / 'runs'}",
-                 "data.sources.penn.options.mode=poses", "model.input_size=64",
+                 "model.input_size=64",
                  "data.batch_size=4", "data.steps_per_epoch=3", "data.num_workers=0",
                  "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
                  "logger.kind=none"])  # fmt: skip
