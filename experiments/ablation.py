@@ -1,0 +1,250 @@
+"""Table 5 of the paper (and Figure 8): what each ingredient of the action model brings.
+
+    python -m experiments.ablation --ft --multiclip [--dataset ntu|penn|synthetic] [--out DIR]
+                                   [--pose-ckpt PATH] [--size tiny|demo] [overrides]
+
+Rows (each a training run = one W&B run, all in one group ``ablation-<dataset>``):
+  pose        pose pre-training (synthetic only; real data: ``--pose-ckpt`` gives the pose net)
+  provided    the pose branch on provided poses (NTU Kinect skeletons / Penn annotations)
+  estimated   both branches on estimated poses, pose network frozen ("separate training")
+  finetuned   (--ft) ``estimated`` continued with everything trainable, lr ÷ 10
+  multiclip   (--multiclip) the last model, multi-clip test protocol (no training)
+Columns: pose branch, appearance branch, aggregation (last block of each). Figure 8: accuracy of
+every prediction block, separate vs fine-tuned. Every finished row is stored as
+``<out>/rows/<row>.json``; a rerun skips those (a half-finished training resumes from its
+``last.ckpt``), so an interrupted ablation continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from deephar import viz
+from experiments import evaluate, tables, train
+from experiments.config import load_config
+
+ROWS = ("pose", "provided", "estimated", "finetuned", "multiclip")
+TITLES = {
+    "provided": "Provided poses (Kinect / annotated)",
+    "estimated": "Estimated poses",
+    "finetuned": "+ fine tuning",
+    "multiclip": "+ multi-clip",
+}
+ACTION_CONFIG = {"ntu": ("ntu", "ntu_kinect"), "penn": ("penn", "penn_poses"),
+                 "synthetic": ("ntu", "ntu_kinect")}  # fmt: skip
+SOURCE = {"ntu": "ntu", "penn": "penn", "synthetic": "ntu"}
+
+# The synthetic world (NTU format for actions; MPII 2D + Human3.6M 3D for pose pre-training): a
+# small network and short schedules. ``tiny`` is for tests (seconds), ``demo`` for the CPU demo.
+SYNTHETIC_MODEL = ["model.input_size=64", "model.pose_blocks=2", "model.num_frames=8"]
+SYNTHETIC_POSE = [
+    "model.num_joints=20", "model.depth_maps=8", "model.context_maps=0", "data.layout=pa20j",
+    "data.sources.h36m.train_options.subjects=[1,5]",
+    "data.sources.h36m.val_options.subjects=[9]", "data.sources.h36m.test_options.subjects=[9]",
+    "data.test=[mpii,h36m]", "optim.monitor=val/pckh@0.5", "optim.monitor_mode=max",
+    "data.val=[mpii]", "optim.name=adam", "optim.plateau_patience=1",
+]  # fmt: skip
+SYNTHETIC_ACTION = ["optim.name=adam", "optim.lr=1e-3", "data.limit_val=0"]
+SCHEDULE = {
+    "tiny": {
+        "common": [
+            "data.num_workers=0",
+            "trainer.enable_progress_bar=false",
+            "data.eval_batch_size=4",
+            "logger.kind=none",
+        ],  # fmt: skip
+        "pose": [
+            "data.batch_size=4",
+            "data.steps_per_epoch=2",
+            "trainer.max_epochs=1",
+            "data.limit_val=4",
+        ],  # fmt: skip
+        "action": ["data.batch_size=2", "data.steps_per_epoch=2", "trainer.max_epochs=1"],
+        "finetune": ["trainer.max_epochs=1"],
+    },
+    "demo": {
+        "common": [
+            "data.num_workers=1",
+            "data.eval_batch_size=8",
+            "logger.kind=csv",
+            "trainer.log_every_n_steps=10",
+        ],  # fmt: skip
+        "pose": [
+            "data.batch_size=16",
+            "data.steps_per_epoch=60",
+            "trainer.max_epochs=5",
+            "data.limit_val=64",
+            "optim.lr=1e-3",
+        ],  # fmt: skip
+        "action": ["data.batch_size=4", "data.steps_per_epoch=0", "trainer.max_epochs=6"],
+        "finetune": ["trainer.max_epochs=2"],
+    },
+}
+
+
+def row_overrides(row: str, args: argparse.Namespace, pose_ckpt: str = "", init: str = ""):
+    """(config name, overrides) of one row: the ONE place where flags become config overrides.
+
+    pose_ckpt: the pose network of the action rows; init: the ``estimated`` checkpoint that the
+    ``finetuned`` row continues from.
+    """
+    name = f"ablation-{args.dataset}-{row}"
+    common = [f"name={name}", f"out_dir={Path(args.out) / 'checkpoints'}", "resume=auto",
+              f"logger.group=ablation-{args.dataset}"]  # fmt: skip
+    synthetic = args.dataset == "synthetic"
+    if synthetic:
+        world = Path(args.data)
+        common += SYNTHETIC_MODEL + SCHEDULE[args.size]["common"]
+    if row == "pose":
+        if not synthetic:
+            raise ValueError("pose pre-training rows exist for the synthetic world only")
+        roots = [f"data.root={world / 'h36m'}", f"data.mpii_root={world / 'mpii'}"]
+        return "h36m", common + SYNTHETIC_POSE + roots + SCHEDULE[args.size][
+            "pose"
+        ] + args.overrides
+    images, poses = ACTION_CONFIG[args.dataset]
+    config = poses if row == "provided" else images
+    if synthetic:
+        common += SYNTHETIC_ACTION + [f"data.root={world / 'ntu'}"] + SCHEDULE[args.size]["action"]
+    if row == "estimated":
+        common += [_init_key(pose_ckpt)]
+    if row in ("finetuned", "multiclip"):
+        common += [f"init.ckpt={init}", "freeze_pose=false"]
+        if synthetic:
+            common += SCHEDULE[args.size]["finetune"]
+    return config, common + args.overrides
+
+
+def _init_key(path: str) -> str:
+    return f"init.keras_h5={path}" if str(path).endswith(".h5") else f"init.ckpt={path}"
+
+
+def finetune_lr(cfg: DictConfig) -> DictConfig:
+    """The fine-tuning row trains at the action lr ÷ ``finetune.lr_divisor`` (paper: ÷ 10)."""
+    cfg.optim.lr = cfg.optim.lr / cfg.finetune.lr_divisor
+    return cfg
+
+
+# ---- one row ----
+def table5_entry(metrics: dict[str, float], blocks: int) -> dict[str, float]:
+    """Test metrics of ``train.run`` → Table 5 columns + per-block accuracies (Figure 8)."""
+    get = {k.removeprefix("test/"): v for k, v in metrics.items()}
+    entry = {"pose": get.get(f"acc_pose{blocks}"), "appearance": get.get(f"acc_app{blocks}"),
+             "aggregation": get.get("acc_agg")}  # fmt: skip
+    entry = {k: v for k, v in entry.items() if v is not None}
+    entry["blocks"] = {k.removeprefix("acc_"): v for k, v in get.items()
+                       if k.startswith(("acc_pose", "acc_app"))}  # fmt: skip
+    return entry
+
+
+def run_row(row: str, args: argparse.Namespace, done: dict[str, dict]) -> dict:
+    """Train (or, for multiclip, evaluate) one row; returns what is stored in its JSON."""
+    pose_ckpt = args.pose_ckpt or done.get("pose", {}).get("checkpoint", "")
+    parent = "finetuned" if row == "multiclip" and args.ft else "estimated"
+    init = done.get(parent, {}).get("checkpoint", "")
+    config, overrides = row_overrides(row, args, pose_ckpt, init)
+    cfg = load_config(config, overrides)
+    if row == "finetuned":
+        cfg = finetune_lr(cfg)
+    if row == "multiclip":
+        net = evaluate.load_model(cfg, init)
+        key = cfg.data.test[0]
+        loader = evaluate.eval_loader(cfg, key, clip_sampling="multi")
+        flip = args.dataset == "penn"  # official Penn multi-clip: every clip also mirrored
+        res = evaluate.evaluate_action(net, loader, cfg.eval.video_reduction, flip, "multi-clip")
+        return {"config": config, "overrides": overrides, "checkpoint": init} | {
+            k: res[k] for k in evaluate.BRANCHES if k in res
+        }
+    metrics = train.run(cfg)
+    entry = {"config": config, "overrides": overrides, "metrics": metrics,
+             "checkpoint": str(train.best_checkpoint(cfg))}  # fmt: skip
+    if row != "pose":
+        entry |= table5_entry(metrics, cfg.model.action_blocks)
+    return entry
+
+
+# ---- the whole ablation ----
+def planned_rows(args: argparse.Namespace) -> list[str]:
+    rows = ["pose"] if not args.pose_ckpt else []
+    rows += ["provided", "estimated"]
+    rows += ["finetuned"] if args.ft else []
+    rows += ["multiclip"] if args.multiclip else []
+    return rows
+
+
+def run_ablation(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Run every planned row not finished yet; write the table and the plot. Returns the rows."""
+    if args.dataset != "synthetic" and not args.pose_ckpt:
+        raise ValueError(f"--dataset {args.dataset}: pass --pose-ckpt (a pose checkpoint or .h5)")
+    out = Path(args.out)
+    (out / "rows").mkdir(parents=True, exist_ok=True)
+    if args.dataset == "synthetic":
+        from datamodules.synthetic import generate_world
+
+        generate_world(args.data, args.size, seed=0, log=log)
+    rows = planned_rows(args)
+    done: dict[str, dict] = {}
+    for i, row in enumerate(rows, 1):
+        path = out / "rows" / f"{row}.json"
+        if path.is_file():
+            done[row] = json.loads(path.read_text())
+            log(f"[{i}/{len(rows)}] {row}: finished earlier, kept ({path})")
+            continue
+        log(f"[{i}/{len(rows)}] {row}: running")
+        done[row] = run_row(row, args, done)
+        path.write_text(json.dumps(done[row], indent=1))
+    log(write_outputs(done, out))
+    return done
+
+
+def write_outputs(done: dict[str, dict], out: Path) -> str:
+    """``table5.{csv,md}`` and ``blocks.png`` (Figure 8) from the finished rows."""
+    table = tables.ablation_table({TITLES[r]: e for r, e in done.items() if r in TITLES})
+    text = tables.write_table(table, out, "table5", "Table 5 structure: accuracy (%)")
+    curves = {}
+    for row, label in (("estimated", "separate"), ("finetuned", "fine-tuned")):
+        blocks = done.get(row, {}).get("blocks", {})
+        for branch, prefix in (("pose", "pose"), ("appearance", "app")):
+            keys = sorted(
+                (k for k in blocks if k.startswith(prefix)), key=lambda k: int(k[len(prefix) :])
+            )
+            if keys:
+                curves[f"{branch}, {label}"] = [blocks[k] for k in keys]
+    if curves:
+        viz.save_figure(viz.plot_block_accuracy(curves, "Accuracy per prediction block"),
+                        out / "blocks.png")  # fmt: skip
+    return text
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m experiments.ablation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--ft", action="store_true", help="add the fine-tuning row")
+    parser.add_argument("--multiclip", action="store_true", help="add the multi-clip row")
+    parser.add_argument("--dataset", choices=sorted(ACTION_CONFIG), default="synthetic")
+    parser.add_argument("--out", default="runs/ablation")
+    parser.add_argument("--pose-ckpt", default="", help="pose network of the action rows")
+    parser.add_argument("--data", default="data/synthetic", help="synthetic world root")
+    parser.add_argument("--size", choices=sorted(SCHEDULE), default="demo")
+    parser.add_argument("overrides", nargs="*", help="config overrides for every row (key=value)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run_ablation(args)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

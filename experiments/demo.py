@@ -1,0 +1,133 @@
+"""The whole pipeline on the synthetic world, on a CPU: ``python -m experiments.demo``.
+
+    python -m experiments.demo [--size demo|tiny] [--out runs/demo] [--data DIR]
+
+1. the synthetic world (``datamodules.synthetic``; generated when absent);
+2. pose pre-training on mixed 2D (MPII format) and 3D (Human3.6M format) data;
+3. action training on its NTU-format clips: provided (Kinect-file) poses, estimated poses with the
+   pose network frozen, then fine-tuning of everything, then the multi-clip protocol
+   (``experiments.ablation``: Table 5's rows; resumable);
+4. evaluation of the pose network (single- and multi-crop PCKh, MPJPE);
+5. ``results.md`` (printed at the end), ``skeletons.png`` (2D overlays and 3D views of predicted
+   poses), ``blocks.png`` (accuracy per prediction block, separate vs fine-tuned) and
+   ``model.pt``, a portable network for ``python -m experiments.predict <video> ckpt=…``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datamodules.layouts import get_layout
+from deephar import viz
+from deephar.metrics import decode_pose_mm
+from experiments import ablation, evaluate, tables
+from experiments.config import load_config, network_config
+from experiments.predict import limbs
+
+DISPLACEMENT = 2  # multi-crop shift in crop pixels at the demo's 64-pixel input (8 at 256)
+
+
+def demo_args(size: str, out: Path, data: Path) -> argparse.Namespace:
+    """The ablation's arguments for the demo: synthetic world, all rows."""
+    return ablation.parse_args(["--ft", "--multiclip", "--dataset", "synthetic", "--size", size,
+                                "--out", str(out), "--data", str(data)])  # fmt: skip
+
+
+def pose_results(args: argparse.Namespace, ckpt: str) -> tuple[dict, object, object]:
+    """Single- and multi-crop results of the pose network on the synthetic test sets."""
+    cfg = load_config(*ablation.row_overrides("pose", args))
+    net = evaluate.load_model(cfg, ckpt)
+    protocol = evaluate.Protocol(displacement=DISPLACEMENT, limit=0 if args.size == "demo" else 4)
+    return evaluate.evaluate(cfg, net, protocol), cfg, net
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [−1, 1] → uint8 (H, W, 3)."""
+    return ((image.permute(1, 2, 0).numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def skeleton_figure(cfg, net, count: int = 4):
+    """Predicted 2D poses on Human3.6M-format test crops and their 3D poses (mm, root-relative)."""
+    loader = evaluate.eval_loader(cfg, "h36m", limit=count)
+    batch = next(iter(loader))
+    out = net.forward_pose(batch["image"])
+    pose = out.final
+    size = batch["image"].shape[-1]
+    mm = decode_pose_mm(pose, batch["crop"], batch["depth"], batch["camera"])
+    mm = mm - mm[:, :1]
+    panels = [
+        (to_uint8(batch["image"][i]), pose[i, :, :2].numpy() * size, mm[i].numpy(),
+         batch["sample_id"][i].split("/", 2)[-1])
+        for i in range(min(count, len(pose)))
+    ]  # fmt: skip
+    return viz.pose_grid(panels, limbs(get_layout(cfg.data.layout)))
+
+
+def export_model(ckpt: str, cfg, path: Path) -> Path:
+    """The fine-tuned network as a ``deephar.convert``-style file (config + state dict)."""
+    net = evaluate.load_model(cfg, ckpt)
+    torch.save({"model": "demo", "config": dataclasses.asdict(network_config(cfg)),
+                "state_dict": net.state_dict(), "source": ckpt}, path)  # fmt: skip
+    return path
+
+
+def run_demo(size: str = "demo", out: str | Path = "runs/demo", data: str | Path | None = None):
+    """Run every stage; returns {"pose": results, "ablation": rows, "markdown": text}."""
+    start = time.perf_counter()
+    out = Path(out)
+    data = Path(data) if data else (Path("data/synthetic") if size == "demo" else out / "world")
+    args = demo_args(size, out, data)
+    print(f"== deephar demo ({size}): world {data}, outputs {out}", flush=True)
+    rows = ablation.run_ablation(args)
+    print(f"== pose evaluation ({time.perf_counter() - start:.0f} s so far)", flush=True)
+    pose, cfg, net = pose_results(args, rows["pose"]["checkpoint"])
+    texts = [evaluate.write_results(pose, cfg.data.layout, out / "pose")]
+    texts.append((out / "table5.md").read_text())
+    viz.save_figure(skeleton_figure(cfg, net), out / "skeletons.png")
+    last = rows["finetuned"]
+    action_cfg = load_config(last["config"], last["overrides"])
+    export_model(last["checkpoint"], action_cfg, out / "model.pt")
+    wall = time.perf_counter() - start
+    summary = tables.accuracy_table({"demo": _headline(pose, rows)})
+    texts.insert(0, tables.to_markdown(summary) + f"\nwall time: {wall / 60:.1f} min\n")
+    markdown = "\n".join(texts)
+    (out / "results.md").write_text(markdown)
+    print(markdown)
+    print(f"pictures: {out / 'skeletons.png'}, {out / 'blocks.png'}; network: {out / 'model.pt'}")
+    return {"pose": pose, "ablation": rows, "markdown": markdown, "wall_s": wall}
+
+
+def _headline(pose: dict, rows: dict) -> dict[str, float]:
+    """The demo's targets: PCKh@0.5 (multi-crop) and the action accuracy (aggregation)."""
+    crops = [k for k in pose if k.startswith("mpii/")]
+    best = {"PCKh@0.5": max(pose[k]["pckh@0.5"] for k in crops)} if crops else {}
+    final = rows.get("multiclip") or rows.get("finetuned") or {}
+    return best | {"action accuracy": final.get("aggregation", float("nan"))}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--size", choices=sorted(ablation.SCHEDULE), default="demo")
+    parser.add_argument("--out", default="runs/demo")
+    parser.add_argument("--data", default=None, help="world root (default data/synthetic)")
+    args = parser.parse_args(argv)
+    try:
+        run_demo(args.size, args.out, args.data)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

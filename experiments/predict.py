@@ -1,0 +1,327 @@
+"""Poses and actions for one video or image: ``python -m experiments.predict <file> ckpt=...``.
+
+Pipeline (the paper's test-time protocol): frames are decoded (downscaled to ``decode_size``); the
+video is cut into sliding clips of T frames every T/2; for each clip the person box comes from
+poses predicted on its full first, middle and last frames (``protocols.person_box``); the clip is
+cropped there and the network gives per-frame 2D (+3D) poses and, with an action head, action
+scores. Poses of frames covered by two clips are averaged in image pixels; clip scores are
+averaged per video. Writes ``<stem>.json`` and a rendered overlay (``.mp4`` via PyAV, ``.png`` for
+an image) into ``--out``.
+
+Checkpoints: a Lightning checkpoint of the task modules, a converted official file (``.pt`` of
+``python -m deephar.convert``) or an official Keras ``.h5`` (``keras_model=mpii|h36m|penn|ntu``).
+Alphabet: F frames, T clip frames, J joints, D 2|3, A actions, N clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from datamodules.base import read_image
+from datamodules.layouts import Layout, get_layout
+from datamodules.penn import ACTIONS as PENN_ACTIONS
+from datamodules.transforms import crop_matrix, normalize_image, normalized_crop, to_pixels, warp
+from datamodules.video import VideoReader
+from deephar import viz
+from deephar.config import PRESETS, NetworkConfig
+from deephar.models.multitask import DeepHAR, build_model
+from deephar.tasks.base import init_network
+from experiments import protocols
+from experiments.config import network_config
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# Drawn chains of joint names; a name absent from the layout is skipped (the chain closes over it).
+CHAINS = (
+    ("head", "neck", "thorax", "spine", "pelvis"),
+    ("thorax", "r_shoulder", "r_elbow", "r_wrist", "r_hand"),
+    ("thorax", "l_shoulder", "l_elbow", "l_wrist", "l_hand"),
+    ("pelvis", "r_hip", "r_knee", "r_ankle", "r_foot"),
+    ("pelvis", "l_hip", "l_knee", "l_ankle", "l_foot"),
+)
+
+
+def limbs(layout: Layout) -> list[tuple[int, int]]:
+    """(a, b) index pairs of the drawn limbs of ``layout``, derived from its joint names."""
+    pairs = []
+    for chain in CHAINS:
+        present = [layout.index(j) for j in chain if j in layout.joints]
+        pairs += list(zip(present[:-1], present[1:]))
+    for centre, a, b in (("thorax", "r_shoulder", "l_shoulder"), ("pelvis", "r_hip", "l_hip")):
+        if centre not in layout.joints and {a, b} <= set(layout.joints):
+            pairs.append((layout.index(a), layout.index(b)))
+    return pairs
+
+
+# ---- checkpoints ----
+DEFAULT_LAYOUT = {16: "pa16j", 17: "pa17j", 20: "pa20j"}
+
+
+@dataclass
+class LoadedNetwork:
+    model: DeepHAR
+    config: NetworkConfig
+    layout: str
+    source: str
+    action_names: tuple[str, ...] | None = None
+
+
+def run_config(path: Path) -> DictConfig | None:
+    """The ``config.yaml`` that ``experiments.train`` saved beside (or above) a checkpoint."""
+    for folder in (path.parent, path.parent.parent):
+        if (folder / "config.yaml").is_file():
+            return OmegaConf.load(folder / "config.yaml")
+    return None
+
+
+def network_state(state: dict) -> dict:
+    """Keys of a ``DeepHAR`` (``pose.*``, ``action.*``) from a task module (``net.*``) or a
+    converted pose network (``stem.*``, ``blocks.*``)."""
+    if any(k.startswith("net.") for k in state):
+        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    if not any(k.startswith("pose.") for k in state):
+        state = {f"pose.{k}": v for k, v in state.items()}
+    return state
+
+
+def load_network(path: str | Path, keras_model: str = "") -> LoadedNetwork:
+    """A ready network from a Lightning checkpoint (its run's ``config.yaml`` gives the network
+    and the layout), a ``deephar.convert``-style file (``config`` inside) or a Keras .h5 (the
+    preset ``keras_model``). Every tensor of the network must be filled."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    layout = ""
+    if path.suffix == ".h5":
+        if keras_model not in PRESETS:
+            raise ValueError(f"{path}: an official .h5 needs keras_model= one of {sorted(PRESETS)}")
+        cfg = PRESETS[keras_model]
+        model = build_model(cfg)
+        init_network(model, keras_h5=path)
+    else:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(payload, dict) or "state_dict" not in payload:
+            raise ValueError(f"{path}: not a checkpoint (no state_dict)")
+        run = run_config(path) if "config" not in payload else None
+        if "config" in payload:
+            cfg = NetworkConfig(**payload["config"])
+        elif run is not None:
+            cfg, layout = network_config(run), run.data.layout
+        else:
+            raise ValueError(f"{path}: no network configuration (no config.yaml beside it)")
+        model = build_model(cfg)
+        missing, _ = model.load_state_dict(network_state(payload["state_dict"]), strict=False)
+        if missing:
+            raise ValueError(f"{path}: {len(missing)} network tensors missing, e.g. {missing[:3]}")
+    layout = layout or DEFAULT_LAYOUT.get(cfg.num_joints, "")
+    if not layout:
+        raise ValueError(f"{path}: no joint layout known for {cfg.num_joints} joints")
+    return LoadedNetwork(model.eval(), cfg, layout, str(path), action_names(cfg.num_actions))
+
+
+def action_names(num_actions: int) -> tuple[str, ...] | None:
+    return PENN_ACTIONS if num_actions == len(PENN_ACTIONS) else None
+
+
+# ---- decoding ----
+def read_frames(path: Path, decode_size: int) -> tuple[np.ndarray, float | None]:
+    """uint8 (F, H, W, 3) frames with max(H, W) ≤ ``decode_size`` (0: full size), and the fps."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _downscale(read_image(path)[None], decode_size), None
+    video = VideoReader(path)
+    chunks = [
+        _downscale(video.read(np.arange(s, min(s + 32, len(video)))), decode_size)
+        for s in range(0, len(video), 32)
+    ]  # decoded in chunks so that full-size frames never all sit in memory
+    return np.concatenate(chunks), video.fps
+
+
+def _downscale(frames: np.ndarray, decode_size: int) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    scale = decode_size / max(h, w) if decode_size else 1.0
+    if scale >= 1.0:
+        return frames
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+
+
+# ---- inference ----
+@dataclass
+class Prediction:
+    """pose_px (F, J, 2), z (F, J) or None, visibility (F, J), clips (N, T) frame indices,
+    boxes (N, 3) cx cy side, clip_scores (N, A) or None, scores (A,) or None."""
+
+    pose_px: np.ndarray
+    z: np.ndarray | None
+    visibility: np.ndarray
+    clips: np.ndarray
+    boxes: np.ndarray
+    clip_scores: np.ndarray | None
+    scores: np.ndarray | None
+
+
+@torch.no_grad()
+def predict_frames(net: LoadedNetwork, frames: np.ndarray, threshold: float = 0.5) -> Prediction:
+    """Run the protocol on uint8 frames (F, H, W, 3) (one frame for an image)."""
+    model, cfg = net.model.eval(), net.config
+    size, length = cfg.input_size, cfg.num_frames
+    has_action = cfg.num_actions > 0 and len(frames) > 1
+    clips = (
+        protocols.multi_clip_indices(len(frames), length)
+        if has_action
+        else np.arange(len(frames))[:, None]
+    )
+    predictor = protocols.pose_predictor(model)
+    sums = np.zeros((len(frames), cfg.num_joints, 4))  # x, y, z, visibility
+    counts = np.zeros(len(frames))
+    boxes, clip_scores = [], []
+    for clip in clips:
+        centre, window = protocols.person_box(predictor, frames[clip], size, threshold)
+        matrix = crop_matrix(centre, window, size)
+        images = torch.from_numpy(normalize_image(warp(frames[clip], matrix, size)))
+        if has_action:
+            out = model.forward_clip(images[None])
+            clip_scores.append(out.final.softmax(-1)[0].numpy())
+            pose, vis = out.poses.pose[-1][0], out.poses.visibility[-1][0]
+        else:
+            pose, vis = predictor(images)
+        crop = torch.from_numpy(normalized_crop(matrix, size)).to(pose)
+        xy = to_pixels(pose[..., :2], crop).numpy()
+        z = pose[..., 2].numpy() if pose.shape[-1] == 3 else np.zeros(pose.shape[:-1])
+        np.add.at(sums, clip, np.concatenate([xy, z[..., None], vis.numpy()[..., None]], -1))
+        np.add.at(counts, clip, 1)
+        boxes.append([*centre, window])
+    mean = sums / np.maximum(counts, 1)[:, None, None]
+    scores = np.mean(clip_scores, axis=0) if clip_scores else None
+    return Prediction(
+        pose_px=mean[..., :2],
+        z=mean[..., 2] if cfg.dim == 3 else None,
+        visibility=mean[..., 3],
+        clips=clips,
+        boxes=np.asarray(boxes),
+        clip_scores=np.asarray(clip_scores) if clip_scores else None,
+        scores=scores,
+    )
+
+
+# ---- outputs ----
+def to_json(pred: Prediction, net: LoadedNetwork, source: Path, frames: np.ndarray, fps) -> dict:
+    layout = get_layout(net.layout)
+    out = {
+        "source": str(source),
+        "checkpoint": net.source,
+        "num_frames": len(pred.pose_px),
+        "fps": fps,
+        "decoded_size": [int(frames.shape[2]), int(frames.shape[1])],
+        "layout": layout.name,
+        "joints": list(layout.joints),
+        "frames": [
+            {
+                "index": i,
+                "pose_px": np.round(pred.pose_px[i], 2).tolist(),
+                "z": None if pred.z is None else np.round(pred.z[i], 4).tolist(),
+                "visibility": np.round(pred.visibility[i], 4).tolist(),
+            }
+            for i in range(len(pred.pose_px))
+        ],
+        "clips": [
+            {"frames": [int(c[0]), int(c[-1])], "box": np.round(b, 2).tolist()}
+            | ({} if pred.clip_scores is None else {"scores": np.round(s, 5).tolist()})
+            for c, b, s in zip(
+                pred.clips,
+                pred.boxes,
+                pred.clip_scores if pred.clip_scores is not None else [None] * len(pred.clips),
+            )
+        ],
+    }
+    if pred.scores is not None:
+        best = int(np.argmax(pred.scores))
+        out["action"] = {
+            "index": best,
+            "name": net.action_names[best] if net.action_names else None,
+            "score": float(pred.scores[best]),
+            "scores": np.round(pred.scores, 5).tolist(),
+        }
+    return out
+
+
+def render(pred: Prediction, frames: np.ndarray, net: LoadedNetwork, path: Path, fps) -> Path:
+    """Overlay video (MP4, H.264 via PyAV) or, for one frame, a PNG figure (with a 3D view)."""
+    pairs = limbs(get_layout(net.layout))
+    if len(frames) == 1:
+        pose_3d = None
+        if pred.z is not None:
+            pose_3d = np.concatenate(
+                [pred.pose_px[0] / max(frames.shape[1:3]), pred.z[0, :, None]], -1
+            )
+        fig = viz.pose_figure(frames[0], pred.pose_px[0], pairs, pose_3d)
+        return viz.save_figure(fig, path.with_suffix(".png"))
+    import av
+
+    path = path.with_suffix(".mp4")
+    h, w = (s - s % 2 for s in frames.shape[1:3])  # H.264 wants even sizes
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=round(fps or 25))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i, frame in enumerate(frames):
+            image = viz.draw_skeleton(frame[:h, :w], pred.pose_px[i], pairs)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def run(source: str | Path, ckpt: str | Path, out_dir: str | Path, keras_model: str = "",
+        decode_size: int = 480, threshold: float = 0.5) -> dict:  # fmt: skip
+    """Predict on ``source``; returns the JSON dict (also written with the overlay)."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"input not found: {source}")
+    net = load_network(ckpt, keras_model=keras_model)
+    frames, fps = read_frames(source, decode_size)
+    pred = predict_frames(net, frames, threshold)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = to_json(pred, net, source, frames, fps)
+    result["rendered"] = str(render(pred, frames, net, out_dir / source.stem, fps))
+    (out_dir / f"{source.stem}.json").write_text(json.dumps(result))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("source", type=Path, help="video file, frames folder or image")
+    parser.add_argument("options", nargs="*", help="ckpt=PATH [keras_model=NAME decode_size=480 "
+                        "threshold=0.5]")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=Path("runs/predict"))
+    args = parser.parse_args(argv)
+    opts = dict(o.split("=", 1) for o in args.options if "=" in o)
+    if bad := [o for o in args.options if "=" not in o] + sorted(set(opts) - _OPTIONS):
+        parser.error(f"unknown option(s) {bad}; known: {sorted(_OPTIONS)}")
+    if "ckpt" not in opts:
+        parser.error("ckpt=PATH is required")
+    try:
+        result = run(args.source, opts["ckpt"], args.out, opts.get("keras_model", ""),
+                     int(opts.get("decode_size", 480)), float(opts.get("threshold", 0.5)))  # fmt: skip
+    except (OSError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    action = result.get("action")
+    print(f"{result['num_frames']} frames → {args.out}; rendered {result['rendered']}")
+    if action:
+        print(f"action: {action['name'] or action['index']} (score {action['score']:.3f})")
+    return 0
+
+
+_OPTIONS = {"ckpt", "keras_model", "decode_size", "threshold"}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Test-time protocols of the paper, as pure functions of a predictor and tensors.
+
+Alphabet: B batch, T frames, J joints, D 2|3, S crop side, A actions, N clips, V videos, F frames.
+
+- Multi-crop (pose): the centred crop plus small displacements, each also mirrored; every view's
+  prediction is mapped back to the un-augmented crop — and through it to the original image, the
+  two frames being one affine map apart, so the mean is the same in both — with the joints of a
+  mirrored view re-indexed by the layout's flip permutation, then averaged. Views are exact pixel
+  operations on the sample's crop (integer shifts with black fill, ``torch.flip``): no resampling.
+- Multi-clip (action): clips every T/2 frames (``datamodules.base.clip_indices(mode="multi")``),
+  clip scores averaged per video, or multiplied (the official Penn Action evaluation), optionally
+  with each clip's mirror.
+- Test-time person box: poses predicted on full frames (first, middle, last of a clip) give the
+  crop, by the same rule as the datasets' annotated boxes (``datamodules.penn.clip_box``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from datamodules.base import clip_indices
+from datamodules.penn import clip_box
+from datamodules.transforms import crop_matrix, normalize_image, normalized_crop, to_pixels, warp
+
+#: images (B, 3, S, S) → pose (B, J, D) crop-normalised and visibility (B, J)
+PosePredictor = Callable[[Tensor], tuple[Tensor, Tensor]]
+BLACK = -1.0  # a black pixel after normalisation to [−1, 1]
+
+
+def pose_predictor(model: torch.nn.Module) -> PosePredictor:
+    """The last prediction block of a pose network (``DeepHAR.forward_pose`` or ``PoseNet``)."""
+    forward = getattr(model, "forward_pose", model)
+
+    @torch.no_grad()
+    def predict(images: Tensor) -> tuple[Tensor, Tensor]:
+        out = forward(images)
+        return out.pose[-1], out.visibility[-1]
+
+    return predict
+
+
+# ---- multi-crop ----
+@dataclass(frozen=True)
+class CropView:
+    """One test-time view of a crop: content shifted by ``shift`` = (dx, dy) crop pixels, then
+    mirrored horizontally when ``flip``."""
+
+    shift: tuple[int, int] = (0, 0)
+    flip: bool = False
+
+
+def multi_crop_views(displacement: int = 8, flip: bool = True) -> list[CropView]:
+    """Centred crop and the four ±``displacement`` pixel shifts, each with its mirror (10 views);
+    ``displacement`` 0 leaves the centred crop (and its mirror)."""
+    shifts = [(0, 0)]
+    if displacement:
+        d = int(displacement)
+        shifts += [(d, 0), (-d, 0), (0, d), (0, -d)]
+    flips = (False, True) if flip else (False,)
+    return [CropView(s, f) for s in shifts for f in flips]
+
+
+def shift_images(images: Tensor, dx: int, dy: int, fill: float = BLACK) -> Tensor:
+    """(…, C, S, S) content moved by (dx, dy) pixels (right, down); uncovered pixels = ``fill``."""
+    out = torch.full_like(images, fill)
+    h, w = images.shape[-2:]
+    src_y, dst_y = slice(max(0, -dy), h - max(0, dy)), slice(max(0, dy), h - max(0, -dy))
+    src_x, dst_x = slice(max(0, -dx), w - max(0, dx)), slice(max(0, dx), w - max(0, -dx))
+    out[..., dst_y, dst_x] = images[..., src_y, src_x]
+    return out
+
+
+def apply_view(images: Tensor, view: CropView) -> Tensor:
+    """(…, C, S, S) → the view's images: shift, then mirror."""
+    out = shift_images(images, *view.shift) if view.shift != (0, 0) else images
+    return out.flip(-1) if view.flip else out
+
+
+def view_to_crop(pose: Tensor, view: CropView, size: int, flip_perm: Sequence[int]) -> Tensor:
+    """Pose (…, J, D) predicted on a view → the same joints in the un-augmented crop's normalised
+    frame (pixel p ↦ p/S; the mirror maps pixel p to S − 1 − p). z is left as it is."""
+    xy = pose[..., :2]
+    if view.flip:
+        xy = torch.stack([(size - 1) / size - xy[..., 0], xy[..., 1]], dim=-1)
+        perm = torch.as_tensor(np.asarray(flip_perm), device=pose.device, dtype=torch.long)
+        xy, pose = xy[..., perm, :], pose[..., perm, :]
+    xy = xy - torch.tensor(view.shift, dtype=xy.dtype, device=xy.device) / size
+    return torch.cat([xy, pose[..., 2:]], dim=-1)
+
+
+def multi_crop(
+    predict: PosePredictor,
+    images: Tensor,
+    flip_perm: Sequence[int],
+    views: Sequence[CropView] = (CropView(),),
+) -> tuple[Tensor, Tensor]:
+    """Average pose (B, J, D) and visibility (B, J) over ``views`` of images (B, 3, S, S), in the
+    frame of the un-augmented crop (so the sample's ``crop`` maps it to original pixels)."""
+    size = images.shape[-1]
+    poses, vis = [], []
+    for view in views:
+        pose, visibility = predict(apply_view(images, view))
+        poses.append(view_to_crop(pose, view, size, flip_perm))
+        vis.append(visibility[..., list(flip_perm)] if view.flip else visibility)
+    return torch.stack(poses).mean(0), torch.stack(vis).mean(0)
+
+
+# ---- multi-clip ----
+def multi_clip_indices(
+    num_frames: int, clip_length: int, subsample: int = 1, step: int | None = None
+) -> np.ndarray:
+    """(N, T) frame indices of clips every ``step`` (default T // 2) frames covering a video."""
+    return clip_indices(num_frames, clip_length, "multi", subsample, step=step)
+
+
+def combine_clip_scores(logits: Tensor, video: Tensor, reduction: str = "mean") -> Tensor:
+    """Clip logits (N, A) and video index (N,) in 0..V−1 → video scores (V, A) that sum to 1.
+
+    mean: average of the clips' softmax; prod: normalised product of the clips' softmax (sum of
+    log-softmax; the official Penn Action multi-clip evaluation).
+    """
+    if reduction not in ("mean", "prod"):
+        raise ValueError(f"reduction must be 'mean' or 'prod', got {reduction!r}")
+    video = video.long()
+    num_videos = int(video.max()) + 1 if len(video) else 0
+    per_clip = logits.float().softmax(-1) if reduction == "mean" else logits.float().log_softmax(-1)
+    total = per_clip.new_zeros(num_videos, logits.shape[-1]).index_add_(0, video, per_clip)
+    if reduction == "prod":
+        return total.softmax(-1)
+    counts = torch.bincount(video, minlength=num_videos).clamp(min=1)
+    return total / counts[:, None]
+
+
+def clip_views(clips: Tensor, flip: bool = False) -> list[Tensor]:
+    """(B, T, 3, S, S) → the clips, and their mirror when ``flip`` (official Penn multi-clip)."""
+    return [clips, clips.flip(-1)] if flip else [clips]
+
+
+# ---- the test-time person box ----
+def full_frame_matrix(image_hw: tuple[int, int], size: int) -> np.ndarray:
+    """(2, 3) affine original pixels → S×S crop pixels of the whole (letter-boxed) frame."""
+    h, w = image_hw
+    return crop_matrix(np.array([(w - 1) / 2.0, (h - 1) / 2.0]), float(max(h, w)), size)
+
+
+def predict_full_frames(
+    predict: PosePredictor, frames: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pose in original pixels (F, J, 2) and visibility (F, J) from uint8 frames (F, H, W, 3)
+    seen whole (the first step of the paper's test-time protocol)."""
+    matrix = full_frame_matrix(frames.shape[1:3], size)
+    images = torch.from_numpy(normalize_image(warp(frames, matrix, size)))
+    pose, vis = predict(images)
+    crop = torch.from_numpy(normalized_crop(matrix, size)).to(pose)
+    return to_pixels(pose[..., :2], crop).cpu().numpy(), vis.cpu().numpy()
+
+
+def person_box(
+    predict: PosePredictor, frames: np.ndarray, size: int, threshold: float = 0.5
+) -> tuple[np.ndarray, float]:
+    """Centre (2,) and square window side (px) of the person in a clip of uint8 frames
+    (T, H, W, 3): joints predicted on the full first, middle and last frames, those with
+    visibility ≥ ``threshold`` boxed, ×1.5, squared (``datamodules.penn.clip_box``)."""
+    keys = np.unique([0, len(frames) // 2, len(frames) - 1])
+    pose_px, vis = predict_full_frames(predict, frames[keys], size)
+    return clip_box(pose_px, vis >= threshold, frames.shape[1:3])

@@ -1,0 +1,29 @@
+"""The demo pipeline at the tiny synthetic size: every stage runs and leaves its files, and the
+exported network serves ``experiments.predict``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments import demo, predict
+
+
+@pytest.mark.slow
+def test_demo_pipeline_tiny(tmp_path):
+    result = demo.run_demo("tiny", tmp_path / "demo", tmp_path / "world")
+    out = tmp_path / "demo"
+    for name in ("results.md", "skeletons.png", "blocks.png", "model.pt", "table5.csv",
+                 "pose/pckh.md", "pose/mpjpe.md", "rows/multiclip.json"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    assert set(result["ablation"]) == {"pose", "provided", "estimated", "finetuned", "multiclip"}
+    assert "mpii/multi-crop" in result["pose"] and "h36m/single-crop" in result["pose"]
+    text = (out / "results.md").read_text()
+    assert "PCKh@0.5" in text and "+ fine tuning" in text and "Human3.6M" in text
+
+    video = next((tmp_path / "world" / "ntu" / "nturgb+d_rgb").glob("*.avi"))
+    ckpt = out / "model.pt"
+    assert predict.main([str(video), f"ckpt={ckpt}", "--out", str(tmp_path / "pred")]) == 0
+    pred = json.loads((tmp_path / "pred" / f"{video.stem}.json").read_text())
+    assert pred["layout"] == "pa20j" and len(pred["action"]["scores"]) == 60

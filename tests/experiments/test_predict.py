@@ -1,0 +1,98 @@
+"""experiments.predict on the real NTU sample video and on an image, with a tiny random network."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from datamodules.layouts import PA16J, PA20J, PENN
+from deephar.config import NTU_MERGE, PENN_MERGE
+from deephar.models.multitask import build_model
+from experiments import predict
+
+VIDEO = "ntu/S001C001P001R001A001_rgb.avi"
+
+
+def tiny_checkpoint(path, base, **changes):
+    """A ``deephar.convert``-style file of a randomly initialised small network."""
+    torch.manual_seed(0)
+    cfg = base.with_(input_size=64, pose_blocks=1, num_frames=8, **changes)
+    torch.save(
+        {"model": "tiny", "config": dataclasses.asdict(cfg),
+         "state_dict": build_model(cfg).state_dict()},
+        path,
+    )  # fmt: skip
+    return path
+
+
+def test_limbs_come_from_joint_names():
+    pairs = predict.limbs(PA16J)
+    named = {(PA16J.joints[a], PA16J.joints[b]) for a, b in pairs}
+    assert ("r_elbow", "r_wrist") in named and ("thorax", "l_shoulder") in named
+    assert ("head", "neck") in named and len(pairs) == 15  # a tree over 16 joints
+    assert ("r_wrist", "r_hand") in {
+        (PA20J.joints[a], PA20J.joints[b]) for a, b in predict.limbs(PA20J)
+    }
+    penn = {(PENN.joints[a], PENN.joints[b]) for a, b in predict.limbs(PENN)}
+    assert ("r_shoulder", "l_shoulder") in penn  # no thorax: shoulders joined directly
+
+
+def test_predict_on_the_ntu_sample_video(samples_dir, tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt", NTU_MERGE, num_actions=7)
+    code = predict.main([str(samples_dir / VIDEO), f"ckpt={ckpt}", "decode_size=160",
+                         "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "S001C001P001R001A001_rgb.json").read_text())
+    assert result["num_frames"] == 103 and len(result["frames"]) == 103
+    frame = result["frames"][50]
+    assert np.asarray(frame["pose_px"]).shape == (20, 2) and len(frame["z"]) == 20
+    assert result["layout"] == "pa20j" and len(result["action"]["scores"]) == 7
+    assert result["clips"][0]["frames"] == [0, 7] and result["clips"][-1]["frames"][1] == 102
+    rendered = tmp_path / "out" / "S001C001P001R001A001_rgb.mp4"
+    assert rendered.stat().st_size > 0
+    import av
+
+    with av.open(str(rendered)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 103
+
+
+def test_lightning_checkpoint_uses_its_run_config(tmp_path):
+    """A task-module checkpoint (keys ``net.*``) is read with the run's saved config.yaml."""
+    from omegaconf import OmegaConf
+
+    from experiments.config import load_config, network_config
+
+    cfg = load_config("penn", ["model.input_size=64", "model.pose_blocks=1", "model.num_frames=8"])
+    net = build_model(network_config(cfg))
+    run = tmp_path / "run"
+    (run / "finetune").mkdir(parents=True)
+    OmegaConf.save(cfg, run / "config.yaml")
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {}}, run / "finetune" / "best.ckpt")
+    loaded = predict.load_network(run / "finetune" / "best.ckpt")
+    assert loaded.config == network_config(cfg) and loaded.layout == "pa16j"
+    assert loaded.action_names[0] == "baseball_pitch"
+    key = next(iter(net.state_dict()))
+    torch.testing.assert_close(loaded.model.state_dict()[key], net.state_dict()[key])
+    with pytest.raises(ValueError, match="config"):
+        torch.save({"state_dict": state}, tmp_path / "lonely.ckpt")
+        predict.load_network(tmp_path / "lonely.ckpt")
+
+
+def test_predict_on_an_image_and_bad_input(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt", PENN_MERGE, num_actions=0)
+    image = np.full((90, 120, 3), 128, np.uint8)
+    cv2.imwrite(str(tmp_path / "img.png"), image)
+    result = predict.run(tmp_path / "img.png", ckpt, tmp_path / "out")
+    assert result["num_frames"] == 1 and "action" not in result
+    assert (tmp_path / "out" / "img.png").exists()
+    with pytest.raises(FileNotFoundError):
+        predict.run(tmp_path / "missing.mp4", ckpt, tmp_path / "out")
+    assert predict.main([str(tmp_path / "img.png"), "ckpt=" + str(tmp_path / "nope.pt")]) == 1
+    with pytest.raises(SystemExit):
+        predict.main([str(tmp_path / "img.png"), "bogus=1"])
