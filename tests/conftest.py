@@ -11,7 +11,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DEEPHAR_SHARED", REPO.parent / "shared")).resolve()
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One intra-op thread: tiny test networks gain nothing from more, and on a busy 2-core machine two
+# threads per process oversubscribe the cores (steps ~100× slower).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

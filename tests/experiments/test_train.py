@@ -17,15 +17,6 @@ TINY = [  # CPU-sized: 64² input, K = 1, T = 8, a few steps, CSV logs
 ]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine two threads can be ~100× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return generate_world(tmp_path_factory.mktemp("world"), "tiny", seed=0)["manifest"].parent

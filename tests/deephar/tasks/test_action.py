@@ -18,15 +18,6 @@ SIZE, T = 64, 8
 NET = NetworkConfig(input_size=SIZE, pose_blocks=1, num_actions=15, num_frames=T)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a loaded 2-core machine two threads can be ~100× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def penn(tmp_path_factory):
     root = tmp_path_factory.mktemp("penn")
