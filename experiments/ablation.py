@@ -37,26 +37,19 @@ TITLES = {
     "multiclip": "+ multi-clip",
 }
 ACTION_CONFIG = {"ntu": ("ntu", "ntu_kinect"), "penn": ("penn", "penn_poses"),
-                 "synthetic": ("ntu", "ntu_kinect")}  # fmt: skip
+                 "synthetic": ("demo_action", "demo_kinect")}  # fmt: skip
 SOURCE = {"ntu": "ntu", "penn": "penn", "synthetic": "ntu"}
+POSE_CONFIG = "demo_pose"  # synthetic pose pre-training (mixed MPII 2D + Human3.6M 3D)
 
-# The synthetic world (NTU format for actions; MPII 2D + Human3.6M 3D for pose pre-training): a
-# small network and short schedules. ``tiny`` is for tests (seconds), ``demo`` for the CPU demo.
-SYNTHETIC_MODEL = ["model.input_size=64", "model.pose_blocks=2", "model.num_frames=8"]
-SYNTHETIC_POSE = [
-    "model.num_joints=20", "model.depth_maps=8", "model.context_maps=0", "data.layout=pa20j",
-    "data.sources.h36m.train_options.subjects=[1,5]",
-    "data.sources.h36m.val_options.subjects=[9]", "data.sources.h36m.test_options.subjects=[9]",
-    "data.test=[mpii,h36m]", "optim.monitor=val/pckh@0.5", "optim.monitor_mode=max",
-    "data.val=[mpii]", "optim.name=adam", "optim.plateau_patience=1",
-]  # fmt: skip
-SYNTHETIC_ACTION = ["optim.name=adam", "optim.lr=1e-3", "data.limit_val=0"]
+# The synthetic world's settings live in configs/demo_{pose,action,kinect}.yaml (the CPU demo);
+# ``tiny`` shrinks them further for tests (seconds).
 SCHEDULE = {
     "tiny": {
         "common": [
+            "model.input_size=64",
             "data.num_workers=0",
-            "trainer.enable_progress_bar=false",
             "data.eval_batch_size=4",
+            "trainer.enable_progress_bar=false",
             "logger.kind=none",
         ],  # fmt: skip
         "pose": [
@@ -66,25 +59,9 @@ SCHEDULE = {
             "data.limit_val=4",
         ],  # fmt: skip
         "action": ["data.batch_size=2", "data.steps_per_epoch=2", "trainer.max_epochs=1"],
-        "finetune": ["trainer.max_epochs=1"],
+        "finetune": ["finetune.epochs=1"],
     },
-    "demo": {
-        "common": [
-            "data.num_workers=1",
-            "data.eval_batch_size=8",
-            "logger.kind=csv",
-            "trainer.log_every_n_steps=10",
-        ],  # fmt: skip
-        "pose": [
-            "data.batch_size=16",
-            "data.steps_per_epoch=60",
-            "trainer.max_epochs=5",
-            "data.limit_val=64",
-            "optim.lr=1e-3",
-        ],  # fmt: skip
-        "action": ["data.batch_size=4", "data.steps_per_epoch=0", "trainer.max_epochs=6"],
-        "finetune": ["trainer.max_epochs=2"],
-    },
+    "demo": {"common": [], "pose": [], "action": [], "finetune": []},
 }
 
 
@@ -99,19 +76,15 @@ def row_overrides(row: str, args: argparse.Namespace, pose_ckpt: str = "", init:
               f"logger.group=ablation-{args.dataset}"]  # fmt: skip
     synthetic = args.dataset == "synthetic"
     if synthetic:
-        world = Path(args.data)
-        common += SYNTHETIC_MODEL + SCHEDULE[args.size]["common"]
+        common += [f"data.root={args.data}"] + SCHEDULE[args.size]["common"]
     if row == "pose":
         if not synthetic:
             raise ValueError("pose pre-training rows exist for the synthetic world only")
-        roots = [f"data.root={world / 'h36m'}", f"data.mpii_root={world / 'mpii'}"]
-        return "h36m", common + SYNTHETIC_POSE + roots + SCHEDULE[args.size][
-            "pose"
-        ] + args.overrides
+        return POSE_CONFIG, common + SCHEDULE[args.size]["pose"] + args.overrides
     images, poses = ACTION_CONFIG[args.dataset]
     config = poses if row == "provided" else images
     if synthetic:
-        common += SYNTHETIC_ACTION + [f"data.root={world / 'ntu'}"] + SCHEDULE[args.size]["action"]
+        common += SCHEDULE[args.size]["action"]
     if row == "estimated":
         common += [_init_key(pose_ckpt)]
     if row in ("finetuned", "multiclip"):
@@ -126,8 +99,10 @@ def _init_key(path: str) -> str:
 
 
 def finetune_lr(cfg: DictConfig) -> DictConfig:
-    """The fine-tuning row trains at the action lr ÷ ``finetune.lr_divisor`` (paper: ÷ 10)."""
+    """The fine-tuning row trains ``finetune.epochs`` at the action lr ÷ ``finetune.lr_divisor``
+    (paper: ÷ 10)."""
     cfg.optim.lr = cfg.optim.lr / cfg.finetune.lr_divisor
+    cfg.trainer.max_epochs = cfg.finetune.epochs
     return cfg
 
 

@@ -28,6 +28,13 @@ class NetworkConfig:
     num_frames: int = 16  # T, frames per clip for the action branches
     action_blocks: int = 4  # stacked action prediction blocks per branch
     pose_branch: Literal["v1", "v2"] = "v1"  # v1: Penn (2D), v2: NTU (3D)
+    # Channel-width multiplier of the stem, pose blocks and action branches. 1.0 is the official
+    # network (the only width the Keras converter accepts); smaller widths only for CPU demos/tests.
+    width: float = 1.0
+
+    def channels(self, official: int) -> int:
+        """An official channel count at this ``width``: itself at 1.0, else rounded, ≥ 8."""
+        return scale_channels(official, self.width)
 
     @property
     def num_heatmaps(self) -> int:
@@ -43,6 +50,13 @@ class NetworkConfig:
 
     def with_(self, **changes) -> NetworkConfig:
         return replace(self, **changes)
+
+
+def scale_channels(official: int, width: float = 1.0) -> int:
+    """``official`` channels × ``width``, rounded, at least 8; exactly ``official`` at 1.0."""
+    if width <= 0:
+        raise ValueError(f"channel width multiplier must be > 0, got {width}")
+    return official if width == 1.0 else max(8, round(official * width))
 
 
 # The published configurations of the official release (SPEC.md, "Official pretrained weights").

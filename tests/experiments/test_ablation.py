@@ -35,9 +35,13 @@ def test_flags_become_overrides(world, tmp_path):
         "multiclip",
     ]
     config, overrides = ablation.row_overrides("finetuned", args, "p.ckpt", "e.ckpt")
-    assert config == "ntu" and "init.ckpt=e.ckpt" in overrides and "freeze_pose=false" in overrides
+    assert (
+        config == "demo_action"
+        and "init.ckpt=e.ckpt" in overrides
+        and "freeze_pose=false" in overrides
+    )
     assert overrides[-1] == "seed=3" and "logger.group=ablation-synthetic" in overrides
-    assert ablation.row_overrides("provided", args)[0] == "ntu_kinect"
+    assert ablation.row_overrides("provided", args)[0] == "demo_kinect"
     assert "init.keras_h5=w.h5" in ablation.row_overrides("estimated", args, "w.h5")[1]
     no_ft = ablation.parse_args(["--dataset", "penn", "--pose-ckpt", "x.pt"])
     assert ablation.planned_rows(no_ft) == ["provided", "estimated"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -33,14 +35,17 @@ def test_pose_run_writes_checkpoints_and_returns_test_metrics(world, tmp_path):
     assert load_config(str(folder / "config.yaml")).data.root == str(world)
 
 
-def test_resume_auto_continues_at_the_right_step(world, tmp_path):
+def test_resume_auto_continues_at_the_right_step(world, tmp_path, caplog):
     args = [f"data.root={world}", f"out_dir={tmp_path}", *TINY, "data.test=[]"]
     run(load_config("demo_pose", args))
     last = run_dir(load_config("demo_pose", args)) / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 2
-    run(load_config("demo_pose", [*args, "resume=auto", "trainer.max_epochs=2"]))
+    with caplog.at_level(logging.INFO):
+        run(load_config("demo_pose", [*args, "resume=auto", "trainer.max_epochs=2"]))
+    assert f"Restored all states from the checkpoint at {last}" in caplog.text
     state = torch.load(last, weights_only=False)
-    assert (state["global_step"], state["epoch"]) == (4, 1)
+    epochs = state["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"]
+    assert (state["global_step"], epochs) == (4, 2)  # one more epoch of 2 steps, not a restart
 
 
 @pytest.mark.slow

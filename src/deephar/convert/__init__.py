@@ -74,6 +74,11 @@ def keras_state_dict(
 ) -> dict[str, Tensor]:
     """Convert ``h5_path`` for ``module`` (whose ``cfg`` is used when none is given)."""
     cfg = cfg if cfg is not None else module.cfg
+    if cfg.width != 1.0:
+        raise ValueError(
+            f"{h5_path}: the official Keras weights fit the official network only (width 1.0); "
+            f"this network has width {cfg.width}"
+        )
     with KerasWeightFile(h5_path) as kfile:
         return convert_plans(kfile, build_plan(module, cfg, kfile), module)
 

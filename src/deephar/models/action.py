@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from deephar.config import scale_channels
 from deephar.layers import (
     ActConv,
     SeparableConv2d,
@@ -105,11 +106,19 @@ class PoseActionBranch(nn.Module):
     concat (112 channels in v1, 224 in v2) → max-plus-min pooling 2×2; then the action blocks.
     """
 
-    def __init__(self, dim: int, num_actions: int, version: str = "v1", num_blocks: int = 4):
+    def __init__(
+        self,
+        dim: int,
+        num_actions: int,
+        version: str = "v1",
+        num_blocks: int = 4,
+        width: float = 1.0,
+    ) -> None:
         super().__init__()
         if version not in POSE_BRANCH_WIDTHS:
             raise ValueError(f"unknown pose branch version {version!r} (expected v1 or v2)")
         (w1, w2, w3), wa, (wb1, wb2) = POSE_BRANCH_WIDTHS[version]
+        w1, w2, w3, wa, wb1, wb2 = (scale_channels(n, width) for n in (w1, w2, w3, wa, wb1, wb2))
         self.temporal = nn.ModuleList(
             [conv_bn_act(dim, w1, (3, 1)), conv_bn_act(dim, w2, 3), conv_bn_act(dim, w3, (3, 5))]
         )
@@ -143,12 +152,16 @@ def appearance_features(features: Tensor, prob_maps: Tensor, num_frames: int) ->
 
 
 class AppearanceBranch(nn.Module):
-    """Appearance-based recognition: conv_bn 256 1×1 → MaxPool 2×2 → the action blocks."""
+    """Appearance-based recognition: conv_bn 256 1×1 → MaxPool 2×2 → the action blocks (256 ×
+    ``width`` channels)."""
 
-    def __init__(self, num_features: int, num_actions: int, num_blocks: int = 4) -> None:
+    def __init__(
+        self, num_features: int, num_actions: int, num_blocks: int = 4, width: float = 1.0
+    ) -> None:
         super().__init__()
-        self.project = conv_bn(num_features, APPEARANCE_WIDTH, 1)
-        self.blocks = ActionBlocks(APPEARANCE_WIDTH, num_actions, num_blocks)
+        channels = scale_channels(APPEARANCE_WIDTH, width)
+        self.project = conv_bn(num_features, channels, 1)
+        self.blocks = ActionBlocks(channels, num_actions, num_blocks)
 
     def forward(self, features: Tensor) -> list[Tensor]:
         """(B, T, J, C) appearance features → action maps per block, each (B, A, T/4, J/4)."""
@@ -191,10 +204,11 @@ class ActionHead(nn.Module):
         num_features: int,
         version: str = "v1",
         num_blocks: int = 4,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
-        self.pose_branch = PoseActionBranch(dim, num_actions, version, num_blocks)
-        self.appearance_branch = AppearanceBranch(num_features, num_actions, num_blocks)
+        self.pose_branch = PoseActionBranch(dim, num_actions, version, num_blocks, width)
+        self.appearance_branch = AppearanceBranch(num_features, num_actions, num_blocks, width)
         self.aggregation = Aggregation(num_actions)
 
     def forward(

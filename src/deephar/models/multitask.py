@@ -44,9 +44,16 @@ class DeepHAR(nn.Module):
     def __init__(self, cfg: NetworkConfig, stem: Stem | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.pose = PoseNet(cfg, stem=stem if stem is not None else Stem())
+        self.pose = PoseNet(cfg, stem=stem if stem is not None else Stem(cfg.width))
         self.action = (
-            ActionHead(cfg.dim, cfg.num_actions, STEM_CHANNELS, cfg.pose_branch, cfg.action_blocks)
+            ActionHead(
+                cfg.dim,
+                cfg.num_actions,
+                cfg.channels(STEM_CHANNELS),
+                cfg.pose_branch,
+                cfg.action_blocks,
+                cfg.width,
+            )
             if cfg.num_actions > 0
             else None
         )

@@ -77,16 +77,17 @@ class PoseNet(nn.Module):
 
     ``forward``: (B, 3, H, W) in [−1, 1] → ``PoseOutput`` with per-block pose (B, J, D),
     visibility (B, J), joint logits (B, J, H/8, W/8), all logits (B, N_h, H/8, W/8) and the
-    appearance features (B, 576, H/8, W/8) = stem + first reception block.
+    appearance features (B, C, H/8, W/8) (C = 576 at width 1) = stem + first reception block.
     """
 
     def __init__(self, cfg: NetworkConfig, stem: Stem | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.stem = stem if stem is not None else Stem()
-        k = cfg.pose_blocks
+        self.stem = stem if stem is not None else Stem(cfg.width)
+        k, channels = cfg.pose_blocks, cfg.channels(STEM_CHANNELS)
         self.blocks = nn.ModuleList(
-            PredictionBlock(cfg.num_heatmaps, cfg.kernel_size, last=i == k - 1) for i in range(k)
+            PredictionBlock(cfg.num_heatmaps, cfg.kernel_size, last=i == k - 1, channels=channels)
+            for i in range(k)
         )
 
     def decode(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from deephar.config import scale_channels
 from deephar.layers import (
     act_conv_bn,
     act_sepconv_bn,
@@ -50,22 +51,28 @@ class SeparableResidual(nn.Module):
 
 class Stem(nn.Module):
     """(B, 3, 256, 256) in [−1, 1] → (B, 576, 32, 32): conv_bn_act ×3 (first stride 2), three
-    mixed blocks (each a concatenation), then an SR module to 576 channels with a 3×3 kernel."""
+    mixed blocks (each a concatenation), then an SR module to 576 channels with a 3×3 kernel.
 
-    def __init__(self) -> None:
+    ``width`` scales every channel count (``deephar.config.scale_channels``; 1.0: official), the
+    output then has ``out_channels`` = 576·width channels.
+    """
+
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        self.conv1 = conv_bn_act(3, 32, 3, stride=2)
-        self.conv2 = conv_bn_act(32, 32, 3)
-        self.conv3 = conv_bn_act(32, 64, 3)
-        self.mixed1 = conv_bn_act(64, 96, 3, stride=2)  # ‖ MaxPool 3×3/2 'same' → 160 ch
-        self.mixed2_a1 = conv_bn_act(160, 64, 1)
-        self.mixed2_a2 = conv_bn(64, 96, 3)
-        self.mixed2_b1 = conv_bn_act(160, 64, 1)
-        self.mixed2_b2 = conv_bn_act(64, 64, (5, 1))
-        self.mixed2_b3 = conv_bn_act(64, 64, (1, 5))
-        self.mixed2_b4 = conv_bn(64, 96, 3)  # a ‖ b → 192 ch
-        self.mixed3 = act_conv_bn(192, 192, 3, stride=2)  # ‖ MaxPool 2×2/2 → 384 ch
-        self.sepconv1 = SeparableResidual(384, STEM_CHANNELS, kernel_size=3)
+        c32, c64, c96, c192 = (scale_channels(n, width) for n in (32, 64, 96, 192))
+        self.out_channels = scale_channels(STEM_CHANNELS, width)
+        self.conv1 = conv_bn_act(3, c32, 3, stride=2)
+        self.conv2 = conv_bn_act(c32, c32, 3)
+        self.conv3 = conv_bn_act(c32, c64, 3)
+        self.mixed1 = conv_bn_act(c64, c96, 3, stride=2)  # ‖ MaxPool 3×3/2 'same' → 160 ch
+        self.mixed2_a1 = conv_bn_act(c96 + c64, c64, 1)
+        self.mixed2_a2 = conv_bn(c64, c96, 3)
+        self.mixed2_b1 = conv_bn_act(c96 + c64, c64, 1)
+        self.mixed2_b2 = conv_bn_act(c64, c64, (5, 1))
+        self.mixed2_b3 = conv_bn_act(c64, c64, (1, 5))
+        self.mixed2_b4 = conv_bn(c64, c96, 3)  # a ‖ b → 192 ch
+        self.mixed3 = act_conv_bn(2 * c96, c192, 3, stride=2)  # ‖ MaxPool 2×2/2 → 384 ch
+        self.sepconv1 = SeparableResidual(c192 + 2 * c96, self.out_channels, kernel_size=3)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv3(self.conv2(self.conv1(x)))  # (B, 64, H/2, W/2)
