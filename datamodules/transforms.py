@@ -28,13 +28,17 @@ import cv2
 import numpy as np
 
 
+REFERENCE_CROP = 256  # the official input size, in whose pixels translations are given
+
+
 @dataclass(frozen=True)
 class AugmentParams:
     """One draw of the geometric + photometric augmentation (identity by default).
 
     angle: degrees, counter-clockwise on screen; scale: window multiplier (>1 zooms out);
-    flip: horizontal mirror (joints swapped through the layout's ``flip``); shift: (tx, ty) in crop
-    pixels; chpower: per-channel gamma (R, G, B) applied to pix/255.
+    flip: horizontal mirror (joints swapped through the layout's ``flip``); shift: (tx, ty) in pixels
+    of a 256-pixel crop (the official input; scaled to the actual crop size, so a range means the
+    same fraction of the crop at any ``input_size``); chpower: per-channel gamma (R, G, B).
     """
 
     angle: float = 0.0
@@ -47,7 +51,8 @@ class AugmentParams:
 @dataclass(frozen=True)
 class AugmentRanges:
     """Training ranges (official values in SPEC: MPII angle 40, scales (0.7, 1, 1.3); H36M 10,
-    (0.8, 1, 1.2); Penn 30, (0.7, 1, 1.3), translate 40). ``translate`` is in crop pixels."""
+    (0.8, 1, 1.2); Penn 30, (0.7, 1, 1.3), translate 40). ``translate`` is in pixels of a
+    256-pixel crop (``REFERENCE_CROP``), whatever the configured input size."""
 
     angle: float = 0.0
     scales: tuple[float, ...] = (1.0,)
@@ -85,7 +90,7 @@ def crop_matrix(
         rot = np.diag([-1.0, 1.0]) @ rot
     lead = np.broadcast_shapes(center.shape[:-1], window.shape)
     lin = np.broadcast_to(rot * (size / window)[..., None, None], lead + (2, 2))  # (…, 2, 2)
-    offset = size / 2.0 + np.asarray(params.shift, dtype=np.float64)
+    offset = size / 2.0 + np.asarray(params.shift, dtype=np.float64) * (size / REFERENCE_CROP)
     trans = offset - np.einsum("...ij,...j->...i", lin, center)
     return np.concatenate([lin, trans[..., None]], axis=-1)
 

@@ -10,6 +10,7 @@ from datamodules.layouts import PA16J
 from datamodules.transforms import (
     AugmentParams,
     AugmentRanges,
+    apply_affine,
     crop_matrix,
     crop_sample,
     normalize_image,
@@ -137,3 +138,12 @@ def test_positive_angle_turns_counter_clockwise_on_screen():
     crop = normalized_crop(crop_matrix([0.0, 0.0], 100.0, S, AugmentParams(angle=90.0)), S)
     right_of_centre = np.array([[25.0, 0.0]])
     np.testing.assert_allclose(to_crop(right_of_centre, crop), [[0.5, 0.25]], atol=1e-6)
+
+
+def test_translation_is_the_same_fraction_of_the_crop_at_any_input_size():
+    """``translate`` is given in pixels of a 256² crop (official ranges) and scales with the crop."""
+    params = AugmentParams(shift=(40.0, -20.0))
+    centre = np.array([[100.0, 80.0]])
+    for size in (64, 128, 256):
+        moved = apply_affine(crop_matrix(centre[0], 50.0, size, params), centre) / size
+        np.testing.assert_allclose(moved[0], [0.5 + 40 / 256, 0.5 - 20 / 256], atol=1e-9)
