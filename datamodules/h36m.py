@@ -36,7 +36,7 @@ from torch.utils.data import Dataset
 
 from datamodules.base import SampleReadError, require_dir, sample_rng, to_tensors
 from datamodules.layouts import H36M32, convert, get_layout
-from datamodules.transforms import AugmentParams, AugmentRanges, crop_sample
+from datamodules.transforms import AugmentParams, AugmentRanges, crop_sample, depth_range
 from datamodules.video import VideoReader
 
 CAMERAS = ("54138969", "55011271", "58860488", "60457274")
@@ -53,7 +53,6 @@ CAMERA_FILES = ("cameras.h5", "camera-parameters.json")
 H36M_AUG = AugmentRanges(angle=10.0, scales=(0.8, 1.0, 1.2), flip=True)
 WINDOW_FACTOR = 2.25
 BODY_BOX_MM = 1000.0  # the official crop's W = H: a 1 m box at the root depth
-DEPTH_HALF_RANGE_MM = 1000.0
 
 
 def normalise_action(name: str) -> str | None:
@@ -302,11 +301,6 @@ class Human36MDataset(Dataset):
             sample_id=f"h36m/S{seq.subject}/{seq.stem}/{f}",
         )
         return to_tensors(out)
-
-
-def depth_range(root_depth: float, scale: float = 1.0) -> tuple[float, float]:
-    """(origin, range) mm of the normalised depth: z_norm = (z − origin) / range, root ↦ 0.5."""
-    return root_depth - DEPTH_HALF_RANGE_MM * scale, 2 * DEPTH_HALF_RANGE_MM * scale
 
 
 # --- download check (for ``python -m datamodules.check``) ----------------------------------------

@@ -30,10 +30,14 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from datamodules.base import SampleReadError, clip_indices, require_dir, sample_rng, to_tensors
-from datamodules.h36m import depth_range
 from datamodules.layouts import NTU25, convert, get_layout
-from datamodules.penn import clip_box
-from datamodules.transforms import AugmentParams, AugmentRanges, crop_sample
+from datamodules.transforms import (
+    AugmentParams,
+    AugmentRanges,
+    clip_box,
+    crop_sample,
+    depth_range,
+)
 from datamodules.video import VideoReader
 
 NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")

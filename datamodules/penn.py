@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from datamodules.base import clip_indices, no_3d, read_image, require_dir, sample_rng, to_tensors
 from datamodules.layouts import PENN, convert, get_layout
-from datamodules.transforms import AugmentParams, AugmentRanges, crop_sample
+from datamodules.transforms import AugmentParams, AugmentRanges, clip_box, crop_sample
 
 ACTIONS = (
     "baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing",
@@ -35,7 +35,6 @@ ACTIONS = (
 )  # fmt: skip
 SPLIT_SIZES = {"train": 1258, "test": 1068}
 PENN_AUG = AugmentRanges(angle=30.0, scales=(0.7, 1.0, 1.3), flip=True, translate=40.0)
-BOX_ENLARGE, MIN_WINDOW = 1.5, 32.0
 
 
 @dataclass
@@ -82,22 +81,6 @@ def load_label(path: str | Path) -> PennVideo:
         bbox=bbox - 1.0,
         image_hw=(height, width),
     )
-
-
-def clip_box(joints: np.ndarray, valid: np.ndarray, image_hw: tuple[int, int]):
-    """Centre (2,) and square window side of a clip from joints (T, J, 2), valid (T, J)."""
-    keys = np.unique([0, len(joints) // 2, len(joints) - 1])
-    use = valid[keys] if valid[keys].any() else valid
-    if not use.any():
-        height, width = image_hw
-        return np.array([(width - 1) / 2.0, (height - 1) / 2.0]), float(max(height, width))
-    pts = joints[keys] if valid[keys].any() else joints
-    lo = np.where(use[..., None], pts, np.inf).min(axis=-2)  # (F, 2) per-frame boxes
-    hi = np.where(use[..., None], pts, -np.inf).max(axis=-2)
-    has = use.any(axis=-1)
-    mid, half = (lo[has] + hi[has]) / 2.0, BOX_ENLARGE * (hi[has] - lo[has]) / 2.0
-    lo, hi = (mid - half).min(axis=0), (mid + half).max(axis=0)
-    return (lo + hi) / 2.0, float(max(np.max(hi - lo), MIN_WINDOW))
 
 
 class PennActionDataset(Dataset):

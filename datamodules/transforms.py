@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-
 REFERENCE_CROP = 256  # the official input size, in whose pixels translations are given
 
 
@@ -214,3 +213,30 @@ def crop_sample(
     if frames is not None:
         out["image"] = normalize_image(warp(frames, matrix, size), params.chpower)
     return out
+
+
+# --- person boxes and depth ranges shared by the readers (official rules, SPEC "Data facts") ---
+
+BOX_ENLARGE, MIN_WINDOW = 1.5, 32.0  # clip box: valid-joint box ×1.5, squared, side ≥ 32 px
+DEPTH_HALF_RANGE_MM = 1000.0  # normalised depth spans root ± 1 m (× augmentation scale)
+
+
+def clip_box(joints: np.ndarray, valid: np.ndarray, image_hw: tuple[int, int]):
+    """Centre (2,) and square window side of a clip from joints (T, J, 2), valid (T, J)."""
+    keys = np.unique([0, len(joints) // 2, len(joints) - 1])
+    use = valid[keys] if valid[keys].any() else valid
+    if not use.any():
+        height, width = image_hw
+        return np.array([(width - 1) / 2.0, (height - 1) / 2.0]), float(max(height, width))
+    pts = joints[keys] if valid[keys].any() else joints
+    lo = np.where(use[..., None], pts, np.inf).min(axis=-2)  # (F, 2) per-frame boxes
+    hi = np.where(use[..., None], pts, -np.inf).max(axis=-2)
+    has = use.any(axis=-1)
+    mid, half = (lo[has] + hi[has]) / 2.0, BOX_ENLARGE * (hi[has] - lo[has]) / 2.0
+    lo, hi = (mid - half).min(axis=0), (mid + half).max(axis=0)
+    return (lo + hi) / 2.0, float(max(np.max(hi - lo), MIN_WINDOW))
+
+
+def depth_range(root_depth: float, scale: float = 1.0) -> tuple[float, float]:
+    """(origin, range) mm of the normalised depth: z_norm = (z − origin) / range, root ↦ 0.5."""
+    return root_depth - DEPTH_HALF_RANGE_MM * scale, 2 * DEPTH_HALF_RANGE_MM * scale

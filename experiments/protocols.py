@@ -24,8 +24,14 @@ import torch
 from torch import Tensor
 
 from datamodules.base import clip_indices
-from datamodules.penn import clip_box
-from datamodules.transforms import crop_matrix, normalize_image, normalized_crop, to_pixels, warp
+from datamodules.transforms import (
+    clip_box,
+    crop_matrix,
+    normalize_image,
+    normalized_crop,
+    to_pixels,
+    warp,
+)
 
 #: images (B, 3, S, S) → pose (B, J, D) crop-normalised and visibility (B, J)
 PosePredictor = Callable[[Tensor], tuple[Tensor, Tensor]]

@@ -19,7 +19,6 @@ from datamodules.h36m import (
     CAMERAS,
     Camera,
     Human36MDataset,
-    depth_range,
     load_cameras,
     load_cameras_h5,
     load_cameras_json,
@@ -27,6 +26,7 @@ from datamodules.h36m import (
 )
 from datamodules.layouts import H36M32, PA17J
 from datamodules.sample import missing_keys
+from datamodules.transforms import depth_range
 
 PROTOCOL_SUBJECTS = (1, 5, 6, 7, 8, 9, 11)  # README: protocol 1 train + test
 

@@ -12,8 +12,9 @@ import torch
 
 from datamodules.check import check_penn
 from datamodules.layouts import PA16J, PENN, index_map
-from datamodules.penn import ACTIONS, PennActionDataset, clip_box, load_label
+from datamodules.penn import ACTIONS, PennActionDataset, load_label
 from datamodules.sample import missing_keys
+from datamodules.transforms import clip_box
 
 S, T = 64, 4
 
