@@ -25,13 +25,6 @@ def penn(tmp_path_factory):
     return root
 
 
-def trainer(tmp_path, **kwargs) -> pl.Trainer:
-    args = dict(accelerator="cpu", logger=False, enable_progress_bar=False,
-                enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-                default_root_dir=str(tmp_path))  # fmt: skip
-    return pl.Trainer(**(args | kwargs))
-
-
 def datamodule(root, mode, batch_size, steps, augment=True, **test_kwargs) -> MixedRatioDataModule:
     train = PennActionDataset(root, "train", clip_length=T, mode=mode, input_size=SIZE,
                               augment=augment)  # fmt: skip
@@ -40,14 +33,14 @@ def datamodule(root, mode, batch_size, steps, augment=True, **test_kwargs) -> Mi
                                 val={"penn": test}, test={"penn": test})  # fmt: skip
 
 
-def test_clips_train_the_action_head_only(penn, tmp_path):
+def test_clips_train_the_action_head_only(penn, tmp_path, cpu_trainer):
     net = build_model(NET)
     module = ActionModule(net, {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "nesterov": True,
                                 "monitor": "val/acc", "monitor_mode": "max"})  # fmt: skip
     pose_before = {k: v.clone() for k, v in net.pose.state_dict().items()}
     head_before = [p.detach().clone() for p in net.action.parameters()]
     data = datamodule(penn, "images", batch_size=2, steps=2, clip_sampling="multi", clip_step=6)
-    t = trainer(tmp_path, max_epochs=1, limit_val_batches=2, limit_test_batches=3)
+    t = cpu_trainer(max_epochs=1, limit_val_batches=2, limit_test_batches=3)
     t.fit(module, datamodule=data)
     for key, value in net.pose.state_dict().items():  # weights and BN statistics
         assert torch.equal(value, pose_before[key]), key
@@ -63,13 +56,13 @@ def test_clips_train_the_action_head_only(penn, tmp_path):
 
 
 @pytest.mark.slow
-def test_provided_poses_beat_chance(penn, tmp_path):
+def test_provided_poses_beat_chance(penn, tmp_path, cpu_trainer):
     pl.seed_everything(0)
     net = build_model(NET)
     set_bn_momentum(net, 0.1)  # a short run: running statistics must settle
     module = ActionModule(net, {"name": "adam", "lr": 1e-3})
     data = datamodule(penn, "poses", batch_size=8, steps=60, augment=False)
-    t = trainer(tmp_path, max_epochs=2)
+    t = cpu_trainer(max_epochs=2)
     t.fit(module, datamodule=data)
     t.test(module, datamodule=data, verbose=False)
     logged = t.callback_metrics

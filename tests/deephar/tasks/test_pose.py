@@ -33,13 +33,6 @@ def world(tmp_path_factory):
     return root
 
 
-def trainer(tmp_path, **kwargs) -> pl.Trainer:
-    args = dict(accelerator="cpu", logger=False, enable_progress_bar=False,
-                enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-                default_root_dir=str(tmp_path))  # fmt: skip
-    return pl.Trainer(**(args | kwargs))
-
-
 def test_metrics_of_a_perfect_prediction(world):
     """PCKh 1 for the ground truth; MPJPE only the lens distortion the decoding ignores."""
     mpii = MPIIDataset(world / "mpii", "val", input_size=SIZE)
@@ -59,7 +52,7 @@ def test_metrics_of_a_perfect_prediction(world):
     assert mpii_metrics.compute()["pckh@0.5"] == 0.0
 
 
-def test_fit_validate_test_3d_logs_metrics(world, tmp_path):
+def test_fit_validate_test_3d_logs_metrics(world, tmp_path, cpu_trainer):
     cfg = NetworkConfig(input_size=SIZE, num_joints=17, dim=3, depth_maps=4, context_maps=0,
                         pose_blocks=1)  # fmt: skip
     net = build_model(cfg)
@@ -75,7 +68,7 @@ def test_fit_validate_test_3d_logs_metrics(world, tmp_path):
     module = Pose2D3DModule(net, {"monitor": "val/mpjpe", "monitor_mode": "min"},
                             pckh_exclude=exclude("pa17j"))  # fmt: skip
     before = [p.detach().clone() for p in net.parameters()]
-    t = trainer(tmp_path, max_epochs=1, limit_val_batches=1, limit_test_batches=1)
+    t = cpu_trainer(max_epochs=1, limit_val_batches=1, limit_test_batches=1)
     t.fit(module, datamodule=data)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
     for key in ("val/loss", "val/mpjpe", "val/pa_mpjpe", "val/pckh@0.5", "val/mpjpe_best"):
@@ -91,7 +84,7 @@ def val_loss(t: pl.Trainer, module, data) -> float:
 
 
 @pytest.mark.slow
-def test_short_training_lowers_validation_error(world, tmp_path):
+def test_short_training_lowers_validation_error(world, tmp_path, cpu_trainer):
     torch.manual_seed(0)
     pl.seed_everything(0)
     net = build_model(NetworkConfig(input_size=SIZE, pose_blocks=1))
@@ -101,7 +94,7 @@ def test_short_training_lowers_validation_error(world, tmp_path):
         val={"mpii": MPIIDataset(world / "mpii", "val", input_size=SIZE)},
     )  # fmt: skip
     module = Pose2D3DModule(net, {"lr": 1e-3}, pckh_exclude=exclude("pa16j"))
-    t = trainer(tmp_path, max_epochs=1)
+    t = cpu_trainer(max_epochs=1)
     initial = val_loss(t, module, data)
     t.fit(module, datamodule=data)
     final = val_loss(t, module, data)
