@@ -21,7 +21,7 @@ from deephar.losses import action_loss
 from deephar.metrics import ActionAccuracy, VideoAccuracy
 from deephar.models.multitask import DeepHAR
 from deephar.outputs import ActionOutput
-from deephar.tasks.base import OptimSettings, TaskModule, as_settings
+from deephar.tasks.base import OptimSettings, TaskModule, as_settings, attach_action_head
 
 
 def action_forward(net: DeepHAR, batch: Mapping[str, Any], images: Tensor | None = None):
@@ -102,9 +102,7 @@ class ActionModule(TaskModule):
         compile: bool = False,
     ) -> None:
         super().__init__(net, optim, channels_last, compile)
-        if net.action is None:
-            raise ValueError("ActionModule needs a network with an action head (num_actions > 0)")
-        net.freeze_pose(freeze_pose)
+        attach_action_head(net, "ActionModule", freeze_pose)
         blocks = net.cfg.action_blocks
         self.val_action = ActionMetrics(blocks, video_reduction)
         self.test_action = ActionMetrics(blocks, video_reduction)

@@ -191,6 +191,13 @@ class TaskModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
+def attach_action_head(net: DeepHAR, module: str, freeze_pose: bool) -> None:
+    """Check that ``net`` has an action head and (un)freeze its pose network for ``module``."""
+    if net.action is None:
+        raise ValueError(f"{module} needs a network with an action head (num_actions > 0)")
+    net.freeze_pose(freeze_pose)
+
+
 def set_bn_momentum(net: nn.Module, momentum: float) -> None:
     """Set every BatchNorm's PyTorch momentum (official: 0.01 = Keras 0.99). Short runs (demo,
     tests) need a faster one, or evaluation uses running statistics still near initialisation."""

@@ -21,7 +21,13 @@ from torch import Tensor, nn
 from deephar.losses import action_loss
 from deephar.models.multitask import DeepHAR
 from deephar.tasks.action import ActionMetrics, action_forward
-from deephar.tasks.base import OptimSettings, TaskModule, as_settings, is_clip_batch
+from deephar.tasks.base import (
+    OptimSettings,
+    TaskModule,
+    as_settings,
+    attach_action_head,
+    is_clip_batch,
+)
 from deephar.tasks.pose import PoseMetrics, pose_step
 
 
@@ -48,9 +54,7 @@ class JointModule(TaskModule):
         compile: bool = False,
     ) -> None:
         super().__init__(net, optim, channels_last, compile)
-        if net.action is None:
-            raise ValueError("JointModule needs a network with an action head (num_actions > 0)")
-        net.freeze_pose(freeze_pose)
+        attach_action_head(net, "JointModule", freeze_pose)
         self.pose_weight, self.action_weight = pose_weight, action_weight
         self.visibility_weight = visibility_weight
         cfg = net.cfg
