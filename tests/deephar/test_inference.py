@@ -1,10 +1,16 @@
-"""Inference rewrites keep the network's outputs (BN folded, channels_last)."""
+"""Inference rewrites keep the network's outputs; the precision follows the machine."""
 
+import pytest
 import torch
 
 from deephar.config import NetworkConfig
-from deephar.models.inference import prepare_for_inference
+from deephar.models.inference import LowPrecisionStage, for_inference, prepare_for_inference
+from deephar.models.multitask import build_model
 from deephar.models.pose import PoseNet
+from deephar.models.precision import Precision, choose_precision, cpu_flags, isa_name
+
+FP32 = Precision(torch.float32, "test")
+BF16 = Precision(torch.bfloat16, "test")
 
 
 def _randomise_bn(model: torch.nn.Module) -> None:
@@ -39,3 +45,88 @@ def test_original_model_is_untouched():
     model = PoseNet(NetworkConfig(input_size=64, pose_blocks=1)).eval()
     prepare_for_inference(model)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def _action_net() -> torch.nn.Module:
+    cfg = NetworkConfig(
+        input_size=64, pose_blocks=2, width=0.25, num_actions=4, num_frames=4, action_blocks=2
+    )
+    net = build_model(cfg).eval()
+    _randomise_bn(net)
+    return net
+
+
+def test_for_inference_fp32_is_folded_channels_last_and_exact():
+    net = _action_net()
+    fast = for_inference(net, precision=FP32, verbose=False)
+    assert type(fast) is type(net) and fast is not net
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    convs = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    clips = torch.rand(1, 4, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        ref, out = net.forward_clip(clips), fast.forward_clip(clips)
+    torch.testing.assert_close(out.final, ref.final, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.poses.pose[-1], ref.poses.pose[-1], atol=1e-4, rtol=1e-4)
+
+
+def test_for_inference_bf16_runs_the_trunk_in_bf16_and_decodes_in_fp32():
+    net = _action_net()
+    fast = for_inference(net, precision=BF16, verbose=False)
+    stages = [m for m in fast.modules() if isinstance(m, LowPrecisionStage)]
+    assert len(stages) == 1 + net.cfg.pose_blocks  # stem + every prediction block
+    assert all(p.dtype == torch.bfloat16 for s in stages for p in s.parameters())
+    clips = torch.rand(1, 4, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        ref, out = net.forward_clip(clips), fast.forward_clip(clips)
+    assert out.final.dtype == torch.float32 and out.poses.pose[-1].dtype == torch.float32
+    # bf16 keeps ~3 significant digits: poses (in [0, 1] of the crop) within 1e-2
+    torch.testing.assert_close(out.poses.pose[-1], ref.poses.pose[-1], atol=1e-2, rtol=0)
+
+
+def test_fast_off_is_the_eager_network():
+    net = _action_net().train()
+    assert for_inference(net, fast=False) is net and not net.training
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"sse2", "avx", "avx2", "fma"}, torch.float32),  # AVX2-only EPYC of issue 13
+        ({"avx2", "fma", "avx512f", "avx512_vnni"}, torch.float32),  # Skylake/Cascade Lake
+        ({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}, torch.bfloat16),  # Zen 4/5, CPX
+        ({"avx2", "avx512f", "amx_bf16", "amx_int8"}, torch.bfloat16),  # Sapphire Rapids
+        ({"fp", "asimd", "bf16"}, torch.bfloat16),  # Graviton 3
+    ],
+)
+def test_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
+    monkeypatch.delenv("DEEPHAR_PRECISION", raising=False)
+    choice = choose_precision("cpu", flags=flags)
+    assert choice.dtype == expected
+    assert ("no native bf16" in choice.reason) == (expected == torch.float32)
+
+
+def test_precision_override_and_unknown_cpu(monkeypatch):
+    monkeypatch.setenv("DEEPHAR_PRECISION", "fp32")
+    assert choose_precision("cpu", flags={"avx512_bf16"}).dtype == torch.float32
+    monkeypatch.delenv("DEEPHAR_PRECISION")
+    monkeypatch.setattr("deephar.models.precision.cpu_flags", lambda: None)
+    assert choose_precision("cpu", probe=False).dtype == torch.float32
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 avx2 fma\n\n")
+    flags = cpu_flags(info)
+    assert flags == {"fpu", "sse2", "avx2", "fma"}
+    assert isa_name(flags) == "AVX2 + FMA"
+    assert cpu_flags(tmp_path / "missing") is None
+
+
+def test_for_inference_follows_the_chosen_precision(monkeypatch):
+    net = PoseNet(NetworkConfig(input_size=64, pose_blocks=1)).eval()
+    for flags, stages in (({"avx2"}, 0), ({"avx512_bf16"}, 2)):
+        monkeypatch.delenv("DEEPHAR_PRECISION", raising=False)
+        monkeypatch.setattr("deephar.models.precision.cpu_flags", lambda f=flags: f)
+        fast = for_inference(net, verbose=False)
+        assert sum(isinstance(m, LowPrecisionStage) for m in fast.modules()) == stages

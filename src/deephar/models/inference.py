@@ -1,18 +1,31 @@
 """Inference-only rewrites of a trained network: same outputs, less work.
 
-``prepare_for_inference`` folds every BatchNorm into the convolution before it (the official blocks
-are Conv→BN, so each BN becomes a per-channel scale and bias of that convolution) and switches to
-channels_last, where oneDNN runs the 5×5 depthwise convolutions fastest on the CPU.
+``for_inference(net)`` is what ``predict``, ``evaluate`` and the demo run: a frozen eval-mode copy
+with every BatchNorm folded into the convolution before it (the official blocks are Conv→BN, so
+each BN becomes a per-channel scale and bias), channels_last (where oneDNN runs the 5×5 depthwise
+convolutions fastest), and the convolutional trunk (stem + prediction blocks) in the precision the
+machine runs natively (``deephar.models.precision``: bf16 on CPUs with AVX512-BF16/AMX and on
+Ampere+ GPUs, fp32 elsewhere). Soft-argmax decoding and the action head stay in fp32, so poses
+keep fp32 resolution. The returned module is the same class with the same methods
+(``forward_clip``, ``forward_pose``…), only faster.
+
+``torch.compile`` is optional (``compile=True``): `make bench` measures what it gains per image
+and what it costs per input shape; it pays for long evaluations, not for one video.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from deephar.layers import ConvBN, SeparableConv2d
+from deephar.models.pose import PoseNet
+from deephar.models.precision import Precision, choose_precision
+
+_PRINTED: set[str] = set()
 
 
 @torch.no_grad()
@@ -64,3 +77,95 @@ class Autocast(nn.Module):
         device = "cuda" if any(a.is_cuda for a in args if torch.is_tensor(a)) else "cpu"
         with torch.autocast(device, dtype=self.dtype):
             return self.module(*args, **kwargs)
+
+
+class LowPrecisionStage(nn.Module):
+    """``module`` run in ``dtype`` on channels_last input; chosen outputs come back in fp32.
+
+    ``fp32_outputs``: indices (into a tuple output) of what leaves the trunk (heat-map logits,
+    appearance features); the rest (the next block's input) stays in ``dtype``. A tensor output is
+    returned in fp32 unless ``fp32_outputs`` is empty.
+    """
+
+    def __init__(
+        self, module: nn.Module, dtype: torch.dtype, fp32_outputs: tuple[int, ...] = ()
+    ) -> None:
+        super().__init__()
+        self.module = module.to(dtype)
+        self.dtype, self.fp32_outputs = dtype, fp32_outputs
+
+    def forward(self, x: Tensor):
+        out = self.module(x.to(self.dtype, memory_format=torch.channels_last))
+        if isinstance(out, Tensor):
+            return out.float() if self.fp32_outputs else out
+        return tuple(
+            o.float() if i in self.fp32_outputs and o is not None else o for i, o in enumerate(out)
+        )
+
+
+def lower_trunk_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Run the stem and the prediction blocks of every ``PoseNet`` in ``model`` in ``dtype``.
+
+    A block returns (reception output r, logits h, next input): h always and r of the first
+    block (the appearance features) come back in fp32 for decoding and the action head.
+    """
+    for posenet in [m for m in model.modules() if isinstance(m, PoseNet)]:
+        posenet.stem = LowPrecisionStage(posenet.stem, dtype)
+        for i, block in enumerate(posenet.blocks):
+            posenet.blocks[i] = LowPrecisionStage(block, dtype, (0, 1) if i == 0 else (1,))
+    return model
+
+
+def _say_once(message: str) -> None:
+    if message not in _PRINTED:
+        _PRINTED.add(message)
+        print(message, file=sys.stderr, flush=True)
+
+
+def for_inference(
+    net: nn.Module,
+    fast: bool = True,
+    precision: Precision | str | None = None,
+    compile: bool = False,
+    verbose: bool = True,
+) -> nn.Module:
+    """The network users run: a frozen eval-mode copy, fast unless ``fast`` is False.
+
+    ``fast``: BN folded, channels_last, trunk in the machine's precision (``precision``: None =
+    chosen by ``choose_precision`` for the device of ``net``'s parameters, or "fp32"/"bf16", or a
+    ``Precision``); ``compile``: also ``torch.compile`` every ``PoseNet`` (frozen weights). With
+    ``fast`` False: ``net`` itself in eval mode (eager NCHW fp32, the reference). The choice is
+    printed once per process when ``verbose``.
+    """
+    if not fast:
+        if verbose:
+            _say_once("deephar inference: eager fp32 (fast path off)")
+        return net.eval()
+    device = next(net.parameters()).device
+    if precision is None:
+        precision = choose_precision(device)
+    elif isinstance(precision, str):
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+        precision = Precision(dtype, "requested")
+    model = prepare_for_inference(net)
+    if precision.dtype != torch.float32:
+        model = lower_trunk_precision(model, precision.dtype)
+    if compile:
+        for name, posenet in list(model.named_modules()):
+            if isinstance(posenet, PoseNet):
+                model = _replace(model, name, compile_for_cpu(posenet))
+    if verbose:
+        _say_once(
+            f"deephar inference: BN folded, channels_last, {precision.name} "
+            f"({precision.reason}), torch.compile {'on' if compile else 'off'}"
+        )
+    return model
+
+
+def _replace(root: nn.Module, name: str, new: nn.Module) -> nn.Module:
+    """Put ``new`` at the dotted path ``name`` of ``root`` (the root itself when ``name`` is '')."""
+    if not name:
+        return new
+    parent_name, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent_name), child, new)
+    return root
