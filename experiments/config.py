@@ -178,12 +178,14 @@ def validate(cfg: DictConfig, check_roots: bool = True) -> None:
     sources that exist, a network that fits the task, and data roots on disk."""
     if cfg.task not in TASKS:
         raise ConfigError(f"task = {cfg.task!r}: choose one of {TASKS}")
+    check_ranges(cfg)
     if not cfg.data.sources:
         raise ConfigError("data.sources is empty: name at least one dataset")
     for key, source in cfg.data.sources.items():
         if source.dataset not in DATASETS:
             raise ConfigError(f"data.sources.{key}.dataset = {source.dataset!r}: one of {DATASETS}")
         if source.stage not in ("pose", "action"):
+    check_ranges(cfg)
             raise ConfigError(f"data.sources.{key}.stage = {source.stage!r}: pose | action")
     for part in ("train", "val", "test"):
         if unknown := [k for k in cfg.data[part] if k not in cfg.data.sources]:
@@ -223,3 +225,48 @@ def check_data_roots(cfg: DictConfig) -> None:
 
 def network_config(cfg: DictConfig) -> NetworkConfig:
     return NetworkConfig(**OmegaConf.to_container(cfg.model, resolve=True))
+
+
+# ---- numeric ranges: checked when the config is loaded, before any model or dataset exists ----
+POSITIVE, NON_NEGATIVE, FRACTION = "> 0", ">= 0", "in (0, 1)"
+RANGES: dict[str, str] = {
+    "data.batch_size": POSITIVE, "data.eval_batch_size": POSITIVE,
+    "data.steps_per_epoch": NON_NEGATIVE, "data.num_workers": NON_NEGATIVE,
+    "data.limit_val": NON_NEGATIVE, "seed": NON_NEGATIVE, "bn_momentum": NON_NEGATIVE,
+    "model.input_size": POSITIVE, "model.num_joints": POSITIVE, "model.pose_blocks": POSITIVE,
+    "model.kernel_size": POSITIVE, "model.num_frames": POSITIVE, "model.action_blocks": POSITIVE,
+    "model.depth_maps": POSITIVE, "model.context_maps": NON_NEGATIVE,
+    "model.num_actions": NON_NEGATIVE, "model.width": POSITIVE,
+    "optim.lr": POSITIVE, "optim.momentum": NON_NEGATIVE, "optim.weight_decay": NON_NEGATIVE,
+    "optim.plateau_factor": FRACTION, "optim.plateau_patience": NON_NEGATIVE,
+    "loss.visibility_weight": NON_NEGATIVE, "loss.pose_weight": NON_NEGATIVE,
+    "loss.action_weight": NON_NEGATIVE, "finetune.epochs": NON_NEGATIVE,
+    "finetune.lr_divisor": POSITIVE, "trainer.num_nodes": POSITIVE,
+    "trainer.gradient_clip_val": NON_NEGATIVE, "trainer.accumulate_grad_batches": POSITIVE,
+    "trainer.log_every_n_steps": POSITIVE, "trainer.check_val_every_n_epoch": POSITIVE,
+}  # fmt: skip
+# -1 means "no limit" to Lightning; any other negative number is an error
+LIMITS = ("trainer.max_epochs", "trainer.max_steps")
+
+
+def _in_range(value: float, rule: str) -> bool:
+    if rule == POSITIVE:
+        return value > 0
+    if rule == NON_NEGATIVE:
+        return value >= 0
+    return 0 < value < 1
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Every numeric key of ``RANGES`` (and each source's ``share`` > 0, ``bn_momentum`` ≤ 1,
+    the trainer's epoch / step limits ≥ -1) in range, else a ConfigError naming the key."""
+    checks = [(key, OmegaConf.select(cfg, key), rule) for key, rule in RANGES.items()]
+    checks += [(f"data.sources.{k}.share", s.share, POSITIVE) for k, s in cfg.data.sources.items()]
+    for key, value, rule in checks:
+        if value is not None and not _in_range(value, rule):
+            raise ConfigError(f"{key} = {value!r}: must be {rule}")
+    if cfg.bn_momentum > 1:
+        raise ConfigError(f"bn_momentum = {cfg.bn_momentum!r}: must be in [0, 1] (0: official)")
+    for key in LIMITS:
+        if (value := OmegaConf.select(cfg, key)) is not None and value < -1:
+            raise ConfigError(f"{key} = {value!r}: must be >= 0 (or -1: no limit)")

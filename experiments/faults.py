@@ -1,0 +1,125 @@
+"""What a training run does when it is stopped: atomic checkpoints and signals that save.
+
+- ``AtomicCheckpointIO``: every checkpoint is written to a hidden ``.<name>.<pid>.partial`` file
+  beside its target, flushed, then renamed over it (``os.replace``: a reader sees the old file or
+  the new one, never half of one). Nothing goes through TMPDIR; a write killed half-way leaves a
+  ``.partial`` file in the run folder, which ``remove_partial_writes`` deletes at the next start.
+- ``SaveOnSignal``: during ``trainer.fit`` SIGTERM (cluster pre-emption, ``scancel``) and SIGINT
+  (Ctrl+C) stop training after the current step; the checkpoint of that step is written to the
+  stage's ``last.ckpt`` and ``fit`` raises ``Interrupted``; the entry point then exits with
+  ``EXIT_CODES[signal]``: 143 for SIGTERM (128 + 15, the status a job killed by SIGTERM reports;
+  list it in slurm.conf ``RequeueExit`` or requeue on it in the batch script), 130 for SIGINT.
+  A second Ctrl+C aborts at once. A rerun with ``resume=auto`` continues from that step.
+  Outside ``fit`` (building datasets, testing) there is no step to save: the signal exits at once
+  with the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins import TorchCheckpointIO
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
+PARTIAL = ".partial"
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal; ``checkpoint`` holds the step it stopped at ("" if none)."""
+
+    def __init__(self, signum: int, checkpoint: str = "", step: int = 0) -> None:
+        name = signal.Signals(signum).name
+        where = f"step {step} saved to {checkpoint}" if checkpoint else "nothing to save"
+        super().__init__(f"stopped by {name}: {where}; rerun with resume=auto to continue")
+        self.signum, self.checkpoint, self.step = signum, checkpoint, step
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(signal.Signals(self.signum), 128 + self.signum)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to ``.<name>.<pid>.partial`` in the target's folder, fsync, ``os.replace``."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}")
+        try:
+            with open(partial, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete the ``.*.partial`` files an interrupted write left in ``folder``; returns them."""
+    folder = Path(folder)
+    stale = sorted(folder.glob(f".*{PARTIAL}")) if folder.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+class SaveOnSignal(Callback):
+    """SIGTERM / SIGINT during fit → stop after the current step, save ``path``, raise
+    ``Interrupted`` out of ``fit`` (see the module doc). Use ``with callback.handling(): fit``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.received: int | None = None
+        self.trainer: pl.Trainer | None = None
+        self.saved_step: int | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.trainer is None or (self.received is not None and signum == signal.SIGINT):
+            if signum == signal.SIGINT and self.received is not None:
+                raise KeyboardInterrupt  # a second Ctrl+C: abort now
+            raise SystemExit(EXIT_CODES[signal.Signals(signum)])
+        self.received = signum
+        # Lightning's own stop flag: the loops stop at the next step boundary (SIGTERMException)
+        self.trainer._signal_connector.received_sigterm = True
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[SaveOnSignal]:
+        """Install the handlers (restored afterwards); turn the stop into ``Interrupted``."""
+        previous = {s: signal.signal(s, self._handle) for s in EXIT_CODES}
+        try:
+            yield self
+        except SIGTERMException:
+            if self.received is None:
+                raise
+            saved = str(self.path) if self.saved_step is not None else ""
+            raise Interrupted(self.received, saved, self.saved_step or 0) from None
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.trainer = trainer
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.trainer = None
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self.received is not None and isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path)
+            self.saved_step = trainer.global_step
