@@ -126,9 +126,6 @@ LAYOUTS: dict[str, Layout] = {
     lay.name: lay for lay in (MPII, PENN, H36M32, NTU25, PA16J, PA17J, PA20J)
 }
 
-# Human3.6M protocol-1 evaluation subset of the 32 joints (the common 17-joint skeleton).
-H36M_EVAL17 = (0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 15, 17, 18, 19, 25, 26, 27)
-
 # Joints excluded from PCKh (official MPII evaluation).
 PCKH_EXCLUDED = ("pelvis", "thorax")
 
@@ -138,3 +135,25 @@ def get_layout(name: str) -> Layout:
         return LAYOUTS[name]
     except KeyError:
         raise KeyError(f"unknown joint layout {name!r}; known: {sorted(LAYOUTS)}") from None
+
+
+# Drawn chains of joint names; a name absent from a layout is skipped (the chain closes over it).
+CHAINS = (
+    ("head", "neck", "thorax", "spine", "pelvis"),
+    ("thorax", "r_shoulder", "r_elbow", "r_wrist", "r_hand"),
+    ("thorax", "l_shoulder", "l_elbow", "l_wrist", "l_hand"),
+    ("pelvis", "r_hip", "r_knee", "r_ankle", "r_foot"),
+    ("pelvis", "l_hip", "l_knee", "l_ankle", "l_foot"),
+)
+
+
+def limbs(layout: Layout) -> list[tuple[int, int]]:
+    """(a, b) index pairs of the drawn limbs of ``layout``, derived from its joint names."""
+    pairs = []
+    for chain in CHAINS:
+        present = [layout.index(j) for j in chain if j in layout.joints]
+        pairs += list(zip(present[:-1], present[1:]))
+    for centre, a, b in (("thorax", "r_shoulder", "l_shoulder"), ("pelvis", "r_hip", "l_hip")):
+        if centre not in layout.joints and {a, b} <= set(layout.joints):
+            pairs.append((layout.index(a), layout.index(b)))
+    return pairs

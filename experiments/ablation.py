@@ -3,11 +3,14 @@
     python -m experiments.ablation --ft --multiclip [--dataset ntu|penn|synthetic] [--out DIR]
                                    [--pose-ckpt PATH] [--size tiny|demo] [overrides]
 
-Rows (each a training run = one W&B run, all in one group ``ablation-<dataset>``):
+Rows (each its own W&B run, finished before the next, all in the group ``ablation-<dataset>``,
+with the row's config and test metrics in its summary; then a summary run with Table 5 as a
+``wandb.Table`` and Figure 8 as an image):
   pose        pose pre-training (synthetic only; real data: ``--pose-ckpt`` gives the pose net)
   provided    the pose branch on provided poses (NTU Kinect skeletons / Penn annotations)
   estimated   both branches on estimated poses, pose network frozen ("separate training")
-  finetuned   (--ft) ``estimated`` continued with everything trainable, lr ÷ 10
+  finetuned   (--ft) ``estimated`` fine-tuned: ``train.run`` with ``finetune.only`` (everything
+              trainable, ``optim.lr`` ÷ ``finetune.lr_divisor``, ``finetune.epochs``)
   multiclip   (--multiclip) the last model, multi-clip test protocol (no training)
 Columns: pose branch, appearance branch, aggregation (last block of each). Figure 8: accuracy of
 every prediction block, separate vs fine-tuned. Every finished row is stored as
@@ -23,11 +26,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig
+import pandas as pd
 
 from deephar import viz
+from deephar.tasks.action import BRANCHES
 from experiments import evaluate, tables, train
 from experiments.config import load_config
+from experiments.logging import log_result_run
 
 ROWS = ("pose", "provided", "estimated", "finetuned", "multiclip")
 TITLES = {
@@ -61,7 +66,13 @@ SCHEDULE = {
         "action": ["data.batch_size=2", "data.steps_per_epoch=2", "trainer.max_epochs=1"],
         "finetune": ["finetune.epochs=1"],
     },
-    "demo": {"common": [], "pose": [], "action": [], "finetune": []},
+    # the demo logs every row to W&B, offline (``wandb sync`` uploads): the dashboard structure
+    "demo": {
+        "common": ["logger.kind=wandb", "logger.offline=true"],
+        "pose": [],
+        "action": [],
+        "finetune": [],
+    },  # fmt: skip
 }
 
 
@@ -87,8 +98,8 @@ def row_overrides(row: str, args: argparse.Namespace, pose_ckpt: str = "", init:
         common += SCHEDULE[args.size]["action"]
     if row == "estimated":
         common += [_init_key(pose_ckpt)]
-    if row in ("finetuned", "multiclip"):
-        common += [f"init.ckpt={init}", "freeze_pose=false"]
+    if row in ("finetuned", "multiclip"):  # fine-tuning = the finetune.* stage of train.run
+        common += [f"init.ckpt={init}", "finetune.enabled=true", "finetune.only=true"]
         if synthetic:
             common += SCHEDULE[args.size]["finetune"]
     return config, common + args.overrides
@@ -96,14 +107,6 @@ def row_overrides(row: str, args: argparse.Namespace, pose_ckpt: str = "", init:
 
 def _init_key(path: str) -> str:
     return f"init.keras_h5={path}" if str(path).endswith(".h5") else f"init.ckpt={path}"
-
-
-def finetune_lr(cfg: DictConfig) -> DictConfig:
-    """The fine-tuning row trains ``finetune.epochs`` at the action lr ÷ ``finetune.lr_divisor``
-    (paper: ÷ 10)."""
-    cfg.optim.lr = cfg.optim.lr / cfg.finetune.lr_divisor
-    cfg.trainer.max_epochs = cfg.finetune.epochs
-    return cfg
 
 
 # ---- one row ----
@@ -125,17 +128,16 @@ def run_row(row: str, args: argparse.Namespace, done: dict[str, dict]) -> dict:
     init = done.get(parent, {}).get("checkpoint", "")
     config, overrides = row_overrides(row, args, pose_ckpt, init)
     cfg = load_config(config, overrides)
-    if row == "finetuned":
-        cfg = finetune_lr(cfg)
     if row == "multiclip":
         net = evaluate.load_model(cfg, init)
         key = cfg.data.test[0]
         loader = evaluate.eval_loader(cfg, key, clip_sampling="multi")
         flip = args.dataset == "penn"  # official Penn multi-clip: every clip also mirrored
         res = evaluate.evaluate_action(net, loader, cfg.eval.video_reduction, flip, "multi-clip")
-        return {"config": config, "overrides": overrides, "checkpoint": init} | {
-            k: res[k] for k in evaluate.BRANCHES if k in res
-        }
+        entry = {k: res[k] for k in BRANCHES if k in res}
+        log_result_run(cfg, Path(args.out), cfg.name,
+                       {f"test/{k}": v for k, v in entry.items()})  # fmt: skip
+        return {"config": config, "overrides": overrides, "checkpoint": init} | entry
     metrics = train.run(cfg)
     entry = {"config": config, "overrides": overrides, "metrics": metrics,
              "checkpoint": str(train.best_checkpoint(cfg))}  # fmt: skip
@@ -175,7 +177,21 @@ def run_ablation(args: argparse.Namespace, log: Callable[[str], None] = print) -
         done[row] = run_row(row, args, done)
         path.write_text(json.dumps(done[row], indent=1))
     log(write_outputs(done, out))
+    log_summary(done, args, out)
     return done
+
+
+def log_summary(done: dict[str, dict], args: argparse.Namespace, out: Path) -> None:
+    """The ablation's summary run (same W&B group as its rows): Table 5 as a ``wandb.Table``,
+    Figure 8 as an image, every cell in the run summary."""
+    last = done[planned_rows(args)[-1]]
+    cfg = load_config(last["config"], last["overrides"])
+    table = pd.read_csv(out / "table5.csv", index_col=0)
+    cells = {f"{row}/{col}": float(v) for row, values in table.iterrows()
+             for col, v in values.items() if pd.notna(v)}  # fmt: skip
+    log_result_run(cfg, out, f"ablation-{args.dataset}-summary", cells,
+                   tables={"table5": table}, images={"figure8": out / "blocks.png"},
+                   config={"rows": list(done), "dataset": args.dataset})  # fmt: skip
 
 
 def write_outputs(done: dict[str, dict], out: Path) -> str:

@@ -53,6 +53,8 @@ class DataConfig:
     num_workers: int = 4
     augment: bool = True  # training augmentation (evaluation never augments)
     limit_val: int = 0  # validate on N evenly spaced samples per source (0: all; test: all)
+    val_fraction: float = 0.1  # penn / ntu: share of the training videos (NTU X-Sub: subjects)
+    split_seed: int = 0  # held out as their validation split (datamodules.splits), this seed
 
 
 @dataclass
@@ -65,6 +67,8 @@ class LossConfig:
 @dataclass
 class EvalConfig:
     video_reduction: str = "mean"  # multi-clip scores: mean of softmax | prod (official Penn)
+    crop_shift: float = 8.0  # multi-crop shift in pixels of a 256² input, scaled with the input
+    fast: bool = True  # evaluate / predict / demo: deephar.models.inference.for_inference
 
 
 @dataclass
@@ -75,9 +79,13 @@ class InitConfig:
 
 @dataclass
 class FinetuneConfig:
-    enabled: bool = False  # paper's last stage: unfreeze the pose net, lr ÷ lr_divisor
+    """Fine-tuning (the paper's last stage): everything trainable, ``optim.lr`` ÷ ``lr_divisor``,
+    ``epochs`` epochs, from the network the first stage ended with (``only``: from ``init.*``)."""
+
+    enabled: bool = False  # after the first stage, unfreeze the pose net and go on
     epochs: int = 5
-    lr_divisor: float = 10.0  # applied to the lr the first stage ended with
+    lr_divisor: float = 10.0  # fine-tuning lr = optim.lr / lr_divisor (paper: ÷ 10)
+    only: bool = False  # skip the first stage: fine-tune the network of init.ckpt directly
 
 
 @dataclass
@@ -170,22 +178,22 @@ def load_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictC
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
         raise ConfigError(f"config {name!r}: {getattr(err, 'msg', None) or err}") from err
+    check_ranges(cfg)
     return cfg
 
 
 def validate(cfg: DictConfig, check_roots: bool = True) -> None:
     """What a run needs beyond types: a known task, known datasets and stages, listed val/test
     sources that exist, a network that fits the task, and data roots on disk."""
+    check_ranges(cfg)
     if cfg.task not in TASKS:
         raise ConfigError(f"task = {cfg.task!r}: choose one of {TASKS}")
-    check_ranges(cfg)
     if not cfg.data.sources:
         raise ConfigError("data.sources is empty: name at least one dataset")
     for key, source in cfg.data.sources.items():
         if source.dataset not in DATASETS:
             raise ConfigError(f"data.sources.{key}.dataset = {source.dataset!r}: one of {DATASETS}")
         if source.stage not in ("pose", "action"):
-    check_ranges(cfg)
             raise ConfigError(f"data.sources.{key}.stage = {source.stage!r}: pose | action")
     for part in ("train", "val", "test"):
         if unknown := [k for k in cfg.data[part] if k not in cfg.data.sources]:

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -26,12 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datamodules.layouts import get_layout
+from datamodules.layouts import get_layout, limbs
+from datamodules.synthetic.write_ntu import NTU_ACTIONS
 from deephar import viz
+from deephar.checkpoint import CheckpointError, load_network, network_payload
 from deephar.metrics import decode_pose_mm
 from experiments import ablation, evaluate, tables
 from experiments.config import load_config, network_config
-from experiments.predict import limbs
+from experiments.logging import log_result_run
 
 TORSO = ("l_shoulder", "r_hip")  # PCK reference: the torso diagonal (LSP-style "torso PCK")
 
@@ -43,13 +44,11 @@ def demo_args(size: str, out: Path, data: Path) -> argparse.Namespace:
 
 
 def pose_results(args: argparse.Namespace, ckpt: str) -> tuple[dict, object, object]:
-    """Single- and multi-crop results of the pose network on the synthetic test sets (multi-crop
-    shift: 8 pixels at the official 256-pixel input, scaled with the input), plus a torso PCK
-    (``torso_pck``) of every test set."""
+    """Single- and multi-crop results of the pose network on the synthetic test sets (exactly
+    ``experiments.evaluate``'s protocol and defaults), plus a torso PCK of every test set."""
     cfg = load_config(*ablation.row_overrides("pose", args))
     net = evaluate.load_model(cfg, ckpt)
-    shift = max(1, cfg.model.input_size // 32)
-    protocol = evaluate.Protocol(displacement=shift, limit=0 if args.size == "demo" else 4)
+    protocol = evaluate.Protocol(limit=0 if args.size == "demo" else 4)  # evaluate's defaults
     results = evaluate.evaluate(cfg, net, protocol)
     for key in cfg.data.test:
         loader = torso_referenced(evaluate.eval_loader(cfg, key, protocol.limit), cfg.data.layout)
@@ -97,9 +96,11 @@ def skeleton_figure(cfg, net, count: int = 4):
 
 def export_model(ckpt: str, cfg, path: Path) -> Path:
     """The fine-tuned network as a ``deephar.convert``-style file (config + state dict)."""
-    net = evaluate.load_model(cfg, ckpt)
-    torch.save({"model": "demo", "config": dataclasses.asdict(network_config(cfg)),
-                "state_dict": net.state_dict(), "source": ckpt}, path)  # fmt: skip
+    net = load_network(ckpt, network_config(cfg))  # the plain network, not the inference copy
+    names = [f"A{i + 1:03d}" for i in range(cfg.model.num_actions)]  # NTU class codes
+    for name, code in NTU_ACTIONS.items():  # the synthetic world's actions by name
+        names[code - 1] = name
+    torch.save(network_payload(net, source=ckpt, model="ntu") | {"action_names": names}, path)
     return path
 
 
@@ -114,6 +115,8 @@ def run_demo(size: str = "demo", out: str | Path = "runs/demo", data: str | Path
     print(f"== pose evaluation ({time.perf_counter() - start:.0f} s so far)", flush=True)
     pose, cfg, net = pose_results(args, rows["pose"]["checkpoint"])
     texts = [evaluate.write_results(pose, cfg.data.layout, out / "pose")]
+    flat = {f"{k}/{m}": v for k, res in pose.items() for m, v in res.items() if np.isscalar(v)}
+    log_result_run(cfg, out, "demo-pose-evaluation", flat)
     texts.append((out / "table5.md").read_text())
     viz.save_figure(skeleton_figure(cfg, net), out / "skeletons.png")
     last = rows["finetuned"]
@@ -161,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     try:
         run_demo(args.size, args.out, args.data)
-    except (OSError, ValueError) as err:
+    except (CheckpointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

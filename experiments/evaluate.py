@@ -11,7 +11,9 @@ limit=0 (first N samples or videos per source), out=DIR (default ``<out_dir>/<na
 
 Per test source of the config: MPII PCKh@0.5 / @0.2 / AUC per body part; H36M MPJPE (protocol 1)
 per action; Penn / NTU accuracy of the middle clip (single-clip) and of all clips every T/2
-(multi-clip), for the pose branch, the appearance branch and their aggregation.
+(multi-clip), for the pose branch, the appearance branch and their aggregation. The scores come
+from the task modules' own metric objects (``PoseMetrics``, ``ActionMetrics``); multi-crop and
+multi-clip are views in front of them (``experiments.protocols``).
 Alphabet: B batch, T frames, J joints, D 2|3, A actions.
 """
 
@@ -26,21 +28,21 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from datamodules.h36m import ACTIONS as H36M_ACTIONS
 from datamodules.layouts import get_layout
-from deephar.metrics import MPJPE, PCK, PCKh, VideoAccuracy, decode_pose_mm, decode_pose_px
-from deephar.models.multitask import DeepHAR, build_model
-from deephar.tasks.action import action_forward
-from deephar.tasks.base import init_network, load_net_weights
+from deephar.checkpoint import CheckpointError, load_network
+from deephar.models.inference import for_inference
+from deephar.tasks.action import BRANCHES, ActionMetrics, action_forward
+from deephar.tasks.pose import PoseMetrics
 from experiments import protocols, tables
 from experiments.config import ConfigError, load_config, network_config
 from experiments.data import build_dataset, pckh_exclude
 
 POSE_DATASETS, ACTION_DATASETS = ("mpii", "h36m"), ("penn", "ntu")
-BRANCHES = ("pose", "appearance", "aggregation")
 
 
 @dataclass
@@ -48,7 +50,8 @@ class Protocol:
     """Test-time protocol options (``key=value`` on the command line)."""
 
     crops: str = "both"  # single | multi | both
-    displacement: int = 8  # multi-crop shift in crop pixels
+    displacement: int = -1  # multi-crop shift in crop pixels; -1: eval.crop_shift at this size
+    fast: bool = True  # deephar.models.inference.for_inference (false: eager fp32)
     clips: str = "both"  # single | multi | both
     clip_flip: bool = False  # official Penn multi-clip: each clip with and without flip
     reduction: str = ""  # mean | prod; "" = the config's eval.video_reduction
@@ -89,18 +92,19 @@ def parse_protocol(options: Mapping[str, str]) -> Protocol:
 
 
 # ---- network ----
-def load_model(cfg: DictConfig, ckpt: str | Path) -> DeepHAR:
-    """The config's network filled from ``ckpt`` (every tensor: a partial load is an error)."""
-    net = build_model(network_config(cfg))
-    if str(ckpt).endswith(".h5"):
-        init_network(net, keras_h5=ckpt)
-    else:
-        missing, _ = load_net_weights(net, ckpt)
-        if missing:
-            raise ValueError(
-                f"{ckpt}: {len(missing)} tensors of the network missing ({missing[:3]}…)"
-            )
-    return net.eval()
+def load_model(cfg: DictConfig, ckpt: str | Path, fast: bool | None = None) -> nn.Module:
+    """The config's network filled from ``ckpt`` (strict), ready for inference: through
+    ``for_inference`` unless ``fast`` (default ``cfg.eval.fast``) is off."""
+    net = load_network(ckpt, network_config(cfg))
+    return for_inference(net, fast=cfg.eval.fast if fast is None else fast)
+
+
+def crop_shift(cfg: DictConfig, displacement: int = -1) -> int:
+    """Multi-crop shift in crop pixels: ``displacement``, or for -1 ``eval.crop_shift`` (pixels of
+    a 256² input) scaled to ``model.input_size``; at least 1 pixel."""
+    if displacement >= 0:
+        return displacement
+    return max(1, round(cfg.eval.crop_shift * cfg.model.input_size / 256))
 
 
 # ---- data ----
@@ -120,84 +124,42 @@ def eval_loader(cfg: DictConfig, key: str, limit: int = 0, **options: Any) -> Da
 # ---- pose protocols ----
 @torch.no_grad()
 def evaluate_pose(
-    net: DeepHAR, loader, layout: str, views: Sequence[protocols.CropView], desc: str = ""
+    net: nn.Module, loader, layout: str, views: Sequence[protocols.CropView], desc: str = ""
 ) -> dict[str, Any]:
-    """PCKh (MPII, ``pck_ref`` > 0), PCK (other 2D data) and MPJPE per H36M action, with the
-    predictions of ``views`` averaged (``protocols.multi_crop``)."""
+    """``PoseMetrics`` (PCKh, PCK, MPJPE per H36M action) of the predictions of ``views`` averaged
+    (``protocols.multi_crop``) over ``loader``; ``PoseMetrics.details()``."""
     lay = get_layout(layout)
-    exclude = pckh_exclude(layout)
-    pckh, pck = PCKh(len(lay), exclude), PCK(len(lay), exclude)
-    mpjpe = MPJPE(root=lay.index("pelvis"), num_groups=len(H36M_ACTIONS))
+    metrics = PoseMetrics(len(lay), pckh_exclude(layout), lay.index("pelvis"), len(H36M_ACTIONS))
     predict = protocols.pose_predictor(net)
-    for batch in tqdm(loader, desc=desc, leave=False):
+    for batch in tqdm(loader, desc=desc, leave=False, disable=None):
         pose, _ = protocols.multi_crop(predict, batch["image"], lay.flip, views)  # (B, J, D)
-        pred_px = decode_pose_px(pose, batch["crop"])
-        is_mpii = torch.tensor([d == "mpii" for d in batch["dataset"]])
-        scored = batch["pck_ref"] > 0
-        for metric, rows in ((pckh, is_mpii & scored), (pck, ~is_mpii & scored)):
-            if rows.any():
-                metric.update(pred_px[rows], batch["pose_px"][rows],
-                              batch["pose_px_valid"][rows], batch["pck_ref"][rows])  # fmt: skip
-        is_3d = (batch["camera"] != 0).any(-1)
-        if pose.shape[-1] == 3 and is_3d.any():
-            b = is_3d
-            pred_mm = decode_pose_mm(
-                pose[b], batch["crop"][b], batch["depth"][b], batch["camera"][b]
-            )
-            is_h36m = torch.tensor([d == "h36m" for d in batch["dataset"]])
-            group = torch.where(is_h36m, batch["action"], -1)[b]
-            mpjpe.update(pred_mm, batch["pose_mm"][b], batch["pose_px_valid"][b], group)
-    out: dict[str, Any] = {}
-    for metric in (pckh, pck):
-        if metric.update_called:
-            out |= {k: float(v) for k, v in metric.compute().items()}
-            out[f"{metric.prefix}_per_joint"] = metric.per_joint(0.5).tolist()
-    if mpjpe.update_called:
-        out |= {k: float(v) for k, v in mpjpe.compute().items()}
-        out["mpjpe_per_action"] = mpjpe.per_group()[:, 0].tolist()
-    return out
+        metrics.update(pose, batch)
+    return metrics.details()
 
 
 # ---- action protocols ----
-def branch_logits(output) -> dict[str, torch.Tensor]:
-    """The last prediction of each branch (Table 5 columns) and the aggregate."""
-    out = {"pose": output.pose_branch[-1]}
-    if output.appearance_branch:
-        out["appearance"] = output.appearance_branch[-1]
-    if output.aggregate is not None:
-        out["aggregation"] = output.aggregate
-    return out
-
-
 @torch.no_grad()
 def evaluate_action(
-    net: DeepHAR, loader, reduction: str = "mean", flip: bool = False, desc: str = ""
+    net: nn.Module, loader, reduction: str = "mean", flip: bool = False, desc: str = ""
 ) -> dict[str, float]:
-    """Video accuracy of each branch over the loader's clips (one clip per video: single-clip;
-    all clips: multi-clip), scores combined per ``video_id`` by ``reduction``; with ``flip``
-    every clip is also seen mirrored. Also the clip accuracy of every block ``acc_pose1`` …"""
-    video = {b: VideoAccuracy(reduction) for b in BRANCHES}
-    blocks: dict[str, list[int]] = {}
-    for batch in tqdm(loader, desc=desc, leave=False):
-        labels, ids = batch["action"], batch.get("video_id", batch["sample_id"])
+    """``ActionMetrics`` over the loader's clips (one clip per video: single-clip; all clips:
+    multi-clip), scores combined per ``video_id`` by ``reduction``; with ``flip`` every clip is
+    also seen mirrored. → {"pose", "appearance", "aggregation"} (video accuracy of each branch)
+    and the clip accuracy of every block ``acc_pose1`` …"""
+    cfg = net.cfg
+    metrics = ActionMetrics(cfg.action_blocks, cfg.num_actions, reduction)
+    for batch in tqdm(loader, desc=desc, leave=False, disable=None):
         views = protocols.clip_views(batch["image"], flip) if "image" in batch else [None]
-        for i, images in enumerate(views):
-            output = action_forward(net, batch, images)
-            for name, logits in branch_logits(output).items():
-                video[name].update(logits, labels, ids)
-            if i == 0:
-                named = [(f"pose{k + 1}", z) for k, z in enumerate(output.pose_branch)]
-                named += [(f"app{k + 1}", z) for k, z in enumerate(output.appearance_branch)]
-                for name, z in named:
-                    hits = blocks.setdefault(name, [0, 0])
-                    hits[0] += int((z.argmax(-1) == labels)[labels >= 0].sum())
-                    hits[1] += int((labels >= 0).sum())
-    out = {b: float(m.compute()) for b, m in video.items() if m.update_called}
-    return out | {f"acc_{n}": h[0] / max(h[1], 1) for n, h in blocks.items()}
+        for images in views:
+            metrics.update(action_forward(net, batch, images), batch)
+    out = {k: float(v) for k, v in metrics.compute().items()}
+    return {b: out[f"video_acc_{b}"] for b in BRANCHES if f"video_acc_{b}" in out} | {
+        k: v for k, v in out.items() if k.startswith("acc_")
+    }
 
 
 # ---- the whole evaluation ----
-def evaluate(cfg: DictConfig, net: DeepHAR, protocol: Protocol) -> dict[str, dict[str, Any]]:
+def evaluate(cfg: DictConfig, net: nn.Module, protocol: Protocol) -> dict[str, dict[str, Any]]:
     """{"<source>/<single|multi>-<crop|clip>": metrics} for every test source of ``cfg``."""
     results: dict[str, dict[str, Any]] = {}
     reduction = protocol.reduction or cfg.eval.video_reduction
@@ -205,8 +167,9 @@ def evaluate(cfg: DictConfig, net: DeepHAR, protocol: Protocol) -> dict[str, dic
         dataset = cfg.data.sources[key].dataset
         if dataset in POSE_DATASETS:
             loader = eval_loader(cfg, key, protocol.limit)
+            shift = crop_shift(cfg, protocol.displacement)
             for run in protocol.runs("crops"):
-                views = protocols.multi_crop_views(protocol.displacement if run == "multi" else 0,
+                views = protocols.multi_crop_views(shift if run == "multi" else 0,
                                                    flip=run == "multi")  # fmt: skip
                 name = f"{key}/{run}-crop"
                 results[name] = evaluate_pose(net, loader, cfg.data.layout, views, name)
@@ -259,12 +222,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("ckpt=PATH is required")
         protocol = parse_protocol(options)
         cfg = load_config(name, overrides)
-        net = load_model(cfg, options["ckpt"])
+        net = load_model(cfg, options["ckpt"], protocol.fast)
         results = evaluate(cfg, net, protocol)
         out = protocol.out or str(Path(cfg.out_dir) / cfg.name / "eval")
         print(write_results(results, cfg.data.layout, out))
         print(f"written to {out}")
-    except (ConfigError, OSError, ValueError) as err:
+    except (ConfigError, CheckpointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

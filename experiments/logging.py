@@ -13,7 +13,9 @@ import importlib.util
 import logging
 import netrc
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
@@ -81,3 +83,60 @@ def build_logger(cfg: DictConfig, run_dir: Path, suffix: str = "") -> Logger | b
     if kind != "csv":
         log.warning("logger.kind=%s is not installed; logging to CSV in %s", kind, run_dir)
     return CSVLogger(save_dir=str(run_dir), name="csv", version=name)
+
+
+# ---- runs outside a Trainer, and ending runs (one W&B run per stage / ablation row) ----
+def finish_logger(logger: Logger | bool | None, summary: Mapping[str, float] | None = None) -> None:
+    """End ``logger``'s W&B run with ``summary`` in its run summary, so that the next stage or
+    ablation row starts a run of its own (W&B otherwise reuses the run in progress)."""
+    if type(logger).__name__ != "WandbLogger" or getattr(logger, "_experiment", None) is None:
+        return
+    run = logger.experiment
+    if summary:
+        run.summary.update({k: float(v) for k, v in summary.items()})
+    run.finish()
+
+
+def wandb_run(cfg: DictConfig, run_dir: Path, name: str, config: Mapping[str, Any] | None = None):
+    """A W&B run of ``cfg.logger`` (group, project, offline rule) for work done outside a
+    Trainer (evaluation rows, summaries); None unless ``logger.kind`` is wandb. Finish it."""
+    if cfg.logger.kind != "wandb" or not _has("wandb"):
+        return None
+    import wandb
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    offline = wandb_offline(cfg.logger.offline)
+    return wandb.init(
+        project=cfg.logger.project,
+        group=cfg.logger.group or None,
+        name=name,
+        dir=str(run_dir),
+        mode="offline" if offline else "online",
+        config=dict(config) if config is not None else OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def log_result_run(
+    cfg: DictConfig,
+    run_dir: Path,
+    name: str,
+    summary: Mapping[str, float],
+    tables: Mapping[str, Any] = {},  # noqa: B006 (read only)
+    images: Mapping[str, Path] = {},  # noqa: B006 (read only)
+    config: Mapping[str, Any] | None = None,
+) -> None:
+    """One finished W&B run holding ``summary`` (numbers), ``tables`` (pandas DataFrames →
+    ``wandb.Table``) and ``images`` (PNG files); nothing unless ``logger.kind`` is wandb."""
+    run = wandb_run(cfg, run_dir, name, config)
+    if run is None:
+        return
+    import wandb
+
+    payload: dict[str, Any] = {
+        k: wandb.Table(dataframe=df.reset_index()) for k, df in tables.items()
+    }
+    payload |= {k: wandb.Image(str(p)) for k, p in images.items() if Path(p).is_file()}
+    if payload:
+        run.log(payload)
+    run.summary.update({k: float(v) for k, v in summary.items()})
+    run.finish()

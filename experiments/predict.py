@@ -9,7 +9,10 @@ averaged per video. Writes ``<stem>.json`` and a rendered overlay (``.mp4`` via 
 an image) into ``--out``.
 
 Checkpoints: a Lightning checkpoint of the task modules, a converted official file (``.pt`` of
-``python -m deephar.convert``) or an official Keras ``.h5`` (``keras_model=mpii|h36m|penn|ntu``).
+``python -m deephar.convert``, the demo's ``model.pt``) or an official Keras ``.h5``
+(``keras_model=mpii|h36m|penn|ntu``), read by ``deephar.checkpoint``; ``fast=false`` runs the
+eager fp32 network instead of ``for_inference``'s. The action is printed by name and drawn on the
+overlay.
 Alphabet: F frames, T clip frames, J joints, D 2|3, A actions, N clips.
 """
 
@@ -25,49 +28,29 @@ import cv2
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from datamodules.base import read_image
-from datamodules.layouts import Layout, get_layout
+from datamodules.layouts import get_layout, limbs
 from datamodules.penn import ACTIONS as PENN_ACTIONS
 from datamodules.transforms import crop_matrix, normalize_image, normalized_crop, to_pixels, warp
 from datamodules.video import VideoReader
 from deephar import viz
+from deephar.checkpoint import CheckpointError, load_checkpoint, stored_config
+from deephar.checkpoint import load_network as load_checkpoint_network
 from deephar.config import PRESETS, NetworkConfig
-from deephar.models.multitask import DeepHAR, build_model
-from deephar.tasks.base import init_network
+from deephar.models.inference import for_inference
 from experiments import protocols
 from experiments.config import network_config
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-# Drawn chains of joint names; a name absent from the layout is skipped (the chain closes over it).
-CHAINS = (
-    ("head", "neck", "thorax", "spine", "pelvis"),
-    ("thorax", "r_shoulder", "r_elbow", "r_wrist", "r_hand"),
-    ("thorax", "l_shoulder", "l_elbow", "l_wrist", "l_hand"),
-    ("pelvis", "r_hip", "r_knee", "r_ankle", "r_foot"),
-    ("pelvis", "l_hip", "l_knee", "l_ankle", "l_foot"),
-)
-
-
-def limbs(layout: Layout) -> list[tuple[int, int]]:
-    """(a, b) index pairs of the drawn limbs of ``layout``, derived from its joint names."""
-    pairs = []
-    for chain in CHAINS:
-        present = [layout.index(j) for j in chain if j in layout.joints]
-        pairs += list(zip(present[:-1], present[1:]))
-    for centre, a, b in (("thorax", "r_shoulder", "l_shoulder"), ("pelvis", "r_hip", "l_hip")):
-        if centre not in layout.joints and {a, b} <= set(layout.joints):
-            pairs.append((layout.index(a), layout.index(b)))
-    return pairs
-
-
 # ---- checkpoints ----
 DEFAULT_LAYOUT = {16: "pa16j", 17: "pa17j", 20: "pa20j"}
 
 
 @dataclass
 class LoadedNetwork:
-    model: DeepHAR
+    model: nn.Module
     config: NetworkConfig
     layout: str
     source: str
@@ -82,53 +65,55 @@ def run_config(path: Path) -> DictConfig | None:
     return None
 
 
-def network_state(state: dict) -> dict:
-    """Keys of a ``DeepHAR`` (``pose.*``, ``action.*``) from a task module (``net.*``) or a
-    converted pose network (``stem.*``, ``blocks.*``)."""
-    if any(k.startswith("net.") for k in state):
-        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    if not any(k.startswith("pose.") for k in state):
-        state = {f"pose.{k}": v for k, v in state.items()}
-    return state
+def action_names(num_actions: int, dataset: str, stored=None) -> tuple[str, ...] | None:
+    """Names of the network's classes: stored in the file (the demo's ``model.pt``), Penn
+    Action's names, NTU's class codes (A001 …); None without an action head."""
+    if not num_actions:
+        return None
+    if stored is not None and len(stored) == num_actions:
+        return tuple(str(n) for n in stored)
+    if dataset == "penn" and num_actions == len(PENN_ACTIONS):
+        return PENN_ACTIONS
+    if dataset == "ntu":
+        return tuple(f"A{i + 1:03d}" for i in range(num_actions))
+    return tuple(f"action {i}" for i in range(num_actions))
 
 
-def load_network(path: str | Path, keras_model: str = "") -> LoadedNetwork:
-    """A ready network from a Lightning checkpoint (its run's ``config.yaml`` gives the network
-    and the layout), a ``deephar.convert``-style file (``config`` inside) or a Keras .h5 (the
+def load_network(path: str | Path, keras_model: str = "", fast: bool = True) -> LoadedNetwork:
+    """A ready network (``deephar.checkpoint.load_network``, then ``for_inference`` unless
+    ``fast`` is off) from a Lightning checkpoint (its stored config, else its run's
+    ``config.yaml``), a ``deephar.convert`` / demo ``.pt`` (config inside) or a Keras .h5 (the
     preset ``keras_model``). Every tensor of the network must be filled."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    layout = ""
+    cfg, layout, dataset, stored = None, "", keras_model, None
     if path.suffix == ".h5":
         if keras_model not in PRESETS:
             raise ValueError(f"{path}: an official .h5 needs keras_model= one of {sorted(PRESETS)}")
         cfg = PRESETS[keras_model]
-        model = build_model(cfg)
-        init_network(model, keras_h5=path)
     else:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(payload, dict) or "state_dict" not in payload:
-            raise ValueError(f"{path}: not a checkpoint (no state_dict)")
-        run = run_config(path) if "config" not in payload else None
-        if "config" in payload:
-            cfg = NetworkConfig(**payload["config"])
-        elif run is not None:
-            cfg, layout = network_config(run), run.data.layout
-        else:
-            raise ValueError(f"{path}: no network configuration (no config.yaml beside it)")
-        model = build_model(cfg)
-        missing, _ = model.load_state_dict(network_state(payload["state_dict"]), strict=False)
-        if missing:
-            raise ValueError(f"{path}: {len(missing)} network tensors missing, e.g. {missing[:3]}")
+        payload = load_checkpoint(path)
+        cfg, dataset, stored = (
+            stored_config(payload, path),
+            payload.get("model", ""),
+            payload.get("action_names"),
+        )
+        run = run_config(path)
+        if run is not None:
+            layout = run.data.layout
+            dataset = next(
+                (s.dataset for s in run.data.sources.values() if s.stage == "action"), dataset
+            )
+            cfg = cfg or network_config(run)
+        if cfg is None:
+            raise CheckpointError(
+                path, "no network configuration (none stored, no config.yaml beside it)"
+            )
+    net = load_checkpoint_network(path, cfg)
     layout = layout or DEFAULT_LAYOUT.get(cfg.num_joints, "")
     if not layout:
         raise ValueError(f"{path}: no joint layout known for {cfg.num_joints} joints")
-    return LoadedNetwork(model.eval(), cfg, layout, str(path), action_names(cfg.num_actions))
-
-
-def action_names(num_actions: int) -> tuple[str, ...] | None:
-    return PENN_ACTIONS if num_actions == len(PENN_ACTIONS) else None
+    names = action_names(cfg.num_actions, dataset, stored)
+    return LoadedNetwork(for_inference(net, fast=fast), cfg, layout, str(path), names)
 
 
 # ---- decoding ----
@@ -246,7 +231,7 @@ def to_json(pred: Prediction, net: LoadedNetwork, source: Path, frames: np.ndarr
         best = int(np.argmax(pred.scores))
         out["action"] = {
             "index": best,
-            "name": net.action_names[best] if net.action_names else None,
+            "name": net.action_names[best] if net.action_names else f"action {best}",
             "score": float(pred.scores[best]),
             "scores": np.round(pred.scores, 5).tolist(),
         }
@@ -271,20 +256,31 @@ def render(pred: Prediction, frames: np.ndarray, net: LoadedNetwork, path: Path,
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=round(fps or 25))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        label = action_label(pred, net)
         for i, frame in enumerate(frames):
             image = viz.draw_skeleton(frame[:h, :w], pred.pose_px[i], pairs)
+            image = viz.draw_label(image, label) if label else image
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
     return path
 
 
+def action_label(pred: Prediction, net: LoadedNetwork) -> str:
+    """ "<name> <score>" of the video's best action ("" without action scores)."""
+    if pred.scores is None:
+        return ""
+    best = int(np.argmax(pred.scores))
+    name = net.action_names[best] if net.action_names else f"action {best}"
+    return f"{name} {pred.scores[best]:.2f}"
+
+
 def run(source: str | Path, ckpt: str | Path, out_dir: str | Path, keras_model: str = "",
-        decode_size: int = 480, threshold: float = 0.5) -> dict:  # fmt: skip
+        decode_size: int = 480, threshold: float = 0.5, fast: bool = True) -> dict:  # fmt: skip
     """Predict on ``source``; returns the JSON dict (also written with the overlay)."""
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
-    net = load_network(ckpt, keras_model=keras_model)
+    net = load_network(ckpt, keras_model=keras_model, fast=fast)
     frames, fps = read_frames(source, decode_size)
     pred = predict_frames(net, frames, threshold)
     out_dir = Path(out_dir)
@@ -300,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("source", type=Path, help="video file, frames folder or image")
     parser.add_argument("options", nargs="*", help="ckpt=PATH [keras_model=NAME decode_size=480 "
-                        "threshold=0.5]")  # fmt: skip
+                        "threshold=0.5 fast=true]")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/predict"))
     args = parser.parse_args(argv)
     opts = dict(o.split("=", 1) for o in args.options if "=" in o)
@@ -309,19 +305,21 @@ def main(argv: list[str] | None = None) -> int:
     if "ckpt" not in opts:
         parser.error("ckpt=PATH is required")
     try:
+        fast = opts.get("fast", "true").lower() in ("1", "true", "yes")
         result = run(args.source, opts["ckpt"], args.out, opts.get("keras_model", ""),
-                     int(opts.get("decode_size", 480)), float(opts.get("threshold", 0.5)))  # fmt: skip
-    except (OSError, ValueError, KeyError) as err:
+                     int(opts.get("decode_size", 480)), float(opts.get("threshold", 0.5)),
+                     fast)  # fmt: skip
+    except (CheckpointError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     action = result.get("action")
     print(f"{result['num_frames']} frames → {args.out}; rendered {result['rendered']}")
     if action:
-        print(f"action: {action['name'] or action['index']} (score {action['score']:.3f})")
+        print(f"action: {action['name']} (class {action['index']}, score {action['score']:.3f})")
     return 0
 
 
-_OPTIONS = {"ckpt", "keras_model", "decode_size", "threshold"}
+_OPTIONS = {"ckpt", "keras_model", "decode_size", "threshold", "fast"}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,8 +4,9 @@
     python -m experiments.train penn data.root=/data/PennAction trainer.devices=4 trainer.strategy=ddp
 
 Stages: the task module (pose | action | joint) is fitted; with ``finetune.enabled`` the pose
-network is then unfrozen and training goes on ``finetune.epochs`` more epochs at the final lr ÷
-``finetune.lr_divisor``; the best checkpoint of the last stage is tested and the metrics printed.
+network is then unfrozen and training goes on ``finetune.epochs`` more epochs at ``optim.lr`` ÷
+``finetune.lr_divisor`` (``finetune.only``: that stage alone, from ``init.ckpt``); the best
+checkpoint of the last stage is tested and the metrics printed. Each stage is its own logger run.
 Files: ``<out_dir>/<name>/{config.yaml, best.ckpt, last.ckpt, logs}`` (+ ``finetune/`` for the
 second stage). ``resume=auto`` continues from the stages' ``last.ckpt``.
 """
@@ -20,12 +21,14 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 
+from deephar.checkpoint import CheckpointError, load_checkpoint
 from deephar.models.multitask import DeepHAR, build_model
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
 from deephar.tasks.base import OptimSettings, TaskModule
 from experiments.config import ConfigError, load_config, network_config, validate
-from experiments.data import build_datamodule, failures, pckh_exclude
-from experiments.logging import build_logger
+from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
+from experiments.faults import AtomicCheckpointIO, Interrupted, SaveOnSignal, remove_partial_writes
+from experiments.logging import build_logger, finish_logger
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -114,11 +117,14 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
             enable_version_counter=False,
         ),  # fmt: skip
         LogDataFailures(),
+        SaveOnSignal(folder / "last.ckpt"),
     ]
-    logger = build_logger(cfg, folder / "logs", "-finetune" if stage == "finetune" else "")
+    second = stage == "finetune" and not cfg.finetune.only  # a run of its own after "main"
+    logger = build_logger(cfg, folder / "logs", "-finetune" if second else "")
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    return pl.Trainer(**args, logger=logger, callbacks=callbacks, default_root_dir=str(folder))
+    return pl.Trainer(**args, logger=logger, callbacks=callbacks, default_root_dir=str(folder),
+                      plugins=[AtomicCheckpointIO()])  # fmt: skip
 
 
 def resume_path(cfg: DictConfig, stage: str) -> str | None:
@@ -135,9 +141,18 @@ def resume_path(cfg: DictConfig, stage: str) -> str | None:
     return cfg.resume
 
 
+def signal_callback(trainer: pl.Trainer) -> SaveOnSignal:
+    return next(c for c in trainer.callbacks if isinstance(c, SaveOnSignal))
+
+
 def _fit(cfg: DictConfig, module: TaskModule, data, stage: str) -> pl.Trainer:
     trainer = build_trainer(cfg, stage)
-    trainer.fit(module, datamodule=data, ckpt_path=resume_path(cfg, stage))
+    remove_partial_writes(stage_dir(cfg, stage))
+    ckpt = resume_path(cfg, stage)
+    if ckpt:  # safe and readable (one line naming the file otherwise) before Lightning reads it
+        load_checkpoint(ckpt)
+    with signal_callback(trainer).handling():
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
     return trainer
 
 
@@ -145,8 +160,14 @@ def test_metrics(trainer: pl.Trainer, module: TaskModule, data) -> dict[str, flo
     """Test the best checkpoint of ``trainer`` (the current weights without one)."""
     if not data.test_sets:
         return {}
+    if empty := [k for k, d in data.test_sets.items() if len(d) == 0]:
+        print(f"test split empty for {empty} (no test samples under the data root): not scored; "
+              f"the validation metrics above are the run's result", flush=True)  # fmt: skip
+        data.test_sets = {k: d for k, d in data.test_sets.items() if len(d) > 0}
+        if not data.test_sets:
+            return {}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(module, datamodule=data, ckpt_path=best or None, verbose=False)
+    trainer.test(module, datamodule=data, ckpt_path=best or None, verbose=False, weights_only=True)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
 
@@ -177,17 +198,25 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
     if cfg.bn_momentum > 0:
         set_bn_momentum(net, cfg.bn_momentum)
     data = build_datamodule(cfg)
-    skip_main = finetunes(cfg) and resume_path(cfg, "finetune") is not None
+    write_carved_splits(data, folder)
+    skip_main = finetunes(cfg) and (cfg.finetune.only or resume_path(cfg, "finetune") is not None)
     module = build_module(cfg, net)
     trainer = None if skip_main else _fit(cfg, module, data, "main")
     if finetunes(cfg):
-        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer else cfg.optim.lr
-        module = build_module(cfg, net, "finetune", lr / cfg.finetune.lr_divisor)
+        if trainer is not None:
+            finish_logger(trainer.logger)
+        module = build_module(cfg, net, "finetune", finetune_lr(cfg))
         trainer = _fit(cfg, module, data, "finetune")
     metrics = test_metrics(trainer, module, data)
     if metrics and trainer.is_global_zero:
         print(format_table(metrics, f"test metrics of {cfg.name}"), flush=True)
+    finish_logger(trainer.logger, metrics)
     return metrics
+
+
+def finetune_lr(cfg: DictConfig) -> float:
+    """The one meaning of fine-tuning's rate: ``optim.lr`` ÷ ``finetune.lr_divisor``."""
+    return cfg.optim.lr / cfg.finetune.lr_divisor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,9 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(argv[0], argv[1:])
         run(cfg)
-    except ConfigError as err:
+    except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"interrupted: {stop}", file=sys.stderr)
+        return stop.exit_code
     return 0
 
 

@@ -261,26 +261,6 @@ class MPJPE(Metric):
         return (self.sums[1:] / self.counts[1:, None]).float()
 
 
-class ActionAccuracy(Metric):
-    """Clip accuracy: argmax of logits (N, A) vs labels (N,); labels −1 are ignored."""
-
-    full_state_update = False
-    higher_is_better = True
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.add_state("correct", torch.zeros((), dtype=torch.long), "sum")
-        self.add_state("total", torch.zeros((), dtype=torch.long), "sum")
-
-    def update(self, logits: Tensor, labels: Tensor) -> None:
-        labelled = labels >= 0
-        self.correct += (logits.argmax(-1) == labels)[labelled].sum()
-        self.total += labelled.sum()
-
-    def compute(self) -> Tensor:
-        return self.correct.float() / self.total.clamp(min=1)
-
-
 class VideoAccuracy(Metric):
     """Multi-clip video accuracy: clip scores combined per video, then argmax.
 

@@ -49,6 +49,16 @@ def draw_skeleton(
     return out
 
 
+def draw_label(image: np.ndarray, text: str, color: tuple[int, int, int] = GREEN) -> np.ndarray:
+    """A copy of ``image`` uint8 (H, W, 3) with ``text`` on a dark band at the top left."""
+    out = np.ascontiguousarray(image.copy())
+    scale = max(0.4, out.shape[0] / 600)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(out, (0, 0), (w + 8, h + base + 8), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, h + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+    return out
+
+
 def plot_skeleton_3d(
     ax, pose: np.ndarray, limbs: Limbs, valid: np.ndarray | None = None, color: str = "tab:green"
 ) -> None:

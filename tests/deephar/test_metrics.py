@@ -14,7 +14,6 @@ from datamodules.layouts import MPII, PCKH_EXCLUDED
 from deephar.metrics import (
     MPJPE,
     PCK,
-    ActionAccuracy,
     PCKh,
     VideoAccuracy,
     decode_pose_mm,
@@ -254,13 +253,6 @@ def test_decode_clips_broadcast():
 
 
 # ---- actions ----
-def test_action_accuracy_ignores_unlabelled_clips():
-    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, 0.0], [0.0, 3.0]])
-    metric = ActionAccuracy()
-    metric.update(logits, torch.tensor([0, 0, -1, 1]))
-    assert metric.compute().item() == pytest.approx(2 / 3)
-
-
 def _video_clips():
     # video "a" (label 0): clip probabilities (0.9, 0.1), (0.9, 0.1), (0.001, 0.999)
     #   mean = (0.6003, 0.3997) → 0 (correct); product = (0.00081, 0.00999) → 1 (wrong)

@@ -5,12 +5,11 @@
 - ``JointModule(net, optim, freeze_pose, pose_weight, action_weight, …)``: both at once.
 """
 
+from deephar.checkpoint import init_network, load_weights
 from deephar.tasks.action import ActionMetrics, ActionModule, action_forward, block_names
 from deephar.tasks.base import (
     OptimSettings,
     TaskModule,
-    init_network,
-    load_net_weights,
     set_bn_momentum,
 )
 from deephar.tasks.joint import JointModule
@@ -19,5 +18,5 @@ from deephar.tasks.pose import Pose2D3DModule, PoseMetrics
 __all__ = [
     "ActionMetrics", "ActionModule", "JointModule", "OptimSettings", "Pose2D3DModule",
     "PoseMetrics", "TaskModule", "action_forward", "block_names", "init_network",
-    "load_net_weights", "set_bn_momentum",
+    "load_weights", "set_bn_momentum",
 ]  # fmt: skip

@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
 
 from deephar.losses import action_loss
-from deephar.metrics import ActionAccuracy, VideoAccuracy
+from deephar.metrics import VideoAccuracy
 from deephar.models.multitask import DeepHAR
 from deephar.outputs import ActionOutput
 from deephar.tasks.base import OptimSettings, TaskModule, as_settings, attach_action_head
@@ -43,26 +44,47 @@ def block_names(num_blocks: int) -> list[str]:
     )
 
 
-class ActionMetrics(nn.Module):
-    """Clip accuracy per prediction block and of the final prediction, and video accuracy.
+BRANCHES = ("pose", "appearance", "aggregation")  # Table 5 columns
 
-    update(output, batch) with labels ``batch["action"]`` (B,) and ``batch["video_id"]``;
-    compute() → {"acc", "video_acc", "acc_pose1", …, "acc_app1", …, "acc_agg"} (block entries
-    only for the blocks that ran: no appearance blocks on provided poses).
+
+def branch_logits(output: ActionOutput) -> dict[str, Tensor]:
+    """The last prediction of each branch that ran (Table 5 columns), each (B, A)."""
+    out = {"pose": output.pose_branch[-1]}
+    if output.appearance_branch:
+        out["appearance"] = output.appearance_branch[-1]
+    if output.aggregate is not None:
+        out["aggregation"] = output.aggregate
+    return out
+
+
+class ActionMetrics(nn.Module):
+    """THE action scorer (task modules and ``experiments.evaluate``): clip accuracy of every
+    prediction block and of the final prediction (torchmetrics ``MulticlassAccuracy``, labels −1
+    ignored), and multi-clip video accuracy of the final prediction and of each branch.
+
+    update(output, batch) with labels ``batch["action"]`` (B,) and ``batch["video_id"]`` (else
+    ``sample_id``); a test-time view of a clip (e.g. its mirror) is one more update with the same
+    ids. compute() → {"acc", "video_acc", "acc_pose1", …, "acc_app1", …, "acc_agg",
+    "video_acc_pose", "video_acc_appearance", "video_acc_aggregation"} for what ran.
     video_reduction: "mean" of clip softmax scores, or "prod" (official Penn Action).
     """
 
-    def __init__(self, num_blocks: int, video_reduction: str = "mean"):
+    def __init__(self, num_blocks: int, num_actions: int, video_reduction: str = "mean"):
         super().__init__()
         self.names = block_names(num_blocks)
-        self.blocks = nn.ModuleDict({n: ActionAccuracy() for n in self.names})
-        self.clip = ActionAccuracy()
+        self.blocks = nn.ModuleDict({n: self._accuracy(num_actions) for n in self.names})
+        self.clip = self._accuracy(num_actions)
         self.video = VideoAccuracy(video_reduction)
+        self.branches = nn.ModuleDict({b: VideoAccuracy(video_reduction) for b in BRANCHES})
+
+    @staticmethod
+    def _accuracy(num_actions: int) -> MulticlassAccuracy:
+        return MulticlassAccuracy(num_actions, average="micro", ignore_index=-1)
 
     def update(self, output: ActionOutput, batch: Mapping[str, Any]) -> None:
         labels = batch["action"]
-        outputs = dict(zip([f"pose{k + 1}" for k in range(len(output.pose_branch))],
-                           output.pose_branch))  # fmt: skip
+        ids = batch["video_id"] if "video_id" in batch else batch["sample_id"]
+        outputs = {f"pose{k + 1}": z for k, z in enumerate(output.pose_branch)}
         outputs |= {f"app{k + 1}": z for k, z in enumerate(output.appearance_branch)}
         if output.aggregate is not None:
             outputs["agg"] = output.aggregate
@@ -70,17 +92,20 @@ class ActionMetrics(nn.Module):
             self.blocks[name].update(logits.detach(), labels)
         final = output.final.detach()
         self.clip.update(final, labels)
-        self.video.update(final, labels, batch.get("video_id", batch["sample_id"]))
+        self.video.update(final, labels, ids)
+        for name, logits in branch_logits(output).items():
+            self.branches[name].update(logits.detach(), labels, ids)
 
     def compute(self) -> dict[str, Tensor]:
         if not self.clip.update_called:
             return {}
         out = {"acc": self.clip.compute(), "video_acc": self.video.compute()}
         out |= {f"acc_{n}": m.compute() for n, m in self.blocks.items() if m.update_called}
+        out |= {f"video_acc_{b}": m.compute() for b, m in self.branches.items() if m.update_called}
         return out
 
     def reset(self) -> None:
-        for metric in (self.clip, self.video, *self.blocks.values()):
+        for metric in (self.clip, self.video, *self.blocks.values(), *self.branches.values()):
             metric.reset()
 
 
@@ -103,9 +128,9 @@ class ActionModule(TaskModule):
     ) -> None:
         super().__init__(net, optim, channels_last, compile)
         attach_action_head(net, "ActionModule", freeze_pose)
-        blocks = net.cfg.action_blocks
-        self.val_action = ActionMetrics(blocks, video_reduction)
-        self.test_action = ActionMetrics(blocks, video_reduction)
+        blocks, actions = net.cfg.action_blocks, net.cfg.num_actions
+        self.val_action = ActionMetrics(blocks, actions, video_reduction)
+        self.test_action = ActionMetrics(blocks, actions, video_reduction)
         self.save_hyperparameters(
             {
                 "optim": vars(as_settings(optim)).copy(),

@@ -9,10 +9,8 @@ Alphabet: B batch, T frames, J joints, D 2|3, A actions.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -21,23 +19,25 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, MinMetric
 
 from deephar.models.multitask import DeepHAR
-
-log = logging.getLogger(__name__)
+from deephar.tasks.schedule import build_scheduler
 
 
 @dataclass
 class OptimSettings:
-    """Optimiser and ReduceLROnPlateau schedule (paper: pose RMSprop 1e-3; action SGD Nesterov
-    momentum 0.98, 2e-4; both ×0.2 on plateau). Also the ``optim`` section of the experiment
-    config."""
+    """Optimiser and learning-rate schedule (paper: pose RMSprop 1e-3; action SGD Nesterov
+    momentum 0.98, 2e-4; both ×0.2 on plateau; ``schedule`` in ``deephar.tasks.schedule``).
+    Also the ``optim`` section of the experiment config."""
 
     name: str = "rmsprop"  # rmsprop | sgd | adam
     lr: float = 1e-3
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
-    plateau_factor: float = 0.2  # lr ×= factor when `monitor` stops improving
-    plateau_patience: int = 2  # epochs without improvement before a reduction
+    schedule: str = "cosine"  # cosine | plateau | constant (deephar.tasks.schedule)
+    warmup: float = 0.0  # cosine: share of the steps with a linear warm-up
+    min_lr_ratio: float = 1e-3  # the rate never goes below min_lr_ratio × lr
+    plateau_factor: float = 0.2  # plateau: lr ×= factor when `monitor` stops improving
+    plateau_patience: int = 2  # plateau: epochs without improvement before a reduction
     monitor: str = "val/loss"  # the metric of the schedule, the best checkpoint and `*_best`
     monitor_mode: str = "min"  # min | max
 
@@ -109,8 +109,10 @@ class TaskModule(pl.LightningModule):
         """The shared stem (the very object of ``net.backbone``)."""
         return self.net.backbone
 
-    def hparams_dict(self) -> dict[str, Any]:
-        return {"optim": asdict(self.optim), "channels_last": self.channels_last}
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The network's config beside its weights (a plain dict), so that
+        ``deephar.checkpoint.load_network`` rebuilds it without guessing."""
+        checkpoint["network_config"] = asdict(self.net.cfg)
 
     def to_input(self, images: Tensor) -> Tensor:
         """Images (B, 3, H, W) or clips (B, T, 3, H, W) in the memory format of the network."""
@@ -181,13 +183,10 @@ class TaskModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.trainable_parameters(), self.optim)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer,
-            mode=self.optim.monitor_mode,
-            factor=self.optim.plateau_factor,
-            patience=self.optim.plateau_patience,
-        )
-        schedule = {"scheduler": scheduler, "monitor": self.optim.monitor, "strict": False}
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
+        schedule = build_scheduler(optimizer, self.optim, total)
+        if schedule is None:
+            return {"optimizer": optimizer}
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
@@ -204,49 +203,3 @@ def set_bn_momentum(net: nn.Module, momentum: float) -> None:
     for module in net.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.momentum = momentum
-
-
-# ---- network weights from a checkpoint or the official Keras files ----
-def load_net_weights(net: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
-    """Load the network part of a Lightning checkpoint of any task module (keys ``net.*``) or of
-    a ``deephar.convert`` file (``{"state_dict": …}``) into ``net``.
-
-    Tensors whose key and shape match are loaded; the rest is reported (e.g. a pose-only
-    checkpoint into a multitask network leaves the action head as initialised). Returns
-    (missing keys of ``net``, checkpoint keys not used). Nothing matching is an error.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"init checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: no state_dict in this file")
-    if any(k.startswith("net.") for k in state):
-        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    own = net.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ValueError(f"{path}: no tensor matches this network (keys or shapes differ)")
-    net.load_state_dict(usable, strict=False)
-    missing = sorted(set(own) - set(usable))
-    unused = sorted(set(state) - set(usable))
-    log.info("%s: loaded %d tensors, %d of the network left as initialised, %d unused",
-             path, len(usable), len(missing), len(unused))  # fmt: skip
-    return missing, unused
-
-
-def init_network(net: DeepHAR, ckpt: str | Path = "", keras_h5: str | Path = "") -> None:
-    """Initialise ``net`` from a checkpoint (``load_net_weights``) and/or official Keras weights.
-
-    Keras: a merge (action) file fills the whole network; a pose-model file fills ``net.pose``.
-    """
-    if keras_h5:
-        from deephar.convert import KerasWeightFile, is_merge_file, load_keras_weights
-
-        with KerasWeightFile(keras_h5) as kfile:
-            merge = is_merge_file(kfile)
-        target = net if merge or net.action is None else net.pose
-        load_keras_weights(target, keras_h5, net.cfg)
-    if ckpt:
-        load_net_weights(net, ckpt)

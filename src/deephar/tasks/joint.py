@@ -60,7 +60,8 @@ class JointModule(TaskModule):
         cfg = net.cfg
         for stage in ("val", "test"):
             setattr(self, f"{stage}_pose", PoseMetrics(cfg.num_joints, pckh_exclude))
-            setattr(self, f"{stage}_action", ActionMetrics(cfg.action_blocks, video_reduction))
+            setattr(self, f"{stage}_action",
+                    ActionMetrics(cfg.action_blocks, cfg.num_actions, video_reduction))  # fmt: skip
         self.save_hyperparameters(
             {
                 "optim": vars(as_settings(optim)).copy(),

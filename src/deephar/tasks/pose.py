@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from deephar.losses import pose_loss
@@ -25,20 +26,29 @@ PCKH_DATASETS = ("mpii",)  # datasets scored by PCKh (head-size reference); othe
 
 
 class PoseMetrics(nn.Module):
-    """PCKh / PCK / MPJPE of one stage; each sample goes to the metrics its annotations allow.
+    """PCKh / PCK / MPJPE of one stage: THE pose scorer (task modules and ``experiments.evaluate``).
 
-    update(output, batch) with still-image batches (B, …); compute() → {"pckh@0.5", "pckh@0.2",
-    "pckh_auc", "pck@…", "pck_auc", "mpjpe", "pa_mpjpe"} for the metrics that saw samples.
+    Each sample goes to the metrics its annotations allow: PCKh for ``PCKH_DATASETS`` samples with
+    a ``pck_ref`` > 0, PCK for other samples with one; MPJPE (root-aligned at joint ``root``) for
+    3D samples, those with a ``camera`` and a valid z. With ``num_groups`` > 0 the MPJPE is also
+    kept per ``batch["action"]`` of the ``group_dataset`` samples (Human3.6M actions).
+
+    update(pred (B, J, D) crop-normalised — or a ``PoseOutput``, scored by its last block — and
+    the still-image batch); compute() → {"pckh@0.5", "pckh@0.2", "pckh_auc", "pck@…", "pck_auc",
+    "mpjpe", "pa_mpjpe"} for the metrics that saw samples; ``details()`` adds per-joint PCK(h)
+    and per-group MPJPE lists.
     """
 
-    def __init__(self, num_joints: int, pckh_exclude: Sequence[int] = (), root: int = 0):
+    def __init__(self, num_joints: int, pckh_exclude: Sequence[int] = (), root: int = 0,
+                 num_groups: int = 0, group_dataset: str = "h36m"):  # fmt: skip
         super().__init__()
         self.pckh = PCKh(num_joints, exclude=list(pckh_exclude))
         self.pck = PCK(num_joints, exclude=list(pckh_exclude))
-        self.mpjpe = MPJPE(root=root)
+        self.mpjpe = MPJPE(root=root, num_groups=num_groups)
+        self.num_groups, self.group_dataset = num_groups, group_dataset
 
-    def update(self, output: PoseOutput, batch: Mapping[str, Any]) -> None:
-        pred = output.final.detach().float()  # (B, J, D)
+    def update(self, pred: Tensor | PoseOutput, batch: Mapping[str, Any]) -> None:
+        pred = (pred.final if isinstance(pred, PoseOutput) else pred).detach().float()  # (B, J, D)
         is_pckh = pred.new_tensor([d in PCKH_DATASETS for d in batch["dataset"]]).bool()
         has_ref = batch["pck_ref"] > 0
         pred_px = decode_pose_px(pred, batch["crop"])  # (B, J, 2)
@@ -52,13 +62,28 @@ class PoseMetrics(nn.Module):
             pred_mm = decode_pose_mm(
                 pred[b], batch["crop"][b], batch["depth"][b], batch["camera"][b]
             )
-            self.mpjpe.update(pred_mm, batch["pose_mm"][b], batch["pose_px_valid"][b])
+            group = None
+            if self.num_groups:
+                grouped = pred.new_tensor([d == self.group_dataset for d in batch["dataset"]])
+                group = torch.where(grouped.bool(), batch["action"], -1)[b]
+            self.mpjpe.update(pred_mm, batch["pose_mm"][b], batch["pose_px_valid"][b], group)
 
     def compute(self) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         for metric in (self.pckh, self.pck, self.mpjpe):
             if metric.update_called:
                 out.update(metric.compute())
+        return out
+
+    def details(self) -> dict[str, Any]:
+        """``compute()`` as floats plus ``pckh_per_joint`` / ``pck_per_joint`` (J,) at 0.5 and
+        ``mpjpe_per_action`` (G,) (NaN where empty), for the metrics that saw samples."""
+        out: dict[str, Any] = {k: float(v) for k, v in self.compute().items()}
+        for metric in (self.pckh, self.pck):
+            if metric.update_called:
+                out[f"{metric.prefix}_per_joint"] = metric.per_joint(0.5).tolist()
+        if self.num_groups and self.mpjpe.update_called:
+            out["mpjpe_per_action"] = self.mpjpe.per_group()[:, 0].tolist()
         return out
 
     def reset(self) -> None:
@@ -119,5 +144,5 @@ class Pose2D3DModule(TaskModule):
         )
         self.log_loss(stage, loss, parts, len(batch["image"]))
         if stage != "train":
-            getattr(self, f"{stage}_pose").update(output, batch)
+            getattr(self, f"{stage}_pose").update(output.final, batch)
         return loss

@@ -69,3 +69,25 @@ def test_provided_poses_beat_chance(penn, tmp_path, cpu_trainer):
     assert "test/acc_app1" not in logged  # provided poses: the pose branch only
     chance = 1 / len(ACTIONS)
     assert logged["test/acc"] >= 3 * chance, float(logged["test/acc"])
+
+
+def test_action_metrics_ignore_unlabelled_clips_and_pool_views_per_video():
+    """Clip accuracy counts labelled clips only (torchmetrics, ignore_index −1); each branch's
+    video accuracy pools every update of a video (views of a clip, clips of a video)."""
+    from deephar.outputs import ActionOutput
+    from deephar.tasks import ActionMetrics
+
+    metrics = ActionMetrics(num_blocks=1, num_actions=2)
+    pose = torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, 0.0], [0.0, 3.0]])
+    app = torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    batch = {"action": torch.tensor([0, 0, -1, 1]), "video_id": ["a", "b", "c", "d"]}
+    metrics.update(ActionOutput([pose], [app], aggregate=pose + app), batch)
+    out = metrics.compute()
+    assert out["acc_pose1"] == pytest.approx(2 / 3) and out["acc_app1"] == pytest.approx(1 / 3)
+    assert out["video_acc_pose"] == pytest.approx(2 / 3)
+    mirrored = {"action": torch.tensor([0]), "video_id": ["b"]}  # video b seen again, strongly 0
+    strong = torch.tensor([[9.0, 0.0]])
+    metrics.update(ActionOutput([strong], [strong], aggregate=strong), mirrored)
+    assert metrics.compute()["video_acc_pose"] == pytest.approx(3 / 3)
+    metrics.reset()
+    assert metrics.compute() == {}

@@ -1,0 +1,181 @@
+"""The one way to read network weights: Lightning ``.ckpt``, converted ``.pt``, official Keras ``.h5``.
+
+- ``load_checkpoint(path) -> dict``: ``torch.load(weights_only=True)`` only (tensors and plain
+  containers; a pickled Python object is refused, never executed). A missing, empty, truncated,
+  foreign or unsafe file raises ``CheckpointError`` naming the file and the problem.
+- ``load_weights(net, path, strict=True)``: fill a ``DeepHAR`` from any of the three kinds. Strict:
+  every tensor of the network, nothing left over (evaluation, prediction). Not strict (training
+  init): the matching part, e.g. a pose checkpoint into a network with an action head.
+- ``load_network(path, cfg=None) -> DeepHAR``: build the network the file describes (converted
+  files and Lightning checkpoints store their ``NetworkConfig``) and fill it strictly.
+
+Key layouts understood: task modules (``net.pose.*``, ``net.action.*``), ``DeepHAR``
+(``pose.*``, ``action.*``) and a bare ``PoseNet`` (``stem.*``, ``blocks.*``; the converter's
+pose files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from deephar.config import NetworkConfig
+from deephar.models.multitask import DeepHAR, build_model
+
+log = logging.getLogger(__name__)
+CONFIG_KEYS = ("config", "network_config")  # converted files, Lightning checkpoints
+
+
+class CheckpointError(ValueError):
+    """A weight file that cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = str(path), problem
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The dict stored in ``path`` (it must hold a ``state_dict``), read with weights_only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "empty file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" in str(err).lower():
+            first = str(err).splitlines()[0][:200]
+            raise CheckpointError(
+                path, f"refused: it holds Python objects, not only tensors ({first})"
+            ) from None
+        raise CheckpointError(path, f"not a PyTorch checkpoint ({err})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(path, f"truncated or not a PyTorch checkpoint ({first})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("state_dict"), Mapping):
+        raise CheckpointError(path, "not a checkpoint: no state_dict inside")
+    return payload
+
+
+def network_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """State-dict keys of a ``DeepHAR`` from any understood layout (see the module docstring)."""
+    if any(k.startswith("net.") for k in state):
+        state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    if not any(k.startswith(("pose.", "action.")) for k in state):
+        state = {f"pose.{k}": v for k, v in state.items()}
+    return dict(state)
+
+
+def stored_config(payload: Mapping[str, Any], path: str | Path = "") -> NetworkConfig | None:
+    """The ``NetworkConfig`` a file carries (``config`` / ``network_config``), or None."""
+    for key in CONFIG_KEYS:
+        if isinstance(payload.get(key), Mapping):
+            known = {f.name for f in dataclasses.fields(NetworkConfig)}
+            values = {k: v for k, v in payload[key].items() if k in known}
+            try:
+                return NetworkConfig(**values)
+            except TypeError as err:
+                raise CheckpointError(path, f"unreadable network config ({err})") from None
+    return None
+
+
+def _fill(net: DeepHAR, state: Mapping[str, Tensor], path: Path, strict: bool):
+    own = net.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (network: {tuple(own[k].shape)})"
+             for k, v in state.items() if k in own and own[k].shape != v.shape]  # fmt: skip
+    if wrong:
+        raise CheckpointError(path, f"{len(wrong)} tensors of another shape, e.g. {wrong[:2]}")
+    usable = {k: v for k, v in state.items() if k in own}
+    missing, unused = sorted(set(own) - set(usable)), sorted(set(state) - set(usable))
+    if not usable:
+        raise CheckpointError(path, f"no tensor matches this network (file keys e.g. {unused[:3]})")
+    if strict and (missing or unused):
+        raise CheckpointError(
+            path, f"{len(missing)} network tensors missing (e.g. {missing[:3]}), "
+            f"{len(unused)} file tensors unused (e.g. {unused[:3]})",
+        )  # fmt: skip
+    net.load_state_dict(usable, strict=False)
+    log.info("%s: %d tensors loaded, %d left as initialised, %d unused",
+             path, len(usable), len(missing), len(unused))  # fmt: skip
+    return missing, unused
+
+
+def _load_keras(net: DeepHAR, path: Path, strict: bool) -> tuple[list[str], list[str]]:
+    """Official weights: a merge (action) file fills the whole network, a pose file ``net.pose``."""
+    from deephar.convert import KerasWeightFile, is_merge_file, load_keras_weights
+
+    try:
+        with KerasWeightFile(path) as kfile:
+            merge = is_merge_file(kfile)
+        if strict and net.action is not None and not merge:
+            raise CheckpointError(path, "a Keras pose-model file cannot fill an action network")
+        target = net if merge or net.action is None else net.pose
+        load_keras_weights(target, path, net.cfg)
+    except (OSError, KeyError) as err:
+        raise CheckpointError(path, f"not a readable Keras weight file ({err})") from None
+    except CheckpointError:
+        raise
+    except ValueError as err:
+        raise CheckpointError(path, str(err)) from None
+    return [], []
+
+
+def load_weights(
+    net: DeepHAR, path: str | Path, strict: bool = True
+) -> tuple[list[str], list[str]]:
+    """Fill ``net`` from ``path`` (.ckpt / .pt / .h5); returns (missing keys, unused keys).
+
+    Any shape mismatch is an error; ``strict`` also refuses missing or unused tensors.
+    """
+    path = Path(path)
+    if path.suffix == ".h5":
+        if not path.is_file():
+            raise CheckpointError(path, "no such file")
+        return _load_keras(net, path, strict)
+    payload = load_checkpoint(path)
+    return _fill(net, network_state(payload["state_dict"]), path, strict)
+
+
+def load_network(path: str | Path, cfg: NetworkConfig | None = None) -> DeepHAR:
+    """The network stored in ``path``, every tensor filled, in eval mode.
+
+    cfg: the expected network (required for a Keras .h5, which stores none). When the file stores
+    a config too, the two must agree.
+    """
+    path = Path(path)
+    stored = None if path.suffix == ".h5" else stored_config(load_checkpoint(path), path)
+    if stored is not None and cfg is not None and stored != cfg:
+        diff = {f.name: (getattr(stored, f.name), getattr(cfg, f.name))
+                for f in dataclasses.fields(NetworkConfig)
+                if getattr(stored, f.name) != getattr(cfg, f.name)}  # fmt: skip
+        raise CheckpointError(path, f"holds another network than configured (file, config): {diff}")
+    cfg = stored or cfg
+    if cfg is None:
+        raise CheckpointError(path, "no network configuration stored; give the experiment config")
+    net = build_model(cfg)
+    load_weights(net, path, strict=True)
+    return net.eval()
+
+
+def network_payload(net: DeepHAR, source: str = "", model: str = "") -> dict[str, Any]:
+    """What ``deephar.convert`` and the demo write: plain containers and tensors only (loadable
+    with weights_only=True), the network config included."""
+    return {"model": model, "config": dataclasses.asdict(net.cfg),
+            "state_dict": net.state_dict(), "source": str(source)}  # fmt: skip
+
+
+def init_network(net: DeepHAR, ckpt: str | Path = "", keras_h5: str | Path = "") -> None:
+    """Training init (``init.ckpt`` / ``init.keras_h5``): the matching part of each file, not
+    strict (a pose checkpoint leaves a new action head as initialised); Keras first."""
+    for path in (keras_h5, ckpt):
+        if path:
+            load_weights(net, path, strict=False)
