@@ -18,25 +18,44 @@ Crop (official): centre = root in pixels, window = 2.25·s·max(W·fx/d, H·fy/d
 1000 mm (the official call passes a 1 m box: the window spans 2.25 m at the root depth d, whatever
 the frame size); depth z_norm = (z − (d − 1000·s)) / (2000·s), so the sample's
 ``depth`` = (d − 1000·s, 2000·s) and z_mm = origin + z·range.
+
+Start-up is lazy: only the pose files' headers are read (frame counts), no video is opened; a frame
+past the end of a video shorter than its poses fails as a bad sample naming the video (``RobustDataset``
+replaces it), unless ``video_lengths=True`` (the download check) opens every video to count. With
+``prepared=`` (a folder of ``python -m datamodules.prepare h36m``) the frames, poses and intrinsics
+come from there (true lengths; the raw root is not read) and give the same samples and crops.
 Alphabet: N frames, J joints.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import h5py
 import numpy as np
 from torch.utils.data import Dataset
 
 from datamodules.base import SampleReadError, require_dir, sample_rng, to_tensors
+from datamodules.h36m_cameras import (  # noqa: F401  (re-exported: the reader's public names)
+    CAMERA_FILES,
+    Camera,
+    load_cameras,
+    load_cameras_h5,
+    load_cameras_json,
+)
 from datamodules.layouts import H36M32, convert, get_layout
-from datamodules.transforms import AugmentParams, AugmentRanges, crop_sample, depth_range
+from datamodules.prepare.runner import load_prepared
+from datamodules.prepare.store import Margin, read_jpeg, store_matrix, warp_stored
+from datamodules.transforms import (
+    AugmentParams,
+    AugmentRanges,
+    crop_matrix,
+    crop_sample,
+    depth_range,
+)
 from datamodules.video import VideoReader
 
 CAMERAS = ("54138969", "55011271", "58860488", "60457274")
@@ -49,7 +68,6 @@ ACTIONS = (
 )  # fmt: skip
 ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
 KNOWN_MISSING = {(11, "Directions.54138969")}
-CAMERA_FILES = ("cameras.h5", "camera-parameters.json")
 H36M_AUG = AugmentRanges(angle=10.0, scales=(0.8, 1.0, 1.2), flip=True)
 WINDOW_FACTOR = 2.25
 BODY_BOX_MM = 1000.0  # the official crop's W = H: a 1 m box at the root depth
@@ -65,95 +83,6 @@ def normalise_action(name: str) -> str | None:
     if base not in ACTIONS:
         raise ValueError(f"unknown Human3.6M action name {name!r}")
     return base
-
-
-# --- cameras -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Camera:
-    """One calibrated camera: R (3, 3) world → camera rotation, T (3,) camera centre (mm, world),
-    f (2,), c (2,) pixels, k (3,) radial and p (2,) tangential distortion."""
-
-    R: np.ndarray
-    T: np.ndarray
-    f: np.ndarray
-    c: np.ndarray
-    k: np.ndarray
-    p: np.ndarray
-
-    @property
-    def t(self) -> np.ndarray:
-        """Translation of the extrinsics [R | t]: t = −R·T."""
-        return -self.R @ self.T
-
-    @property
-    def intrinsics(self) -> np.ndarray:
-        """(4,) fx, fy, cx, cy."""
-        return np.r_[self.f, self.c].astype(np.float32)
-
-    def world_to_camera(self, x: np.ndarray) -> np.ndarray:
-        """(…, 3) world mm → camera frame mm: X_cam = R·(X − T)."""
-        return (np.asarray(x, np.float64) - self.T) @ self.R.T
-
-    def project(self, x_cam: np.ndarray) -> np.ndarray:
-        """(…, 3) camera-frame mm → (…, 2) distorted pixels (the Human3.6M / una-dinosauria
-        model: radial k1–k3 and tangential p as in ``cameras.py`` of 3d-pose-baseline)."""
-        xy = x_cam[..., :2] / x_cam[..., 2:3]
-        r2 = np.sum(xy**2, axis=-1, keepdims=True)
-        radial = 1 + r2 * self.k[0] + r2**2 * self.k[1] + r2**3 * self.k[2]
-        tan = self.p[0] * xy[..., 1:2] + self.p[1] * xy[..., 0:1]
-        xy = xy * (radial + tan) + r2 * self.p[::-1]
-        return xy * self.f + self.c
-
-
-def load_cameras_h5(path: str | Path) -> dict[tuple[int, str], Camera]:
-    """una-dinosauria ``cameras.h5``: subject{N}/camera{1..4}/ R (stored transposed), T, f, c, k,
-    p, Name (the camera id as character codes)."""
-    cams = {}
-    try:
-        with h5py.File(path, "r") as h5:
-            for subject in (k for k in h5 if re.fullmatch(r"subject\d+", k)):
-                for group in h5[subject].values():
-                    name = "".join(chr(int(v)) for v in np.ravel(group["Name"][()]))
-                    cams[(int(subject[7:]), name)] = Camera(
-                        R=np.asarray(group["R"][()], np.float64).T,
-                        **{k: np.ravel(group[k][()]).astype(np.float64) for k in "Tfckp"},
-                    )
-    except (OSError, KeyError) as err:
-        raise ValueError(f"cannot read Human3.6M cameras {path}: {err!r}") from None
-    return cams
-
-
-def load_cameras_json(path: str | Path) -> dict[tuple[int, str], Camera]:
-    """``camera-parameters.json``: intrinsics[cam] K (3, 3) + distortion [k1 k2 p1 p2 k3],
-    extrinsics[S{N}][cam] R, t (t = −R·T)."""
-    try:
-        data = json.loads(Path(path).read_text())
-        cams = {}
-        for subject, per_cam in data["extrinsics"].items():
-            for name, ext in per_cam.items():
-                K = np.asarray(data["intrinsics"][name]["calibration_matrix"], np.float64)
-                dist = np.asarray(data["intrinsics"][name]["distortion"], np.float64)
-                R = np.asarray(ext["R"], np.float64)
-                cams[(int(subject[1:]), name)] = Camera(
-                    R=R, T=-R.T @ np.ravel(ext["t"]), f=K[[0, 1], [0, 1]], c=K[:2, 2],
-                    k=dist[[0, 1, 4]], p=dist[2:4],
-                )  # fmt: skip
-    except (OSError, KeyError, ValueError, IndexError) as err:
-        raise ValueError(f"cannot read Human3.6M cameras {path}: {err!r}") from None
-    return cams
-
-
-def load_cameras(root: str | Path, path: str | Path | None = None) -> dict[tuple[int, str], Camera]:
-    """Cameras from ``path`` or the first of ``cameras.h5`` / ``camera-parameters.json`` in root."""
-    candidates = [Path(path)] if path else [Path(root) / n for n in CAMERA_FILES]
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        raise FileNotFoundError(
-            f"Human3.6M camera file not found; tried {[str(p) for p in candidates]}"
-        )
-    return load_cameras_json(found) if found.suffix == ".json" else load_cameras_h5(found)
 
 
 # --- pose files ----------------------------------------------------------------------------------
@@ -217,16 +146,23 @@ class Human36MDataset(Dataset):
         actions: tuple[str, ...] | None = None,
         cameras: str | Path | None = None,
         aug: AugmentRanges | dict | None = None,
+        prepared: str | Path | None = None,
+        video_lengths: bool = False,
     ):
         if split not in ("train", "test"):
             raise ValueError(f"Human36MDataset: split must be 'train' or 'test', got {split!r}")
-        self.root = require_dir(root, "Human3.6M root")
         self.layout, self.input_size = get_layout(layout), input_size
         self.augment = split == "train" if augment is None else augment
         self.aug = AugmentRanges(**aug) if isinstance(aug, dict) else (aug or H36M_AUG)
-        self.cameras = load_cameras(self.root, cameras)
         subjects = subjects or (TRAIN_SUBJECTS if split == "train" else TEST_SUBJECTS)
         step = frame_step or (TRAIN_STEP if split == "train" else TEST_STEP)
+        self.prepared = None
+        if prepared is not None:
+            self._open_prepared(prepared, subjects, actions, step)
+            return
+        self.root = require_dir(root, "Human3.6M root")
+        self.video_lengths = video_lengths
+        self.cameras = load_cameras(self.root, cameras)
         self.sequences = [
             s for subject in subjects for s in self._sequences(subject)
             if actions is None or s.action in actions
@@ -262,45 +198,102 @@ class Human36MDataset(Dataset):
                 raise FileNotFoundError(f"Human3.6M file not found: {missing[0]}")
             if (subject, cam) not in self.cameras:
                 raise KeyError(f"Human3.6M: no calibration for S{subject} camera {cam}")
-            n = min(cdf_frames(path), cdf_frames(paths["d2"]), len(VideoReader(paths["video"])))
+            n = min(cdf_frames(path), cdf_frames(paths["d2"]))
+            if self.video_lengths:
+                n = min(n, len(VideoReader(paths["video"])))
             out.append(Recording(subject, path.stem, action, cam, n))
         return out
+
+    def _open_prepared(self, folder, subjects, actions, step: int) -> None:
+        """Items from a prepared folder: its frames with index % step == 0 of the selection."""
+        self.prepared = load_prepared(folder, "h36m", ("uv", "xyz"))
+        videos, frames = self.prepared.videos, self.prepared.frames
+        margin = Margin(**self.prepared.meta["options"]["margin"])
+        if margin.span(1.0) < Margin.of(self.aug, self.input_size).span(1.0) - 1e-9 or (
+            self.input_size > margin.input_size
+        ):
+            raise ValueError(f"{folder}: prepared for {margin}, narrower than {self.aug} at "
+                             f"input size {self.input_size}; prepare again with wider ranges")  # fmt: skip
+        keep = videos["subject"].isin(subjects).to_numpy()
+        if actions is not None:
+            keep &= videos["action"].isin(actions).to_numpy()
+        self.sequences = [
+            Recording(int(v.subject), v.stem, v.action, str(v.camera), int(v.num_frames))
+            for v in videos[keep].itertuples()
+        ]  # fmt: skip
+        rows = np.flatnonzero(keep[frames["video"]] & (frames["frame"] % step == 0))
+        expected = sum(-(-s.num_frames // step) for s in self.sequences)
+        if len(rows) != expected:
+            raise ValueError(
+                f"{folder}: holds {len(rows)} of the {expected} frames with index % {step} == 0 "
+                f"of the selected recordings; prepare with --frame-step dividing {step}"
+            )
+        self.item_row = rows.astype(np.int64)
+        self.item_seq = np.cumsum(keep)[frames["video"][rows]] - 1
+        self.item_frame = frames["frame"][rows].astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.item_frame)
 
     def __getitem__(self, i: int) -> dict:
         seq, f = self.sequences[self.item_seq[i]], int(self.item_frame[i])
-        paths = self.paths(seq.subject, seq.stem)
-        xyz = read_cdf_pose(paths["d3"], 3)[f]
-        uv = read_cdf_pose(paths["d2"], 2)[f]
-        video = VideoReader(paths["video"])
-        image = video.read([f])[0]
-        cam = self.cameras[(seq.subject, seq.camera)]
+        if self.prepared is not None:
+            p, row = self.prepared, int(self.item_row[i])
+            v = p.videos.iloc[int(p.frames["video"][row])]
+            fr = p.frames
+            stored = store_matrix(fr["x0"][row : row + 1], fr["side"][row : row + 1],
+                                  fr["stored"][row : row + 1])[0]  # fmt: skip
+            image = read_jpeg(p.file(row))
+            uv, xyz = np.asarray(p.poses["uv"][row]), np.asarray(p.poses["xyz"][row])
+            f_px = np.array([v.fx, v.fy], np.float64)
+            intrinsics = np.float32([v.fx, v.fy, v.cx, v.cy])
+        else:
+            paths = self.paths(seq.subject, seq.stem)
+            xyz = read_cdf_pose(paths["d3"], 3)[f]
+            uv = read_cdf_pose(paths["d2"], 2)[f]
+            video = VideoReader(paths["video"])
+            if f >= video.num_frames:
+                raise SampleReadError(paths["video"], f"frame {f} past the video's "
+                                      f"{video.num_frames} frames (its poses are longer)")  # fmt: skip
+            image, stored = video.read([f])[0], None
+            cam = self.cameras[(seq.subject, seq.camera)]
+            f_px, intrinsics = cam.f, cam.intrinsics
+        out = self.sample(image, stored, uv, xyz, f_px)
+        out.update(
+            camera=intrinsics,
+            action=np.int64(ACTIONS.index(seq.action)),
+            dataset="h36m",
+            sample_id=f"h36m/S{seq.subject}/{seq.stem}/{f}",
+        )
+        return to_tensors(out)
+
+    def sample(
+        self, image: np.ndarray, stored: np.ndarray | None, uv: np.ndarray, xyz: np.ndarray,
+        f_px: np.ndarray,
+    ) -> dict:  # fmt: skip
+        """The geometric part of a sample: image (H, W, 3) uint8 — the original frame, or a stored
+        crop with ``stored`` (2, 3) original → stored pixels — uv (32, 2) px, xyz (32, 3) mm,
+        f_px (2,) focal lengths."""
         params = self.aug.sample(sample_rng()) if self.augment else AugmentParams()
         joints, valid = convert(
             np.concatenate([uv, xyz], axis=-1), np.ones(len(H36M32), bool), H36M32, self.layout
         )
         root = self.layout.index("pelvis")
         d = float(joints[root, 4])
-        window = WINDOW_FACTOR * BODY_BOX_MM * max(cam.f[0], cam.f[1]) / d
+        window = WINDOW_FACTOR * BODY_BOX_MM * max(f_px[0], f_px[1]) / d
         origin, span = depth_range(d, params.scale)
         z = (joints[:, 4:5] - origin) / span
         out = crop_sample(
-            image, np.concatenate([joints[:, :2], z], axis=-1), valid, joints[root, :2], window,
-            self.input_size, self.layout.flip, params,
+            image if stored is None else None, np.concatenate([joints[:, :2], z], axis=-1),
+            valid, joints[root, :2], window, self.input_size, self.layout.flip, params,
         )  # fmt: skip
+        if stored is not None:
+            matrix = crop_matrix(joints[root, :2], window, self.input_size, params)
+            out["image"] = warp_stored(image, stored, matrix, self.input_size, params.chpower)
         xyz = joints[self.layout.flip, 2:] if params.flip else joints[:, 2:]
-        out.update(
-            pose_mm=xyz.astype(np.float32),
-            depth=np.float32([origin, span]),
-            camera=cam.intrinsics,
-            pck_ref=np.float32(0.0),
-            action=np.int64(ACTIONS.index(seq.action)),
-            dataset="h36m",
-            sample_id=f"h36m/S{seq.subject}/{seq.stem}/{f}",
-        )
-        return to_tensors(out)
+        out.update(pose_mm=xyz.astype(np.float32), depth=np.float32([origin, span]),
+                   pck_ref=np.float32(0.0))  # fmt: skip
+        return out
 
 
 # --- download check (for ``python -m datamodules.check``) ----------------------------------------
@@ -314,7 +307,7 @@ def check_download(root: str | Path) -> list[str]:
     problems = []
     for split in ("train", "test"):
         try:
-            ds = Human36MDataset(root, split=split, augment=False)
+            ds = Human36MDataset(root, split=split, augment=False, video_lengths=True)
         except (OSError, ValueError, KeyError) as err:
             problems.append(f"h36m {split}: {err}")
             continue

@@ -15,6 +15,8 @@ Pre-extracted frames smaller than 1920 px wide (the official 960×540) rescale t
 
 Clip frames follow the official pipeline: the 30 fps video is first taken every ``video_step``
 (= 2) frames, then ``subsample`` ∈ {1, 2, 3} (training, random) or 2 (evaluation) on top.
+With ``prepared=`` (a folder of ``python -m datamodules.prepare ntu``) poses, frame counts and the
+stored crops of those frames come from there (the raw root is not read): same clips and crops.
 Alphabet: T frames, J joints, N body records.
 """
 
@@ -31,10 +33,13 @@ from torch.utils.data import Dataset
 
 from datamodules.base import SampleReadError, clip_indices, require_dir, sample_rng, to_tensors
 from datamodules.layouts import NTU25, convert, get_layout
+from datamodules.prepare.runner import load_prepared
+from datamodules.prepare.store import read_jpeg, store_matrix, warp_stored
 from datamodules.transforms import (
     AugmentParams,
     AugmentRanges,
     clip_box,
+    crop_matrix,
     crop_sample,
     depth_range,
 )
@@ -204,13 +209,18 @@ class NTUDataset(Dataset):
         missing_list: str | Path | None = None,
         aug: AugmentRanges | dict | None = None,
         video_step: int = 2,
+        prepared: str | Path | None = None,
     ):
         if split not in ("train", "test") or mode not in ("images", "poses"):
             raise ValueError(f"NTUDataset: bad split {split!r} or mode {mode!r}")
         if version not in MISSING_LISTS:
             raise ValueError(f"NTUDataset: version must be 60 or 120, got {version!r}")
-        self.root = require_dir(root, "NTU root")
-        self.skeletons = require_dir(self.root / "nturgb+d_skeletons", "NTU skeletons")
+        self.prepared = load_prepared(prepared, "ntu", ("uv", "xyz", "valid")) if prepared else None
+        if self.prepared is not None:
+            self._check_prepared(layout, clip_length, input_size, video_step)
+        self.root = None if self.prepared else require_dir(root, "NTU root")
+        self.skeletons = None if self.prepared else require_dir(
+            self.root / "nturgb+d_skeletons", "NTU skeletons")  # fmt: skip
         self.mode, self.layout, self.T = mode, get_layout(layout), clip_length
         self.input_size, self.video_step = input_size, video_step
         self.augment = split == "train" if augment is None else augment
@@ -218,10 +228,17 @@ class NTUDataset(Dataset):
         self.clip_sampling = clip_sampling or ("random" if split == "train" else "middle")
         default = TRAIN_SUBSAMPLE if self.augment else TEST_SUBSAMPLE
         self.subsample = tuple(np.atleast_1d(subsample or default).astype(int).tolist())
-        if mode == "images" and not any((self.root / d).is_dir() for d in VIDEO_DIRS):
+        if (
+            not self.prepared
+            and mode == "images"
+            and not any((self.root / d).is_dir() for d in VIDEO_DIRS)
+        ):
             raise FileNotFoundError(f"NTU videos: none of {VIDEO_DIRS} found in {self.root}")
         skip = self._missing(missing_list, version)
-        names = sorted(p.stem for p in self.skeletons.glob("*.skeleton") if NAME.fullmatch(p.stem))
+        names = (
+            sorted(p.stem for p in self.skeletons.glob("*.skeleton") if NAME.fullmatch(p.stem))
+            if self.prepared is None else self.prepared.videos["name"].tolist()
+        )  # fmt: skip
         self.names = [
             n for n in names
             if n not in skip and (version == 120 or int(n[-3:]) <= 60)
@@ -232,19 +249,83 @@ class NTUDataset(Dataset):
     def _missing(self, missing_list: str | Path | None, version: int) -> set[str]:
         if missing_list is not None:
             return read_missing_list(missing_list)
+        if self.root is None:  # prepared: the missing list was applied when preparing
+            return set()
         default = self.root / MISSING_LISTS[version]
         return read_missing_list(default) if default.is_file() else set()
 
     def _clips(self) -> list[tuple[int, np.ndarray]]:
         """(video index, frame indices (T,)) of every clip; frame counts from the file headers."""
         items = []
+        lengths = self._prepared_rows()["skeleton_frames"] if self.prepared else None
         for v, name in enumerate(self.names):
-            with open(self.skeletons / f"{name}.skeleton") as f:
-                n = int(f.readline())
+            if lengths is not None:
+                n = int(lengths.iat[v])
+            else:
+                with open(self.skeletons / f"{name}.skeleton") as f:
+                    n = int(f.readline())
             for sub in self.subsample:
                 clips = clip_indices(self._steps(n), self.T, "multi", sub)
                 items += [(v, c * self.video_step) for c in clips]
         return items
+
+    def _check_prepared(self, layout: str, T: int, input_size: int, video_step: int) -> None:
+        """The prepared regions cover this reader's clips: same layout, clip length, video step."""
+        o = self.prepared.meta["options"]
+        if (
+            (layout, video_step) != (o["layout"], o["video_step"])
+            or T not in o["clip_lengths"]
+            or (input_size > o["margin"]["input_size"])
+        ):
+            raise ValueError(
+                f"{self.prepared.root}: prepared for layout {o['layout']}, clip lengths "
+                f"{o['clip_lengths']}, video step {o['video_step']}, input ≤ "
+                f"{o['margin']['input_size']}; this reader needs {layout}, T={T}, step "
+                f"{video_step}, input {input_size}: prepare again with those options"
+            )
+
+    def _prepared_rows(self):
+        """The prepared videos table in the order of ``self.names``."""
+        table = self.prepared.videos.set_index("name", drop=False)
+        return table.loc[self.names]
+
+    def _load(self, name: str):
+        """(xyz (n, 25, 3), uv (n, 25, 2), valid (n, 25), frames reader, (W, H), stored (2, 3) or
+        None) of sample ``name``; frames reader: 0-based indices → (T, H, W, 3) uint8."""
+        if self.prepared is None:
+            path = self.skeletons / f"{name}.skeleton"
+            try:
+                xyz, uv, valid = main_actor(parse_skeleton(path))
+            except ValueError as err:
+                raise SampleReadError(path, str(err)) from None
+            if self.mode != "images":
+                return xyz, uv, valid, None, COLOR_SIZE, None
+            video = VideoReader(video_path(self.root, name))
+            n = min(len(xyz), video.num_frames)
+            return xyz[:n], uv[:n], valid[:n], video.read, video.size, None
+        p = self.prepared
+        v = int(self._row_of[name])
+        row = p.videos.iloc[v]
+        folder = p.root / "frames" / name
+        if row.num_frames == 0:
+            raise SampleReadError(folder, "no body in any frame of the skeleton")
+        a, b = int(row.pose_start), int(row.pose_start + row.pose_count)
+        xyz, uv, valid = (np.asarray(p.poses[k][a:b]) for k in ("xyz", "uv", "valid"))
+        first = int(np.searchsorted(p.frames["video"], v))
+        stored = store_matrix(p.frames["x0"][first : first + 1], p.frames["side"][first : first + 1],
+                              p.frames["stored"][first : first + 1])[0]  # fmt: skip
+
+        def read(idx):
+            return np.stack([read_jpeg(folder / f"{int(i):06d}.jpg") for i in idx])
+
+        size = (int(row.width), int(row.height))
+        return xyz, uv, valid, read if self.mode == "images" else None, size, stored
+
+    @property
+    def _row_of(self) -> dict[str, int]:
+        if not hasattr(self, "_rows"):
+            self._rows = {n: i for i, n in enumerate(self.prepared.videos["name"])}
+        return self._rows
 
     def _steps(self, num_frames: int) -> int:
         return -(-num_frames // self.video_step)
@@ -255,13 +336,8 @@ class NTUDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         v, fixed = self.items[i] if self.items is not None else (i, None)
         name = self.names[v]
-        path = self.skeletons / f"{name}.skeleton"
-        try:
-            xyz, uv, valid = main_actor(parse_skeleton(path))
-        except ValueError as err:
-            raise SampleReadError(path, str(err)) from None
-        video = VideoReader(video_path(self.root, name)) if self.mode == "images" else None
-        n = min(len(xyz), video.num_frames) if video is not None else len(xyz)
+        xyz, uv, valid, read, size, stored = self._load(name)
+        n = len(xyz)
         rng = sample_rng()
         params = self.aug.sample(rng) if self.augment else AugmentParams()
         if fixed is None:
@@ -269,11 +345,10 @@ class NTUDataset(Dataset):
             fixed = clip_indices(self._steps(n), self.T, self.clip_sampling, sub, rng)[0]
             fixed = fixed * self.video_step
         idx = np.minimum(fixed, n - 1)
-        frames = video.read(idx) if video is not None else None
-        size = video.size if video is not None else COLOR_SIZE
+        frames = read(idx) if read is not None else None
         if size[0] != COLOR_SIZE[0]:
             uv = uv * (size[0] / COLOR_SIZE[0])
-        out = self._clip(frames, xyz[idx], uv[idx], valid[idx], params, size)
+        out = self._clip(frames, xyz[idx], uv[idx], valid[idx], params, size, stored)
         out.update(
             action=np.int64(int(name[-3:]) - 1),
             dataset="ntu",
@@ -282,9 +357,11 @@ class NTUDataset(Dataset):
         )
         return to_tensors(out)
 
-    def _clip(self, frames, xyz, uv, valid, params: AugmentParams, size: tuple[int, int]) -> dict:
-        """One clip in the dataset layout: frames (T, H, W, 3) uint8 or None, xyz (T, 25, 3) mm,
-        uv (T, 25, 2) colour pixels, valid (T, 25)."""
+    def _clip(self, frames, xyz, uv, valid, params: AugmentParams, size: tuple[int, int],
+              stored: np.ndarray | None = None) -> dict:  # fmt: skip
+        """One clip in the dataset layout: frames (T, H, W, 3) uint8 or None — original frames, or
+        stored crops with ``stored`` (2, 3) original → stored pixels — xyz (T, 25, 3) mm, uv
+        (T, 25, 2) colour pixels, valid (T, 25)."""
         joints, valid = convert(np.concatenate([uv, xyz], axis=-1), valid, NTU25, self.layout)
         uv, xyz = joints[..., :2], joints[..., 2:]
         center, window = clip_box(uv, valid, size[::-1])
@@ -292,9 +369,12 @@ class NTUDataset(Dataset):
         origin, span = depth_range(d, params.scale)
         z = (xyz[..., 2:] - origin) / span
         out = crop_sample(
-            frames, np.concatenate([uv, z], axis=-1), valid, center, window,
-            self.input_size, self.layout.flip, params,
+            frames if stored is None else None, np.concatenate([uv, z], axis=-1), valid, center,
+            window, self.input_size, self.layout.flip, params,
         )  # fmt: skip
+        if stored is not None and frames is not None:
+            matrix = crop_matrix(center, window, self.input_size, params)
+            out["image"] = warp_stored(frames, stored, matrix, self.input_size, params.chpower)
         out.update(
             pose_mm=(xyz[:, self.layout.flip] if params.flip else xyz).astype(np.float32),
             depth=np.tile(np.float32([origin, span]), (len(xyz), 1)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from datamodules.synthetic.world import SIZES, generate_world
+from datamodules.synthetic.world import RESOLUTIONS, SIZES, generate_world
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,11 +15,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="data/synthetic", help="root folder of the world")
     parser.add_argument("--size", default="demo", choices=sorted(SIZES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--resolution", default="small", choices=sorted(RESOLUTIONS),
+        help="frame sizes: small (320×240-ish, fast) or real (H36M 1000×1002, NTU 1920×1080, "
+        "MPII 1280×720)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    print(f"synthetic world ({args.size}, seed {args.seed}) → {args.out}", flush=True)
+    print(f"synthetic world ({args.size}, {args.resolution}, seed {args.seed}) → {args.out}")
     paths = generate_world(
-        args.out, args.size, args.seed, log=lambda m: print("  " + m, flush=True)
+        args.out, args.size, args.seed, lambda m: print("  " + m, flush=True), args.resolution
     )
     print(f"done in {time.perf_counter() - start:.1f} s: {paths['manifest']}", flush=True)
 

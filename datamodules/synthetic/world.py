@@ -46,15 +46,26 @@ SIZES = {
 }  # fmt: skip
 
 
-def _writers(size: WorldSize, seed: int) -> dict[str, Callable[[Path], int]]:
+#: Frame sizes (W, H) per resolution: "small" (fast tests, the demo) or "real" (the real files':
+#: Human3.6M 1000×1002 H.264, NTU RGB+D 1920×1080, MPII photos ~1280×720). Penn stays 320×240.
+RESOLUTIONS = {
+    "small": {"h36m": (320, 240), "ntu": (320, 180), "mpii": ((320, 240), (240, 320), (288, 288))},
+    "real": {"h36m": (1000, 1002), "ntu": (1920, 1080), "mpii": ((1280, 720),)},
+}
+
+
+def _writers(
+    size: WorldSize, seed: int, resolution: str = "small"
+) -> dict[str, Callable[[Path], int]]:
+    res = RESOLUTIONS[resolution]
     return {
-        "mpii": lambda root: write_mpii(root, *size.mpii, seed),
+        "mpii": lambda root: write_mpii(root, *size.mpii, seed, sizes=res["mpii"]),
         "h36m": lambda root: write_h36m(
-            root, size.h36m_subjects, size.h36m_actions, size.h36m_frames, seed
+            root, size.h36m_subjects, size.h36m_actions, size.h36m_frames, seed, res["h36m"]
         ),  # fmt: skip
         "penn": lambda root: write_penn(root, size.penn_videos_per_action, size.penn_frames, seed),
         "ntu": lambda root: write_ntu(
-            root, size.ntu_subjects, size.ntu_replications, size.ntu_frames, seed
+            root, size.ntu_subjects, size.ntu_replications, size.ntu_frames, seed, res["ntu"]
         ),  # fmt: skip
     }
 
@@ -85,29 +96,38 @@ def _claim(root: Path) -> None:
 
 
 def generate_world(
-    root: str | Path, size: str = "tiny", seed: int = 0, log: Callable[[str], None] | None = None
+    root: str | Path,
+    size: str = "tiny",
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+    resolution: str = "small",
 ) -> dict[str, Path]:
-    """Write the four datasets under ``root`` (skipped when already complete for size and seed).
+    """Write the four datasets under ``root`` (skipped when already complete for size, seed and
+    ``resolution``: a key of ``RESOLUTIONS``).
 
     Returns {"mpii", "h36m", "penn", "ntu", "manifest"} → paths.
     """
-    if size not in SIZES:
-        raise KeyError(f"unknown world size {size!r}; known: {sorted(SIZES)}")
+    if size not in SIZES or resolution not in RESOLUTIONS:
+        raise KeyError(
+            f"unknown world size {size!r} or resolution {resolution!r}; "
+            f"known: {sorted(SIZES)}, {sorted(RESOLUTIONS)}"
+        )
     root = Path(root)
     paths = {name: root / name for name in DATASETS} | {"manifest": root / "manifest.json"}
     old = _read_manifest(root)
-    if old and (old.get("version"), old.get("size"), old.get("seed")) == (VERSION, size, seed):
+    key = (old or {}).get("version"), (old or {}).get("size"), (old or {}).get("seed")
+    if old and key == (VERSION, size, seed) and old.get("resolution", "small") == resolution:
         return paths
     _claim(root)
     (root / "manifest.json").unlink(missing_ok=True)
     counts = {}
-    for name, write in _writers(SIZES[size], seed).items():
+    for name, write in _writers(SIZES[size], seed, resolution).items():
         start = time.perf_counter()
         shutil.rmtree(root / name, ignore_errors=True)
         counts[name] = write(root / name)
         if log:
             log(f"{name}: {counts[name]} written in {time.perf_counter() - start:.1f} s")
-    manifest = {"version": VERSION, "size": size, "seed": seed,
+    manifest = {"version": VERSION, "size": size, "seed": seed, "resolution": resolution,
                 "counts": counts, "world": asdict(SIZES[size]), "actions": action_table()}  # fmt: skip
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return paths

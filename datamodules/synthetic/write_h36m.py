@@ -84,11 +84,12 @@ def write_sequence(root: Path, subject: int, action: str, name: str, cams: list[
 
 
 def write_h36m(root: Path, subjects: tuple[int, ...], n_actions: int, n_frames: int,
-               seed: int) -> int:  # fmt: skip
-    """Every subject × first ``n_actions`` actions × 4 cameras; returns the number of videos."""
+               seed: int, size: tuple[int, int] = SIZE) -> int:  # fmt: skip
+    """Every subject × first ``n_actions`` actions × 4 cameras, frames of ``size`` (W, H) (real:
+    1000×1002); returns the number of videos."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    rigs = {s: h36m_rig(np.random.default_rng([seed, _KEY, s]), SIZE) for s in subjects}
+    rigs = {s: h36m_rig(np.random.default_rng([seed, _KEY, s]), size) for s in subjects}
     write_cameras_h5(root / "cameras.h5", rigs)
     for s in subjects:
         for action, name in action_file_names(n_actions):

@@ -43,10 +43,11 @@ def _struct(shape: tuple[int, ...], **fields) -> np.ndarray:
     return s
 
 
-def person(index: int, seed: int) -> tuple[np.ndarray, dict]:
-    """Render image ``index``; returns the RGB image and its person annotation (1-based px)."""
+def person(index: int, seed: int, sizes: tuple = SIZES) -> tuple[np.ndarray, dict]:
+    """Render image ``index`` at one of ``sizes`` (W, H); returns the RGB image and its person
+    annotation (1-based px)."""
     rng = np.random.default_rng([seed, _KEY, index])
-    size = SIZES[rng.integers(len(SIZES))]
+    size = tuple(sizes[rng.integers(len(sizes))])
     action = ACTIONS[rng.integers(len(ACTIONS))]
     world = place(perform(action, 1, 30.0, rng), np.zeros(2), rng.uniform(-np.pi, np.pi))
     camera = framing_camera(rng, np.array([0, 0, 1.0]), rng.uniform(0.45, 0.9) * min(size), size)
@@ -148,12 +149,14 @@ def write_detections(path: Path, annots: list[dict], image_index: list[int]) -> 
     })  # fmt: skip
 
 
-def write_mpii(root: Path, n_train: int, n_val: int, n_test: int, seed: int) -> int:
-    """Images 1…n_train (train), then n_val (validation), then n_test (test, no joints)."""
+def write_mpii(root: Path, n_train: int, n_val: int, n_test: int, seed: int,
+               sizes: tuple = SIZES) -> int:  # fmt: skip
+    """Images 1…n_train (train), then n_val (validation), then n_test (test, no joints), each of
+    one of ``sizes`` (W, H; real: 1280×720)."""
     root = Path(root)
     names, annots, entries, test = [], [], [], []
     for i in range(1, n_train + n_val + n_test + 1):
-        image, annot = person(i, seed)
+        image, annot = person(i, seed, sizes)
         name = f"{i:09d}.jpg"
         write_jpeg(root / "images" / name, image)
         names.append(name)

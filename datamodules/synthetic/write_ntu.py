@@ -28,6 +28,7 @@ NTU_ACTIONS = {
 }  # fmt: skip
 SIZE = (320, 180)
 COLOR_SIZE = (1920, 1080)
+FOCAL = 175.0  # pixels at SIZE; scaled with the frame width
 FPS = 30
 CAMERA_AZIMUTH = {1: -45.0, 2: 0.0, 3: 45.0}
 DEPTH_F, DEPTH_C = np.array([366.4, 366.5]), np.array([256.3, 208.5])
@@ -77,8 +78,10 @@ def _noise_body(rng: np.random.Generator, n_frames: int) -> np.ndarray:
 
 
 def write_performance(root: Path, subject: int, replication: int, action: str, n_frames: int,
-                      seed: int, noise_body: bool = False, missing: bool = False) -> list[str]:  # fmt: skip
-    """Film one performance with the three cameras; returns the sample names written."""
+                      seed: int, noise_body: bool = False, missing: bool = False,
+                      size: tuple[int, int] = SIZE) -> list[str]:  # fmt: skip
+    """Film one performance with the three cameras at ``size`` (W, H; real: 1920×1080); returns
+    the sample names written."""
     a = NTU_ACTIONS[action]
     rng = np.random.default_rng([seed, _KEY, subject, replication, a])
     yaw = np.deg2rad((0.0 if replication == 1 else 45.0) + rng.uniform(-15, 15))
@@ -88,7 +91,7 @@ def write_performance(root: Path, subject: int, replication: int, action: str, n
     for c, azimuth in CAMERA_AZIMUTH.items():
         az = np.deg2rad(azimuth + 180.0)
         eye = [dist * np.cos(az), dist * np.sin(az), height]
-        camera = look_at(eye, [0, 0, 0.9], 175.0, SIZE)
+        camera = look_at(eye, [0, 0, 0.9], FOCAL * size[0] / SIZE[0], size)
         clip = film(world, camera, action, rng)
         name = sample_name(1, c, subject, replication, a)
         write_video(root / "nturgb+d_rgb" / f"{name}_rgb.avi", clip.frames, FPS)
@@ -112,6 +115,7 @@ def write_ntu(
     replications: tuple[int, ...],
     frames: tuple[int, int],
     seed: int,
+    size: tuple[int, int] = SIZE,
 ) -> int:
     """Every action × subject × replication × 3 cameras; returns the number of samples."""
     root = Path(root)
@@ -121,7 +125,7 @@ def write_ntu(
     missing: list[str] = []
     for i, ((s, r, a), n) in enumerate(zip(jobs, lengths)):
         is_missing = i == len(jobs) - 1
-        names = write_performance(root, s, r, a, int(n), seed, i == 0, is_missing)
+        names = write_performance(root, s, r, a, int(n), seed, i == 0, is_missing, size)
         missing += names[:1] if is_missing else []
     (root / MISSING_LIST).write_text("".join(f"{m}\n" for m in missing))
     return 3 * len(jobs)

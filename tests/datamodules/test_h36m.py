@@ -172,8 +172,10 @@ def test_protocol_1_split(tree):
     assert {s.subject for s in train.sequences} == {1, 5, 6, 7, 8}
     assert {s.subject for s in test.sequences} == {9, 11}
     assert len(train.sequences) == 6 and len(test.sequences) == 2  # _ALL and S11 Directions skipped
-    assert all(s.num_frames == N_VIDEO for s in train.sequences)  # min(video, poses)
-    assert list(train.item_frame[train.item_seq == 0]) == [0, 5, 10]  # 1-based f % 5 == 1
+    assert all(s.num_frames == N_POSE for s in train.sequences)  # lazy: no video opened
+    exact = Human36MDataset(tree, split="train", input_size=64, video_lengths=True)
+    assert all(s.num_frames == N_VIDEO for s in exact.sequences)  # min(video, poses)
+    assert list(exact.item_frame[exact.item_seq == 0]) == [0, 5, 10]  # 1-based f % 5 == 1
     assert list(test.item_frame) == [0, 0]
     assert {s.action for s in train.sequences} >= {"Directions", "Photo", "WalkDog"}
 

@@ -1,0 +1,171 @@
+"""The preparation step on the synthetic world at real resolution (tiny): same samples as the raw
+videos, resume after an interruption, verification, lazy start-up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from datamodules.base import SampleReadError
+from datamodules.h36m import Human36MDataset
+from datamodules.ntu import NTUDataset
+from datamodules.prepare import h36m as prep_h36m
+from datamodules.prepare import ntu as prep_ntu
+from datamodules.prepare.__main__ import main as prepare_main
+from datamodules.prepare.runner import MANIFEST, load_prepared, prepare, run_jobs, verify
+from datamodules.synthetic.world import RESOLUTIONS
+from datamodules.synthetic.write_h36m import write_h36m
+from datamodules.synthetic.write_ntu import MISSING_LIST, write_performance
+
+QUALITY = 90
+RESAMPLING_DB = 3.0  # allowance for the stored crop's area resize (a second resampling) over JPEG
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """Human3.6M S1, one action, 4 cameras × 11 frames at 1000×1002; NTU one performance × 3
+    cameras × 13 frames at 1920×1080."""
+    root = tmp_path_factory.mktemp("real")
+    write_h36m(root / "h36m", (1,), 1, 11, seed=0, size=RESOLUTIONS["real"]["h36m"])
+    write_performance(root / "ntu", 1, 1, "wave", 13, 0, size=RESOLUTIONS["real"]["ntu"])
+    (root / "ntu" / MISSING_LIST).write_text("")
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(world, tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("prepared")
+    assert prepare_main(["h36m", str(world / "h36m"), "--out", str(out / "h36m"),
+                         "--workers", "1", "--subjects", "1", "--quality", str(QUALITY)]) == 0  # fmt: skip
+    jobs = prep_ntu.jobs(world / "ntu")
+    opts = prep_ntu.options(quality=QUALITY, clip_lengths=(4,))
+    prepare("ntu", prep_ntu.run, jobs, out / "ntu", opts, workers=2)
+    return {"h36m": out / "h36m", "ntu": out / "ntu"}
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) of two images in [−1, 1]."""
+    return float(10 * np.log10(4.0 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def jpeg_psnr(image: np.ndarray) -> float:
+    """PSNR of a (…, 3, S, S) network input against its own JPEG at QUALITY: the tolerance."""
+    frames = image.reshape(-1, *image.shape[-3:])
+    u8 = np.clip((np.moveaxis(frames, 1, -1) / 2 + 0.5) * 255 + 0.5, 0, 255).astype(np.uint8)
+    back = [cv2.imdecode(cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1], 1)
+            for f in u8]  # fmt: skip
+    return psnr(frames, np.moveaxis(np.stack(back) / 255.0 * 2 - 1, -1, 1))
+
+
+def assert_same_sample(raw, prep, indices) -> None:
+    assert len(raw) == len(prep)
+    for i in indices:
+        torch.manual_seed(i)  # the same augmentation draw on both paths
+        a = raw[i]
+        torch.manual_seed(i)
+        b = prep[i]
+        assert a.keys() == b.keys()
+        for key in a:
+            if key == "image":
+                img_a, img_b = a[key].numpy(), b[key].numpy()
+                assert psnr(img_a, img_b) >= jpeg_psnr(img_a) - RESAMPLING_DB, (i, key)
+            elif isinstance(a[key], str):
+                assert a[key] == b[key]
+            else:
+                assert torch.equal(a[key], b[key]), (i, key)  # crops, targets: identical
+
+
+def test_h36m_prepared_gives_the_same_samples(world, prepared):
+    kw = {"split": "train", "subjects": (1,), "augment": True, "frame_step": 5}
+    raw = Human36MDataset(world / "h36m", **kw)
+    prep = Human36MDataset(None, prepared=prepared["h36m"], **kw)
+    assert [s.stem for s in raw.sequences] == [s.stem for s in prep.sequences]
+    assert_same_sample(raw, prep, range(0, len(raw), 2))
+    meta = json.loads((prepared["h36m"] / MANIFEST).read_text())
+    assert meta["frames"] == 4 * 3 and meta["options"]["quality"] == QUALITY  # 11 frames, step 5
+    stored = load_prepared(prepared["h36m"], "h36m", ()).frames["stored"]
+    assert np.all(stored < load_prepared(prepared["h36m"], "h36m", ()).frames["side"])  # downsized
+    with pytest.raises(ValueError, match="frame-step"):
+        Human36MDataset(None, prepared=prepared["h36m"], split="train", subjects=(1,), frame_step=3)
+
+
+def test_ntu_prepared_gives_the_same_clips(world, prepared):
+    for split, sampling in (("train", "random"), ("train", "multi")):
+        kw = {"split": split, "clip_length": 4, "augment": True, "clip_sampling": sampling}
+        raw = NTUDataset(world / "ntu", **kw)
+        prep = NTUDataset(None, prepared=prepared["ntu"], **kw)
+        assert raw.names == prep.names and len(raw.names) == 3
+        assert_same_sample(raw, prep, range(len(raw)) if sampling == "random" else [0, len(raw) - 1])
+    with pytest.raises(ValueError, match="clip lengths"):
+        NTUDataset(None, prepared=prepared["ntu"], split="train", clip_length=8)
+
+
+def test_resume_after_an_interruption_and_verification(world, tmp_path):
+    jobs = prep_h36m.jobs(world / "h36m", (1,))
+    opts, out, calls = prep_h36m.options(quality=QUALITY), tmp_path / "h36m", []
+
+    def interrupted(job, folder, options):
+        if len(calls) == 2:  # killed in the middle of the third video: one frame written
+            (folder / "000000.jpg").write_bytes(b"\xff\xd8partial")
+            raise KeyboardInterrupt
+        calls.append(job.key)
+        return prep_h36m.run(job, folder, options)
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare("h36m", interrupted, jobs, out, opts)
+    with pytest.raises(FileNotFoundError, match=MANIFEST):  # an incomplete folder is refused
+        Human36MDataset(None, prepared=out)
+    redone = []
+
+    def counting(job, folder, options):
+        redone.append(job.key)
+        return prep_h36m.run(job, folder, options)
+
+    assert run_jobs(counting, jobs, out, opts) == len(jobs) - 2
+    assert redone == [j.key for j in jobs[2:]]  # the finished ones skipped, the partial one redone
+    meta = prepare("h36m", counting, jobs, out, opts)  # nothing left to run: merge + verify
+    assert len(redone) == len(jobs) - 2 and meta["videos"] == len(jobs)
+    index = load_prepared(out, "h36m", ())
+    victim = index.file(3)
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated after the run
+    import pandas as pd
+
+    problems = verify(out, pd.read_csv(out / "index.csv"))
+    assert len(problems) == 1 and str(victim) in problems[0]
+    assert run_jobs(counting, jobs, out, opts) == 1  # its video no longer matches its marker
+
+
+def test_start_up_is_lazy(world, monkeypatch):
+    """No video is opened to build the datasets; per-item data are numpy arrays."""
+
+    def no_video(*args, **kwargs):
+        raise AssertionError("a video was opened at start-up")
+
+    monkeypatch.setattr("datamodules.h36m.VideoReader", no_video)
+    ds = Human36MDataset(world / "h36m", split="train", subjects=(1,))
+    assert len(ds) == 4 * 3 and isinstance(ds.item_frame, np.ndarray)
+    assert ds.item_seq.dtype.kind == "i" and ds.item_frame.dtype.kind == "i"
+
+
+def test_frame_past_the_video_is_a_bad_sample(world, tmp_path):
+    """Poses longer than the video (lazy start-up counts poses): the sample fails naming it."""
+    import shutil
+
+    root = tmp_path / "h36m"
+    shutil.copytree(world / "h36m", root)
+    video = next((root / "S1" / "Videos").glob("*.mp4"))
+    from datamodules.synthetic.render import write_video
+    from datamodules.video import VideoReader
+
+    write_video(video, VideoReader(video).read(range(6)), 50)  # 6 of its 11 frames
+    ds = Human36MDataset(root, split="train", subjects=(1,), augment=False)
+    late = [i for i in range(len(ds)) if ds.sequences[ds.item_seq[i]].stem == video.stem][-1]
+    with pytest.raises(SampleReadError, match="past the video"):
+        ds[late]
+    exact = Human36MDataset(root, split="train", subjects=(1,), video_lengths=True)
+    assert len(exact) == len(ds) - 1
