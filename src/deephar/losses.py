@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from deephar.outputs import ActionOutput, PoseOutput
+from deephar.soft_argmax import split_volumetric
 
 
 def _check_same_shape(**tensors: Tensor) -> None:
@@ -51,13 +52,35 @@ def elastic_net(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     return masked_sample_mean(per_element.flatten(0, -3), valid.flatten(0, -3))
 
 
-def visibility_bce(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Binary cross-entropy of visibility probabilities (…, J) on masked joints (per-sample mean)."""
-    _check_same_shape(pred=pred, target=target, mask=mask)
-    bce = F.binary_cross_entropy(
-        pred.clamp(1e-7, 1 - 1e-7), target.to(pred.dtype), reduction="none"
-    )
+def visibility_bce(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Binary cross-entropy of visibility logits (…, J) on masked joints (per-sample mean), from
+    logits in fp32: safe under autocast (CUDA refuses ``binary_cross_entropy`` on probabilities)
+    and without the saturation of a low-precision sigmoid."""
+    _check_same_shape(logits=logits, target=target, mask=mask)
+    bce = F.binary_cross_entropy_with_logits(
+        logits.float(), target.float(), reduction="none"
+    )  # (…, J)
     return masked_sample_mean(bce.flatten(0, -2), mask.bool().flatten(0, -2))
+
+
+def visibility_logits(output: PoseOutput) -> list[Tensor]:
+    """Per block k, fp32 logits (…, J) whose sigmoid is ``output.visibility[k]``: from the block's
+    heat-map logits (2D: max of the joint map; 3D: max hxy + max hz, ``soft_argmax.decode_*``).
+    Without ``output.logits``: logit(visibility)."""
+    out = []
+    for k, vis in enumerate(output.visibility):
+        if output.logits is None or output.logits[k] is None:
+            out.append(torch.logit(vis.float(), eps=1e-7))
+            continue
+        num_joints, dim = output.pose[k].shape[-2:]
+        h = output.logits[k].float().flatten(0, -4)  # (N, N_h, H, W)
+        if dim == 2:
+            z = h[:, :num_joints].amax(dim=(-2, -1))  # (N, J)
+        else:
+            hxy, hz = split_volumetric(h, num_joints)
+            z = hxy.amax(dim=(-2, -1)) + hz.amax(dim=-1)
+        out.append(z.reshape(vis.shape))
+    return out
 
 
 def _visibility_mask(batch: Mapping[str, Tensor]) -> Tensor:
@@ -79,7 +102,8 @@ def pose_loss(
 
     output.pose[k] (…, J, D) is compared with batch["pose"][..., :D] under
     batch["pose_valid"][..., :D] (so z only counts where it is valid: 3D samples);
-    output.visibility[k] (…, J) with batch["visible"] on annotated joints (see ``_visibility_mask``).
+    the visibility logits of block k (``visibility_logits``) with batch["visible"] on annotated
+    joints (see ``_visibility_mask``).
     Returns (total, parts) with parts "pose" (Σ_k elastic net), "visibility" (Σ_k BCE, unweighted)
     and "pose_last" (the last block's elastic net, for logging).
     """
@@ -87,7 +111,7 @@ def pose_loss(
     target, valid = batch["pose"][..., :dim], batch["pose_valid"][..., :dim]
     vis_target, vis_mask = batch["visible"], _visibility_mask(batch)
     per_block = torch.stack([elastic_net(p, target, valid) for p in output.pose])  # (K,)
-    vis = torch.stack([visibility_bce(v, vis_target, vis_mask) for v in output.visibility])
+    vis = torch.stack([visibility_bce(z, vis_target, vis_mask) for z in visibility_logits(output)])
     parts = {"pose": per_block.sum(), "visibility": vis.sum(), "pose_last": per_block[-1].detach()}
     return parts["pose"] + visibility_weight * parts["visibility"], parts
 

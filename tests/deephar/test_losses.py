@@ -140,7 +140,25 @@ def test_visibility_bce_masks_unannotated_joints():
     mask = torch.tensor([[True, True, False]])
     # (−log 0.9 − log 0.8) / 2
     expected = (-math.log(0.9) - math.log(0.8)) / 2
-    assert visibility_bce(p, t, mask).item() == pytest.approx(expected, rel=1e-6)
+    assert visibility_bce(torch.logit(p), t, mask).item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_visibility_logits_are_the_networks_visibility_before_the_sigmoid(dim):
+    """The loss reads logits taken from the heat maps; their sigmoid is the network's own
+    visibility output (so training the logits trains what the network reports)."""
+    from deephar.config import NetworkConfig
+    from deephar.losses import visibility_logits
+    from deephar.models.pose import PoseNet
+
+    torch.manual_seed(0)
+    cfg = NetworkConfig(input_size=32, num_joints=5, dim=dim, depth_maps=4, pose_blocks=2,
+                        context_maps=2 if dim == 2 else 0, width=0.25)  # fmt: skip
+    out = PoseNet(cfg).eval()(torch.randn(2, 3, 32, 32))
+    logits = visibility_logits(out)
+    assert len(logits) == 2 and logits[0].dtype == torch.float32
+    for z, vis in zip(logits, out.visibility):
+        torch.testing.assert_close(torch.sigmoid(z), vis, rtol=1e-5, atol=1e-6)
 
 
 def _action_output(b=4, a=5, seed=0):
