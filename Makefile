@@ -15,6 +15,11 @@ install: ## create .venv, install torch (pinned, first) and the project with tes
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[test]'
+	# litdata (datamodules.streaming) without its torchvision requirement: PyPI's torchvision wheel
+	# is built for the CUDA torch and breaks `import torchvision` (hence lightning) on a CPU torch;
+	# litdata imports it only for image/video serialisers that the streaming source does not use.
+	$(PY) -m pip install -q --no-deps 'litdata>=0.2.50'
+	$(PY) -m pip install -q boto3 obstore tifffile filelock lightning-utilities requests urllib3
 
 test: ## run the test suite on the CPU
 	$(PY) -m pytest -x -q

@@ -321,6 +321,10 @@ class NTUDataset(Dataset):
         size = (int(row.width), int(row.height))
         return xyz, uv, valid, read if self.mode == "images" else None, size, stored
 
+    def _load_item(self, v: int) -> tuple[str, tuple]:
+        """(name, ``_load(name)``) of video ``v`` (the streaming source reads chunks instead)."""
+        return self.names[v], self._load(self.names[v])
+
     @property
     def _row_of(self) -> dict[str, int]:
         if not hasattr(self, "_rows"):
@@ -335,8 +339,7 @@ class NTUDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         v, fixed = self.items[i] if self.items is not None else (i, None)
-        name = self.names[v]
-        xyz, uv, valid, read, size, stored = self._load(name)
+        name, (xyz, uv, valid, read, size, stored) = self._load_item(v)
         n = len(xyz)
         rng = sample_rng()
         params = self.aug.sample(rng) if self.augment else AugmentParams()

@@ -100,7 +100,9 @@ def test_ntu_prepared_gives_the_same_clips(world, prepared):
         raw = NTUDataset(world / "ntu", **kw)
         prep = NTUDataset(None, prepared=prepared["ntu"], **kw)
         assert raw.names == prep.names and len(raw.names) == 3
-        assert_same_sample(raw, prep, range(len(raw)) if sampling == "random" else [0, len(raw) - 1])
+        assert_same_sample(
+            raw, prep, range(len(raw)) if sampling == "random" else [0, len(raw) - 1]
+        )
     with pytest.raises(ValueError, match="clip lengths"):
         NTUDataset(None, prepared=prepared["ntu"], split="train", clip_length=8)
 
