@@ -32,6 +32,8 @@ class SourceConfig:
     root: str = ""  # the dataset folder (usually ${data.root})
     share: float = 1.0  # weight of this source in each training batch (MixedRatioDataModule)
     stage: str = "pose"  # pose: still images | action: clips or provided poses
+    prepared: str = ""  # h36m | ntu: folder of `python -m datamodules.prepare` (read, not root)
+    streaming: str = ""  # h36m | ntu: LitData chunks of the training split (path or s3://…)
     options: dict[str, Any] = field(default_factory=dict)  # reader kwargs for every split
     train_options: dict[str, Any] = field(default_factory=dict)  # … the training split only
     val_options: dict[str, Any] = field(default_factory=dict)  # … validation only
@@ -219,6 +221,10 @@ def check_data_roots(cfg: DictConfig) -> None:
     used = set(training_sources(cfg)) | set(cfg.data.val) | set(cfg.data.test)
     for key in sorted(used):
         source = cfg.data.sources[key]
+        if source.prepared and not Path(source.prepared).is_dir():
+            raise ConfigError(f"data.sources.{key}.prepared = {source.prepared!r} not found")
+        if source.prepared:  # a prepared folder replaces the download
+            continue
         if not source.root:
             raise ConfigError(
                 f"data.sources.{key}.root is not set ({source.dataset}): pass the dataset folder, "

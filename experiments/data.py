@@ -52,6 +52,10 @@ def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
         kwargs["clip_length"] = cfg.model.num_frames
     for options in (source.options, source[f"{stage}_options"]):
         kwargs |= OmegaConf.to_container(options, resolve=True)
+    if source.prepared:
+        kwargs["prepared"] = source.prepared
+    if stage == "train" and source.streaming:
+        return RobustDataset(streaming_source(key, source, kwargs, False))
     try:
         dataset = RobustDataset(reader(source.root, **kwargs))
     except TypeError as err:
@@ -60,6 +64,20 @@ def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
         keep = np.linspace(0, len(dataset) - 1, cfg.data.limit_val).round().astype(int)
         dataset = Subset(dataset, np.unique(keep).tolist())
     return dataset
+
+
+def streaming_source(key: str, source: DictConfig, kwargs: dict, carved: bool) -> Dataset:
+    """The training source read from LitData chunks (``data.sources.<key>.streaming``)."""
+    from datamodules.streaming import StreamingSource
+
+    if carved:
+        raise ValueError(f"data.sources.{key}.streaming holds the whole training split, from which "
+                         "data.val_fraction carves validation: set data.val_fraction=0")  # fmt: skip
+    options = {k: v for k, v in kwargs.items() if k not in ("split", "prepared")}
+    try:
+        return StreamingSource(source.streaming, source.dataset, **options)
+    except TypeError as err:
+        raise TypeError(f"data.sources.{key}.streaming (StreamingSource): {err}") from err
 
 
 def groups(cfg: DictConfig) -> dict[str, list[str]] | None:

@@ -88,3 +88,22 @@ def test_two_gloo_ranks_read_disjoint_shards_with_exact_shares(chunks, tmp_path)
     for k in SHARES:
         assert not seen[0][k] & seen[1][k]  # disjoint shards
         assert len(seen[0][k] | seen[1][k]) == sizes[k]  # together: every item of the source
+
+
+def test_config_switches_select_prepared_and_streaming_sources(chunks, tmp_path):
+    from experiments.config import ConfigError, load_config, validate
+    from experiments.data import build_dataset
+
+    base = ["data.sources={h36m: {dataset: h36m, stage: pose}}", "data.train=[h36m]",
+            "data.val=[h36m]", "data.test=[]", f"data.sources.h36m.prepared={chunks['prepared']}",
+            "model.input_size=32"]  # fmt: skip
+    cfg = load_config("h36m", base)
+    validate(cfg)  # no data.root: the prepared folder replaces the download
+    val = build_dataset(cfg, "h36m", "val")
+    assert val.dataset.prepared is not None and len(val) == 4  # S9 every 64th frame, 4 cameras
+    stream = f"data.sources.h36m.streaming={chunks['chunks'] / 'train'}"
+    train = build_dataset(load_config("h36m", [*base, stream]), "h36m", "train")
+    assert isinstance(train.dataset, StreamingSource) and len(train) == 32
+    assert train[0]["image"].shape == (3, 32, 32)
+    with pytest.raises(ConfigError, match="prepared"):
+        validate(load_config("h36m", [*base, f"data.sources.h36m.prepared={tmp_path / 'none'}"]))
