@@ -1,8 +1,11 @@
 """Rendering: stick figures (thick limbs, head with a nose, held object) over background clutter,
 drawn far-to-near with cv2; JPEG and video encoding.
 
-Images are RGB uint8 (H, W, 3). The anatomical right limbs are drawn brighter than the left ones and
-the nose marks where the face looks, so left and right can be told apart.
+Images are RGB uint8 (H, W, 3). As in real footage, a limb is told apart from the torso it crosses
+by its own clothing and its outline: the torso, each sleeve and each trouser leg have their own
+colour (hues spread around the colour wheel, so no two parts look alike), every segment is drawn
+with a dark rim, forearms are bare (skin) in short-sleeved clothes, and the nose marks where the
+face looks (front vs back, hence left vs right).
 """
 
 from __future__ import annotations
@@ -25,14 +28,18 @@ _BONE_WIDTH = np.array([w for *_, w in BONES])
 OBJECT_SIZE = (0.15, 0.08)  # metres: along the forearm, across
 
 
+PARTS = ("torso", "l_arm", "r_arm", "l_leg", "r_leg")
+
+
 @dataclass(frozen=True)
 class Style:
-    """Colours (RGB) of one person: upper body, lower body, skin; the held object's or None."""
+    """Colours (RGB) of one person: ``parts`` {PARTS: colour} (torso, sleeves, trouser legs), skin,
+    the held object's colour or None; ``short_sleeves``: forearms drawn in skin colour."""
 
-    top: np.ndarray
-    bottom: np.ndarray
+    parts: dict[str, np.ndarray]
     skin: np.ndarray
     object_colour: tuple[int, int, int] | None
+    short_sleeves: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,14 @@ class Clip:
 
 
 def sample_style(rng: np.random.Generator, action: str) -> Style:
-    """Random clothes; the object colour comes from the action only (no random draw)."""
-    top, bottom = rng.uniform(60, 230, 3), rng.uniform(40, 200, 3)
+    """Random clothes, one colour per part, hues 72° apart in a random order (± 14°); the object
+    colour comes from the action only (no random draw)."""
+    hue = rng.uniform(0, 180) + 36 * rng.permutation(len(PARTS)) + rng.uniform(-7, 7, len(PARTS))
+    sat, val = rng.uniform(90, 230, len(PARTS)), rng.uniform(90, 240, len(PARTS))
+    hsv = np.stack([hue % 180, sat, val], -1).astype(np.uint8)[None]
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0].astype(float)
     skin = np.array([224, 172, 140]) * rng.uniform(0.55, 1.05)
-    return Style(top, bottom, skin, OBJECT_COLOURS.get(action))
+    return Style(dict(zip(PARTS, rgb)), skin, OBJECT_COLOURS.get(action), rng.random() < 0.5)
 
 
 def background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
@@ -85,13 +96,18 @@ def _pt(uv: np.ndarray) -> tuple[int, int]:
 
 
 def _bone_colours(style: Style) -> np.ndarray:
-    """(B, 3) colour of each bone: clothes by body part, right side brighter than left."""
+    """(B, 3) colour of each bone: skin for hands (and bare forearms), dark shoes, else the
+    clothes of its part (the shoulder and hip bars belong to the torso)."""
     cols = []
     for a, b, _ in BONES:
-        legs = any(k in a + b for k in ("hip", "knee", "ankle"))
-        col = style.skin if "hand" in b else (style.bottom if legs else style.top)
-        shade = 1.0 if a.startswith("r_") else 0.6 if a.startswith("l_") else 0.85
-        cols.append(col * shade)
+        side = a[:2] if a[:2] == b[:2] and a[:2] in ("l_", "r_") else ""
+        limb = "arm" if any(k in a for k in ("shoulder", "elbow", "wrist")) else "leg"
+        col = style.parts[f"{side}{limb}"] if side else style.parts["torso"]
+        if "hand" in b or (style.short_sleeves and a.endswith("elbow")):
+            col = style.skin
+        elif "toe" in b:
+            col = col * 0.3
+        cols.append(col)
     return np.clip(np.array(cols), 0, 255)
 
 
@@ -116,14 +132,16 @@ def render_clip(bg: np.ndarray, cam: np.ndarray, camera: Camera, style: Style) -
     hand = joint_index("r_hand")
     item_z = np.concatenate([bone_z, z[:, [head]], z[:, [hand]] - 0.02], 1)
     colours = [tuple(map(float, c)) for c in _bone_colours(style)]
+    rims = [tuple(0.3 * v for v in c) for c in colours]  # a dark 1-pixel rim around each segment
     frames = np.repeat(bg[None], len(cam), axis=0)
     for t in range(len(cam)):
         img = frames[t]
         for i in np.argsort(-item_z[t], kind="stable"):
             if i < len(BONES):
                 a, b = _BONE_IDX[i]
-                cv2.line(img, _pt(uv[t, a]), _pt(uv[t, b]), colours[i], int(bone_px[t, i]),
-                         cv2.LINE_AA, _SHIFT)  # fmt: skip
+                ends, width = (_pt(uv[t, a]), _pt(uv[t, b])), int(bone_px[t, i])
+                cv2.line(img, *ends, rims[i], width + 2, cv2.LINE_AA, _SHIFT)
+                cv2.line(img, *ends, colours[i], width, cv2.LINE_AA, _SHIFT)
             elif i == len(BONES):
                 _draw_head(img, uv[t, head], focal * HEAD_RADIUS / z[t, head], style, nose[t],
                            nose_front[t])  # fmt: skip

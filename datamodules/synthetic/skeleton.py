@@ -26,8 +26,8 @@ LENGTHS = {
 # Drawn segments: (joint a, joint b, width in metres). Side-prefixed segments take the side colour.
 BONES: tuple[tuple[str, str, float], ...] = (
     ("pelvis", "spine", 0.20), ("spine", "thorax", 0.24), ("thorax", "neck", 0.08),
-    ("l_shoulder", "l_elbow", 0.09), ("l_elbow", "l_wrist", 0.07), ("l_wrist", "l_hand_tip", 0.05),
-    ("r_shoulder", "r_elbow", 0.09), ("r_elbow", "r_wrist", 0.07), ("r_wrist", "r_hand_tip", 0.05),
+    ("l_shoulder", "l_elbow", 0.10), ("l_elbow", "l_wrist", 0.08), ("l_wrist", "l_hand_tip", 0.06),
+    ("r_shoulder", "r_elbow", 0.10), ("r_elbow", "r_wrist", 0.08), ("r_wrist", "r_hand_tip", 0.06),
     ("l_hip", "l_knee", 0.13), ("l_knee", "l_ankle", 0.10), ("l_ankle", "l_toe_site", 0.07),
     ("r_hip", "r_knee", 0.13), ("r_knee", "r_ankle", 0.10), ("r_ankle", "r_toe_site", 0.07),
     ("l_shoulder", "r_shoulder", 0.10), ("l_hip", "r_hip", 0.12),

@@ -14,7 +14,7 @@ import scipy.io
 
 from datamodules.layouts import H36M32, MPII, NTU25, PA16J, PA17J, PA20J, PENN, convert
 from datamodules.synthetic import ACTIONS, OBJECT_COLOURS, generate_world, look_at, perform, place
-from datamodules.synthetic.render import Style, render_clip
+from datamodules.synthetic.render import PARTS, Style, render_clip, sample_style
 from datamodules.synthetic.skeleton import BODY, joint_index, to_layout
 from datamodules.synthetic.world import SIZES
 from datamodules.synthetic.write_mpii import person
@@ -185,8 +185,9 @@ def _figure(action: str, seed: int, bg: np.ndarray):
     rng = np.random.default_rng(seed)
     w = place(perform(action, 12, 30.0, rng), np.zeros(2), np.pi)
     cam = look_at([-4.0, 0.3, 1.2], [0, 0, 0.9], 260.0, (bg.shape[1], bg.shape[0]))
-    style = Style(np.array([200.0, 60, 60]), np.array([60, 60, 200.0]), np.array([220, 170, 140.0]),
-                  OBJECT_COLOURS.get(action))  # fmt: skip
+    parts = dict(zip(PARTS, np.array([[200.0, 60, 60], [60, 60, 200], [60, 200, 60],
+                                      [200, 200, 60], [60, 200, 200]])))  # fmt: skip
+    style = Style(parts, np.array([220, 170, 140.0]), OBJECT_COLOURS.get(action))
     xyz = cam.to_camera(w)
     return render_clip(bg, xyz, cam, style), cam.project(xyz), w
 
@@ -198,6 +199,14 @@ def test_joints_land_on_the_figure():
         px = np.round(to_layout(uv, MPII)).astype(int)
         hit = frames[np.arange(len(px))[:, None], px[..., 1], px[..., 0]]
         assert (hit != 7).any(-1).all(), action
+
+
+def test_clothes_tell_limbs_from_the_torso_and_each_other():
+    """Torso, sleeves and trouser legs never share a colour (RGB distance > 20 for every pair)."""
+    for seed in range(200):
+        parts = list(sample_style(np.random.default_rng(seed), "wave").parts.values())
+        gaps = [np.linalg.norm(a - b) for i, a in enumerate(parts) for b in parts[i + 1 :]]
+        assert min(gaps) > 20, seed
 
 
 def test_actions_differ_and_objects_differ_only_in_colour():
