@@ -47,14 +47,33 @@ def require_dir(path: str | Path, what: str) -> Path:
     return path
 
 
+def truncation(data: bytes) -> str:
+    """Why an encoded JPEG / PNG is cut short ("" when complete or another format). A JPEG must
+    end its last scan with the end-of-image marker FFD9 (entropy-coded data never holds FFD9, so
+    none after the last start-of-scan FFDA means the file was cut); a PNG ends with its IEND
+    chunk. OpenCV decodes both kinds of cut file without an error, greying the missing part."""
+    if data[:2] == b"\xff\xd8":
+        if data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+            return "truncated JPEG: no end-of-image marker after the last scan"
+    elif data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-16:]:
+        return "truncated PNG: no IEND chunk at the end"
+    return ""
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """uint8 (H, W, 3) RGB image; FileNotFoundError / SampleReadError naming ``path``."""
+    """uint8 (H, W, 3) RGB image; FileNotFoundError / SampleReadError naming ``path`` (empty,
+    truncated or undecodable files)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    data = path.read_bytes()
+    if not data:
+        raise SampleReadError(path, "empty file")
+    if reason := truncation(data):
+        raise SampleReadError(path, reason)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise SampleReadError(path, "OpenCV could not decode the image (corrupt or truncated?)")
+        raise SampleReadError(path, "OpenCV could not decode the image (corrupt?)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -27,7 +27,9 @@ Batch structure (training):
   each the concatenation of its sources — still images and clips cannot share one batch, so a
   JointModule receives both kinds in the same step.
 Validation / test: one plain DataLoader per named dataset (``val_names`` / ``test_names`` give the
-order of ``dataloader_idx``); Lightning shards them with its DistributedSampler under DDP.
+order of ``dataloader_idx``); Lightning shards them with its DistributedSampler under DDP. Their
+collate (``datamodules.missing.collate_readable``) lists unreadable samples under
+``batch["unreadable"]`` instead of replacing them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch.distributed as dist
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, default_collate
+
+from datamodules.missing import MissingLog, collate_readable
 
 
 def split_counts(shares: Mapping[str, float], batch_size: int) -> dict[str, int]:
@@ -181,8 +185,13 @@ class MixedRatioDataModule(pl.LightningDataModule):
         self.batch_size, self.steps_per_epoch, self.seed = batch_size, steps_per_epoch, seed
         self.val_sets, self.test_sets = dict(val or {}), dict(test or {})
         self.collate = MixedCollate(self.counts, groups)
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError(
+                f"batch_size = {batch_size}, eval_batch_size = {eval_batch_size}: both must be >= 1"
+            )
         self._rank, self._world_size = rank, world_size
+        self.missing: dict[str, MissingLog] = {}  # "<stage>/<source>": unreadable samples
         self.loader_kwargs = dict(
             num_workers=num_workers,
             pin_memory=pin_memory,
@@ -226,9 +235,25 @@ class MixedRatioDataModule(pl.LightningDataModule):
 
     def _eval_loaders(self, datasets: Mapping[str, Dataset]) -> list[DataLoader]:
         return [
-            DataLoader(d, batch_size=self.eval_batch_size, shuffle=False, **self.loader_kwargs)
+            DataLoader(
+                d,
+                batch_size=self.eval_batch_size,
+                shuffle=False,
+                collate_fn=collate_readable,
+                **self.loader_kwargs,
+            )  # fmt: skip
             for d in datasets.values()
         ]
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Evaluation batches: their unreadable samples go to ``missing["<stage>/<source>"]``
+        (an empty dict is left when none of the batch could be read; the task modules skip it)."""
+        if self.trainer is None or self.trainer.training:
+            return batch
+        stage = "test" if self.trainer.testing else "val"
+        key = f"{stage}/{getattr(self, f'{stage}_names')[dataloader_idx]}"
+        kept = self.missing.setdefault(key, MissingLog()).take(batch)
+        return {} if kept is None else kept
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.val_sets)

@@ -1,9 +1,10 @@
 """Datasets and the datamodule of an experiment config.
 
 Each source of ``data.sources`` names a reader (plain dict dispatch below); its training split is
-augmented (``data.augment``), its validation / test splits never are. Every dataset is wrapped in
-``RobustDataset`` (corrupt samples are replaced and counted). Input size and clip length come
-from the network config: ``model.input_size``, ``model.num_frames``.
+augmented (``data.augment``), its validation / test splits never are. Training datasets are wrapped
+in ``RobustDataset`` (corrupt samples are replaced and counted), validation / test ones in
+``ReportingDataset`` (never replaced: reported by name, not scored). Input size and clip length
+come from the network config: ``model.input_size``, ``model.num_frames``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset, Subset
 from datamodules.base import RobustDataset
 from datamodules.h36m import Human36MDataset
 from datamodules.layouts import PCKH_EXCLUDED, get_layout
+from datamodules.missing import ReportingDataset
 from datamodules.mixed import MixedRatioDataModule
 from datamodules.mpii import MPIIDataset
 from datamodules.ntu import NTUDataset
@@ -57,9 +59,11 @@ def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
     if stage == "train" and source.streaming:
         return RobustDataset(streaming_source(key, source, kwargs, False))
     try:
-        dataset = RobustDataset(reader(source.root, **kwargs))
+        dataset = reader(source.root, **kwargs)
     except TypeError as err:
         raise TypeError(f"data.sources.{key} ({reader.__name__}): {err}") from err
+    # training replaces a corrupt sample; validation / test never do (datamodules.missing)
+    dataset = RobustDataset(dataset) if stage == "train" else ReportingDataset(dataset)
     if stage == "val" and 0 < cfg.data.limit_val < len(dataset):
         keep = np.linspace(0, len(dataset) - 1, cfg.data.limit_val).round().astype(int)
         dataset = Subset(dataset, np.unique(keep).tolist())

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from datamodules.h36m import ACTIONS as H36M_ACTIONS
 from datamodules.layouts import get_layout
+from datamodules.missing import MissingLog, MissingSamples, check_missing, collate_readable
 from deephar.checkpoint import CheckpointError, load_network
 from deephar.models.inference import for_inference
 from deephar.tasks.action import BRANCHES, ActionMetrics, action_forward
@@ -117,7 +118,7 @@ def eval_loader(cfg: DictConfig, key: str, limit: int = 0, **options: Any) -> Da
     dataset = build_dataset(cfg, key, "test")
     if 0 < limit < len(dataset):
         dataset = Subset(dataset, list(range(limit)))
-    return DataLoader(dataset, batch_size=cfg.data.eval_batch_size,
+    return DataLoader(dataset, batch_size=cfg.data.eval_batch_size, collate_fn=collate_readable,
                       num_workers=min(cfg.data.num_workers, 2))  # fmt: skip
 
 
@@ -131,10 +132,11 @@ def evaluate_pose(
     lay = get_layout(layout)
     metrics = PoseMetrics(len(lay), pckh_exclude(layout), lay.index("pelvis"), len(H36M_ACTIONS))
     predict = protocols.pose_predictor(net)
-    for batch in tqdm(loader, desc=desc, leave=False, disable=None):
+    missing = MissingLog()  # unreadable samples: never replaced, reported under "samples"
+    for batch in tqdm(missing.track(loader), desc=desc, leave=False, disable=None):
         pose, _ = protocols.multi_crop(predict, batch["image"], lay.flip, views)  # (B, J, D)
         metrics.update(pose, batch)
-    return metrics.details()
+    return metrics.details() | {"samples": missing.as_dict()}
 
 
 # ---- action protocols ----
@@ -148,14 +150,17 @@ def evaluate_action(
     and the clip accuracy of every block ``acc_pose1`` …"""
     cfg = net.cfg
     metrics = ActionMetrics(cfg.action_blocks, cfg.num_actions, reduction)
-    for batch in tqdm(loader, desc=desc, leave=False, disable=None):
+    missing = MissingLog()  # unreadable samples: never replaced, reported under "samples"
+    for batch in tqdm(missing.track(loader), desc=desc, leave=False, disable=None):
         views = protocols.clip_views(batch["image"], flip) if "image" in batch else [None]
         for images in views:
             metrics.update(action_forward(net, batch, images), batch)
     out = {k: float(v) for k, v in metrics.compute().items()}
-    return {b: out[f"video_acc_{b}"] for b in BRANCHES if f"video_acc_{b}" in out} | {
-        k: v for k, v in out.items() if k.startswith("acc_")
-    }
+    return (
+        {b: out[f"video_acc_{b}"] for b in BRANCHES if f"video_acc_{b}" in out}
+        | {k: v for k, v in out.items() if k.startswith("acc_")}
+        | {"samples": missing.as_dict()}
+    )
 
 
 # ---- the whole evaluation ----
@@ -226,10 +231,17 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate(cfg, net, protocol)
         out = protocol.out or str(Path(cfg.out_dir) / cfg.name / "eval")
         print(write_results(results, cfg.data.layout, out))
+        logs = {k: MissingLog.from_dict(v["samples"]) for k, v in results.items() if "samples" in v}
+        for line in check_missing(logs, allow=True, flag=""):
+            print(line)  # "mpii/single-crop: scored 21 of 23 samples; 2 unreadable: …"
         print(f"written to {out}")
+        check_missing(logs, cfg.eval.allow_missing, "eval.allow_missing=true")
     except (ConfigError, CheckpointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except MissingSamples as err:  # results written: over the readable samples, counted
+        print(f"error: unreadable test samples: {err}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 
+from datamodules.missing import MissingLog, MissingSamples, check_missing
 from deephar.checkpoint import CheckpointError, load_checkpoint
 from deephar.models.multitask import DeepHAR, build_model
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
@@ -76,12 +77,20 @@ def build_module(cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float |
 
 
 class LogDataFailures(Callback):
-    """Logs the corrupt samples replaced so far (``data/failures_<stage>/<source>``)."""
+    """Logs the corrupt training samples replaced so far (``data/failures_<stage>/<source>``) and
+    the validation / test samples that could not be read (``data/unreadable_<stage>``, not
+    replaced: ``datamodules.missing``); each validation epoch counts its own."""
 
     def _log(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.datamodule is not None and not trainer.sanity_checking:
             for key, count in failures(trainer.datamodule).items():
                 module.log(f"data/failures_{key}", float(count))
+            for key, log in getattr(trainer.datamodule, "missing", {}).items():
+                module.log(f"data/unreadable_{key}", float(len(log.unreadable)))
+
+    def on_validation_epoch_start(self, trainer, module):
+        for key in [k for k in getattr(trainer.datamodule, "missing", {}) if k.startswith("val/")]:
+            trainer.datamodule.missing[key] = MissingLog()
 
     def on_train_epoch_end(self, trainer, module):
         self._log(trainer, module)
@@ -208,9 +217,13 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
         module = build_module(cfg, net, "finetune", finetune_lr(cfg))
         trainer = _fit(cfg, module, data, "finetune")
     metrics = test_metrics(trainer, module, data)
+    metrics |= {f"{key}/unreadable": float(len(log.unreadable))
+                for key, log in data.missing.items() if log.unreadable}  # fmt: skip
     if metrics and trainer.is_global_zero:
         print(format_table(metrics, f"test metrics of {cfg.name}"), flush=True)
     finish_logger(trainer.logger, metrics)
+    for line in check_missing(data.missing, cfg.eval.allow_missing, "eval.allow_missing=true"):
+        print(f"warning: {line}", file=sys.stderr)  # allowed: reported, not scored
     return metrics
 
 
@@ -230,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except MissingSamples as err:  # the metrics were printed: over the readable samples only
+        print(f"error: unreadable evaluation samples: {err}", file=sys.stderr)
+        return 3
     except Interrupted as stop:
         print(f"interrupted: {stop}", file=sys.stderr)
         return stop.exit_code

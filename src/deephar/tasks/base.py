@@ -40,6 +40,7 @@ class OptimSettings:
     plateau_patience: int = 2  # plateau: epochs without improvement before a reduction
     monitor: str = "val/loss"  # the metric of the schedule, the best checkpoint and `*_best`
     monitor_mode: str = "min"  # min | max
+    early_stop_patience: int = 0  # stop after N validations without improvement (0: never)
 
 
 def build_optimizer(params, settings: OptimSettings) -> torch.optim.Optimizer:
@@ -131,10 +132,12 @@ class TaskModule(pl.LightningModule):
         return self._shared_step(batch, "train")
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._shared_step(batch, "val")
+        if batch:  # empty: no sample of the batch could be read (reported by the datamodule)
+            self._shared_step(batch, "val")
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._shared_step(batch, "test")
+        if batch:
+            self._shared_step(batch, "test")
 
     def log_loss(self, stage: str, loss: Tensor, parts: Mapping[str, Tensor], batch_size: int):
         """train: per step and epoch mean; val/test: accumulated, logged at the epoch end."""

@@ -1,0 +1,106 @@
+"""Defect 2: evaluation never substitutes a sample. Unreadable test samples are reported by name,
+counted in results.json and the printed output, not scored, and the command exits non-zero unless
+``eval.allow_missing=true``. Training keeps replacing corrupt samples (counted)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.missing import MissingLog
+from datamodules.ntu import NTUDataset
+from deephar.checkpoint import network_payload
+from deephar.models.multitask import build_model
+from experiments import evaluate, train
+from experiments.config import load_config, network_config
+from experiments.data import build_datamodule
+from tests.reliability.conftest import TINY
+
+ACTION = ["model.input_size=64", "model.num_frames=4", "data.eval_batch_size=4",
+          "data.num_workers=0", "eval.fast=false"]  # fmt: skip
+
+
+@pytest.fixture()
+def broken_ntu(world, tmp_path) -> tuple[Path, list[str]]:
+    """A copy of the world's NTU folder whose first two test videos are zero-byte files."""
+    root = tmp_path / "world"
+    shutil.copytree(world / "ntu", root / "ntu")
+    names = NTUDataset(root / "ntu", split="test").names[:2]
+    for name in names:
+        (root / "ntu" / "nturgb+d_rgb" / f"{name}_rgb.avi").write_bytes(b"")
+    return root, names
+
+
+@pytest.fixture()
+def action_net(tmp_path) -> Path:
+    """An (untrained) network of the demo_action config as a portable .pt file."""
+    cfg = load_config("demo_action", ACTION)
+    path = tmp_path / "action.pt"
+    torch.save(network_payload(build_model(network_config(cfg))), path)
+    return path
+
+
+def evaluate_args(root: Path, ckpt: Path, out: Path, *extra: str) -> list[str]:
+    return ["demo_action", f"ckpt={ckpt}", "clips=single", f"out={out}", f"data.root={root}",
+            *ACTION, *extra]  # fmt: skip
+
+
+def test_zero_byte_test_videos_are_reported_not_replaced(broken_ntu, action_net, tmp_path,
+                                                         capsys):  # fmt: skip
+    root, names = broken_ntu
+    total = len(NTUDataset(root / "ntu", split="test"))
+    code = evaluate.main(evaluate_args(root, action_net, tmp_path / "eval"))
+    out, err = capsys.readouterr()
+    assert code == 3, err
+    samples = json.loads((tmp_path / "eval" / "results.json").read_text())["ntu/single-clip"]
+    samples = samples["samples"]
+    assert samples["total"] == total and samples["scored"] == total - 2  # not substituted
+    assert sorted(Path(n).name for n in samples["unreadable"]) == sorted(
+        f"{n}_rgb.avi" for n in names
+    )
+    assert f"scored {total - 2} of {total} samples; 2 unreadable" in out
+    assert all(n in err for n in names) and "eval.allow_missing=true" in err
+
+
+def test_allow_missing_scores_the_rest_and_exits_0(broken_ntu, action_net, tmp_path, capsys):
+    root, _ = broken_ntu
+    code = evaluate.main(evaluate_args(root, action_net, tmp_path / "e", "eval.allow_missing=true"))
+    assert code == 0
+    assert "2 unreadable" in capsys.readouterr().out
+
+
+def test_training_replaces_and_test_reports(world, tmp_path, capsys, caplog):
+    """Truncated MPII images: replaced (logged) in training; reported, not scored, in test."""
+    root = tmp_path / "world"
+    for part in ("mpii", "h36m"):
+        shutil.copytree(world / part, root / part)
+    images = sorted((root / "mpii" / "images").glob("*.jpg"))[::2]
+    for image in images:  # every other image: training and test both meet some
+        image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    args = ["demo_pose", f"data.root={root}", f"out_dir={tmp_path / 'runs'}", *TINY]
+    total = len(build_datamodule(load_config(args[0], args[1:])).test_sets["mpii"])
+    code = train.main(args)
+    out, err = capsys.readouterr()
+    assert code == 3, err
+    assert "replaced by the next one" in caplog.text  # training: replaced, as before
+    found = re.search(r"test/mpii: scored (\d+) of (\d+) samples; (\d+) unreadable", err)
+    assert found, err
+    scored, listed, bad = map(int, found.groups())
+    assert listed == total and scored + bad == total and bad > 0
+    assert re.search(rf"test/mpii/unreadable +{bad}\b", out)  # counted in the printed table
+    assert any(image.name in err for image in images)
+
+
+def test_missing_log_counts_and_summarises():
+    log = MissingLog()
+    batch = {"sample_id": ["a", "b"], "unreadable": [("c.jpg", "truncated")]}
+    assert log.take(batch) == {"sample_id": ["a", "b"]}
+    assert log.take({"unreadable": [("d.jpg", "empty")]}) is None
+    assert (log.scored, log.total) == (2, 4)
+    assert log.summary() == "scored 2 of 4 samples; 2 unreadable: c.jpg (truncated), d.jpg (empty)"
+    assert MissingLog.from_dict(log.as_dict()).summary() == log.summary()
