@@ -147,12 +147,19 @@ def warp(frames: np.ndarray, matrix_px: np.ndarray, size: int) -> np.ndarray:
 
 
 def normalize_image(image: np.ndarray, chpower: Sequence[float] | None = None) -> np.ndarray:
-    """uint8 ([T,] H, W, 3) → float32 ([T,] 3, H, W) in [−1, 1]: (pix/255)^gamma_c − 0.5)·2."""
-    x = image.astype(np.float32) / 255.0
+    """uint8 ([T,] H, W, 3) → float32 ([T,] 3, H, W) in [−1, 1]: (pix/255)^gamma_c − 0.5)·2.
+
+    Through a (256, 3) lookup table: the formula is evaluated on the 256 levels only (a per-pixel
+    power costs more than decoding the JPEG it came from)."""
+    levels = np.arange(256, dtype=np.float32)[:, None] / 255.0  # (256, 1)
     if chpower is not None:
-        x = x ** np.asarray(chpower, dtype=np.float32)
-    x = (x - 0.5) * 2.0
-    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+        levels = levels ** np.asarray(chpower, dtype=np.float32)
+    lut = np.broadcast_to((levels - 0.5) * 2.0, (256, 3)).astype(np.float32)  # (256, 3)
+    planes = np.moveaxis(np.asarray(image, np.uint8), -1, 0)  # (3, [T,] H, W)
+    out = np.empty(planes.shape, np.float32)
+    for c in range(3):
+        np.take(lut[:, c], planes[c], out=out[c])
+    return np.ascontiguousarray(np.moveaxis(out, 0, -3))
 
 
 def pose_targets(joints_px: np.ndarray, valid: np.ndarray, crop: np.ndarray):

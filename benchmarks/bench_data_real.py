@@ -1,0 +1,185 @@
+"""Loader throughput at real resolution, per core: raw files vs prepared JPEGs vs LitData chunks,
+against what one GPU consumes in training.
+
+    python -m benchmarks.bench_data_real [--samples 16] [--world data/bench_world_real]
+
+The synthetic world written at the real files' resolutions (Human3.6M 1000×1002 H.264 at 50 fps,
+250-frame videos: one keyframe per 250 frames like x264's default; NTU 1920×1080, 100 frames; MPII
+1280×720 JPEGs), prepared (``datamodules.prepare``) and chunked (``datamodules.streaming``) on first
+use. Each pipeline is read in ONE process with torch threads 1, training augmentation on, random
+sample order, timed in CPU seconds of the process (= one loader core, whatever else runs). GPU demand: ``bench_train`` images/s (K=8 pose network, 256²,
+bf16) on a GPU when one is present, else the FLOP estimate: forward FLOPs of the K=8 network
+(``torch.utils.flop_counter``) × 3 (forward + backward) against an H100's dense bf16 rate at an
+assumed model FLOP utilisation. A clip of T frames counts T images. Cores per GPU = demand / rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.run import REPO, BenchContext, BenchReport, header, register, table
+
+WORLD = REPO / "data" / "bench_world_real"
+WORLD_VERSION = 1
+H36M_FRAMES, NTU_FRAMES, CLIP = 250, 100, 16
+H100_BF16_DENSE = 989e12  # FLOP/s, NVIDIA H100 SXM datasheet (dense, no sparsity)
+ASSUMED_MFU = 0.15  # share of that rate a training step of this depthwise-heavy network reaches
+
+
+def real_world(root: Path, log=print) -> dict[str, Path]:
+    """Write (once) the real-resolution world, its prepared folders and its LitData chunks."""
+    from datamodules.prepare import h36m as prep_h36m
+    from datamodules.prepare import ntu as prep_ntu
+    from datamodules.prepare.runner import prepare
+    from datamodules.streaming import write_chunks
+    from datamodules.synthetic.world import RESOLUTIONS
+    from datamodules.synthetic.write_h36m import write_h36m
+    from datamodules.synthetic.write_mpii import write_mpii
+    from datamodules.synthetic.write_ntu import MISSING_LIST, write_performance
+
+    marker, res = root / "bench_world.json", RESOLUTIONS["real"]
+    paths = {k: root / k for k in ("mpii", "h36m", "ntu", "prepared", "chunks")}
+    try:
+        if json.loads(marker.read_text()).get("version") == WORLD_VERSION:
+            return paths
+    except (OSError, ValueError):
+        pass
+    start = time.perf_counter()
+    write_mpii(paths["mpii"], 12, 2, 0, seed=0, sizes=res["mpii"])
+    write_h36m(paths["h36m"], (1,), 1, H36M_FRAMES, seed=0, size=res["h36m"])
+    write_performance(paths["ntu"], 1, 1, "wave", NTU_FRAMES, 0, size=res["ntu"])
+    (paths["ntu"] / MISSING_LIST).write_text("")
+    written = time.perf_counter()
+    facts = {"version": WORLD_VERSION, "write_s": round(written - start, 1)}
+    for name, mod, jobs, opts in (
+        ("h36m", prep_h36m, prep_h36m.jobs(paths["h36m"], (1,)), prep_h36m.options()),
+        ("ntu", prep_ntu, prep_ntu.jobs(paths["ntu"]), prep_ntu.options(clip_lengths=(CLIP,))),
+    ):
+        t0 = time.perf_counter()
+        meta = prepare(name, mod.run, jobs, paths["prepared"] / name, opts, workers=1, log=log)
+        t1 = time.perf_counter()
+        write_chunks(paths["prepared"] / name, paths["chunks"] / name, name, splits=("train",))
+        facts[name] = {"prepare_s": round(t1 - t0, 2), "chunks_s": round(time.perf_counter() - t1, 2),
+                       "frames_stored": meta["frames"], "videos": meta["videos"]}  # fmt: skip
+    marker.write_text(json.dumps(facts, indent=1))
+    return paths
+
+
+def pipelines(p: dict[str, Path]) -> dict[tuple[str, str], torch.utils.data.Dataset]:
+    """(dataset, path) → the training dataset (augmentation on, 256²)."""
+    from datamodules.h36m import Human36MDataset
+    from datamodules.mpii import MPIIDataset
+    from datamodules.ntu import NTUDataset
+    from datamodules.streaming import StreamingSource
+
+    h36m = {"split": "train", "subjects": (1,), "augment": True}
+    ntu = {"split": "train", "clip_length": CLIP, "augment": True}
+    cache = p["chunks"] / "cache"
+    return {
+        ("MPII (1280×720 JPEG)", "raw"): MPIIDataset(p["mpii"], split="train", augment=True),
+        ("Human3.6M (1000×1002 H.264)", "raw"): Human36MDataset(p["h36m"], **h36m),
+        ("Human3.6M (1000×1002 H.264)", "prepared"): Human36MDataset(
+            None, prepared=p["prepared"] / "h36m", **h36m
+        ),  # fmt: skip
+        ("Human3.6M (1000×1002 H.264)", "chunks"): StreamingSource(
+            p["chunks"] / "h36m" / "train", "h36m", cache_dir=cache
+        ),  # fmt: skip
+        (f"NTU (1920×1080, clip T={CLIP})", "raw"): NTUDataset(p["ntu"], **ntu),
+        (f"NTU (1920×1080, clip T={CLIP})", "prepared"): NTUDataset(
+            None, prepared=p["prepared"] / "ntu", **ntu
+        ),  # fmt: skip
+        (f"NTU (1920×1080, clip T={CLIP})", "chunks"): StreamingSource(
+            p["chunks"] / "ntu" / "train", "ntu", cache_dir=cache, clip_length=CLIP
+        ),  # fmt: skip
+    }
+
+
+def samples_per_second(dataset, samples: int) -> float:
+    """Samples per CPU-second of this process (all its threads) in random-order reads after one
+    warm-up read: the rate of one fully used core, robust to other processes on the machine."""
+    n = len(dataset)
+    dataset[n // 2]
+    start = time.process_time()
+    for i in range(samples):
+        dataset[(i * 7919 + 1) % n]
+    return samples / (time.process_time() - start)
+
+
+def gpu_demand() -> tuple[float, str]:
+    """(256² images/s one GPU consumes in pose training, how it was obtained)."""
+    from deephar.config import MPII_2D
+
+    if torch.cuda.is_available():
+        from benchmarks.bench_train import measure
+
+        _, rate = measure("pose", MPII_2D, 24, "cuda", "bf16+channels_last")
+        return rate, f"measured: bench_train pose K=8 256² bf16 on {torch.cuda.get_device_name()}"
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from deephar.models.pose import PoseNet
+
+    net = PoseNet(MPII_2D).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, 3, MPII_2D.input_size, MPII_2D.input_size))
+    fwd = counter.get_total_flops()
+    rate = H100_BF16_DENSE * ASSUMED_MFU / (3 * fwd)
+    how = (f"estimate: {fwd / 1e9:.1f} GFLOP forward per image × 3, H100 bf16 "
+           f"{H100_BF16_DENSE / 1e12:.0f} TFLOP/s × {ASSUMED_MFU:.0%} utilisation")  # fmt: skip
+    return rate, how
+
+
+def rows(samples: int, world: Path = WORLD) -> tuple[list[list[str]], dict[str, str]]:
+    torch.set_num_threads(1)
+    paths = real_world(world)
+    demand, how = gpu_demand()
+    rates = {key: samples_per_second(ds, samples) for key, ds in pipelines(paths).items()}
+    out = []
+    for (name, path), rate in rates.items():
+        images = CLIP if "clip" in name else 1
+        need = demand / images
+        raw = rates[(name, "raw")]
+        out.append([name, path, f"{rate:.1f}", f"{rate / raw:.1f}×", f"{need:.0f}",
+                    f"{need / rate:.0f}"])  # fmt: skip
+    facts = json.loads((world / "bench_world.json").read_text())
+    extra = {"GPU demand": f"{demand:.0f} images/s ({how})",
+             "preparation (1 core)": ", ".join(
+                 f"{k}: {facts[k]['frames_stored']} frames of {facts[k]['videos']} videos in "
+                 f"{facts[k]['prepare_s']} s, chunks {facts[k]['chunks_s']} s" for k in ("h36m", "ntu"))}  # fmt: skip
+    return out, extra
+
+
+COLUMNS = ["dataset (training, augmented)", "path", "samples/s per core", "vs raw",
+           "GPU demand samples/s", "cores per GPU"]  # fmt: skip
+
+
+@register
+def data_real(ctx: BenchContext) -> BenchReport:
+    samples = 8 if ctx.quick else 24
+    try:
+        body, extra = rows(samples)
+    finally:
+        torch.set_num_threads(ctx.threads)
+    md = header(ctx, "Data loading at real resolution, one core: raw vs prepared vs chunks", extra)
+    note = ("\nOne process, torch threads 1, random order; decode + crop + augment + normalise; "
+            "rates per CPU-second of the process (one core's rate even on a busy machine, where "
+            "caches are shared: compare rows of one run).\n")  # fmt: skip
+    return BenchReport("data_real", md + "\n" + table(body, COLUMNS) + note)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--world", type=Path, default=WORLD)
+    ap.add_argument("--samples", type=int, default=24)
+    args = ap.parse_args(argv)
+    body, extra = rows(args.samples, args.world)
+    print("\n".join(f"- {k}: {v}" for k, v in extra.items()))
+    print(table(body, COLUMNS))
+
+
+if __name__ == "__main__":
+    main()
