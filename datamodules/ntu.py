@@ -222,6 +222,7 @@ class NTUDataset(Dataset):
         self.skeletons = None if self.prepared else require_dir(
             self.root / "nturgb+d_skeletons", "NTU skeletons")  # fmt: skip
         self.mode, self.layout, self.T = mode, get_layout(layout), clip_length
+        self.benchmark = benchmark  # the carved validation split groups by it (splits.py)
         self.input_size, self.video_step = input_size, video_step
         self.augment = split == "train" if augment is None else augment
         self.aug = AugmentRanges(**aug) if isinstance(aug, dict) else (aug or NTU_AUG)

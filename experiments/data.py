@@ -9,6 +9,7 @@ come from the network config: ``model.input_size``, ``model.num_frames``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,14 +24,16 @@ from datamodules.mixed import MixedRatioDataModule
 from datamodules.mpii import MPIIDataset
 from datamodules.ntu import NTUDataset
 from datamodules.penn import PennActionDataset
+from datamodules.splits import CARVED, carved_part, held_out_keys, item_groups
 from experiments.config import training_sources
 
-# dataset → (reader, reader split of each run stage, reads clips)
+# dataset → (reader, reader split of each run stage, reads clips). Penn Action and NTU publish no
+# validation split: theirs is carved from the training split (datamodules.splits, data.val_fraction)
 READERS: dict[str, tuple[type[Dataset], dict[str, str], bool]] = {
     "mpii": (MPIIDataset, {"train": "train", "val": "val", "test": "val"}, False),
     "h36m": (Human36MDataset, {"train": "train", "val": "test", "test": "test"}, False),
-    "penn": (PennActionDataset, {"train": "train", "val": "test", "test": "test"}, True),
-    "ntu": (NTUDataset, {"train": "train", "val": "test", "test": "test"}, True),
+    "penn": (PennActionDataset, {"train": "train", "val": "train", "test": "test"}, True),
+    "ntu": (NTUDataset, {"train": "train", "val": "train", "test": "test"}, True),
 }
 
 
@@ -52,16 +55,28 @@ def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
     )
     if clips:
         kwargs["clip_length"] = cfg.model.num_frames
+    carved = source.dataset in CARVED and stage != "test" and cfg.data.val_fraction > 0
+    if source.dataset in CARVED and stage == "val" and not carved:
+        raise ValueError(
+            f"data.val names {key} ({source.dataset}: no validation split of its own) but "
+            f"data.val_fraction = {cfg.data.val_fraction}: hold out a share (e.g. 0.1) or "
+            f"drop it from data.val (never validate on the test split)"
+        )
+    if carved and stage == "val":
+        kwargs["clip_sampling"] = "middle"  # a training-split reader evaluating: the test default
     for options in (source.options, source[f"{stage}_options"]):
         kwargs |= OmegaConf.to_container(options, resolve=True)
     if source.prepared:
         kwargs["prepared"] = source.prepared
     if stage == "train" and source.streaming:
-        return RobustDataset(streaming_source(key, source, kwargs, False))
+        return RobustDataset(streaming_source(key, source, kwargs, carved))
     try:
         dataset = reader(source.root, **kwargs)
     except TypeError as err:
         raise TypeError(f"data.sources.{key} ({reader.__name__}): {err}") from err
+    if carved:
+        held = held_out_keys(dataset, cfg.data.val_fraction, cfg.data.split_seed)
+        dataset = carved_part(dataset, held, stage)
     # training replaces a corrupt sample; validation / test never do (datamodules.missing)
     dataset = RobustDataset(dataset) if stage == "train" else ReportingDataset(dataset)
     if stage == "val" and 0 < cfg.data.limit_val < len(dataset):
@@ -119,3 +134,24 @@ def failures(datamodule: MixedRatioDataModule) -> dict[str, int]:
                 dataset = dataset.dataset
             counts[f"{stage}/{key}"] = getattr(dataset, "num_failures", 0)
     return counts
+
+
+def write_carved_splits(datamodule: MixedRatioDataModule, folder: Path) -> list[Path]:
+    """``<folder>/splits/<source>_val.txt``: the held-out groups (videos, subjects …) of every
+    carved validation set, one per line, so a run's validation split can be checked later."""
+    written = []
+    for key, dataset in datamodule.val_sets.items():
+        while isinstance(dataset, (Subset, RobustDataset, ReportingDataset)):
+            if isinstance(dataset, Subset) and isinstance(dataset.dataset, READERS_CARVED):
+                groups_, _ = item_groups(dataset.dataset)
+                held = sorted({groups_[i] for i in dataset.indices})
+                path = folder / "splits" / f"{key}_val.txt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("\n".join(held) + "\n")
+                written.append(path)
+                break
+            dataset = dataset.dataset
+    return written
+
+
+READERS_CARVED = tuple(READERS[name][0] for name in CARVED)

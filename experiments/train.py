@@ -19,7 +19,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
 
 from datamodules.missing import MissingLog, MissingSamples, check_missing
 from deephar.checkpoint import CheckpointError, load_checkpoint
@@ -30,6 +35,7 @@ from experiments.config import ConfigError, load_config, network_config, validat
 from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
 from experiments.faults import AtomicCheckpointIO, Interrupted, SaveOnSignal, remove_partial_writes
 from experiments.logging import build_logger, finish_logger
+from experiments.progress import EpochLine
 
 
 def run_dir(cfg: DictConfig) -> Path:
@@ -107,7 +113,8 @@ def poses_only(cfg: DictConfig) -> bool:
 
 def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
     """Trainer of ``cfg.trainer`` with best/last checkpoints in the stage folder, the logger,
-    the lr monitor and the corrupt-sample counter."""
+    the lr monitor, the corrupt-sample counter, one plain line per epoch and early stopping
+    (``optim.early_stop_patience`` > 0) on the validation metric."""
     folder = stage_dir(cfg, stage)
     args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
     if args["strategy"] == "ddp" and poses_only(cfg):
@@ -127,7 +134,11 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
         ),  # fmt: skip
         LogDataFailures(),
         SaveOnSignal(folder / "last.ckpt"),
+        EpochLine(),
     ]
+    if monitor and cfg.optim.early_stop_patience > 0:
+        callbacks.append(EarlyStopping(monitor, patience=cfg.optim.early_stop_patience,
+                                       mode=cfg.optim.monitor_mode))  # fmt: skip
     second = stage == "finetune" and not cfg.finetune.only  # a run of its own after "main"
     logger = build_logger(cfg, folder / "logs", "-finetune" if second else "")
     if logger:

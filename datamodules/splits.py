@@ -1,0 +1,85 @@
+"""Validation splits carved from the training data of datasets that have none (Penn Action, NTU).
+
+Penn Action and NTU RGB+D publish a training and a test split only. Choosing checkpoints, early
+stopping or learning-rate steps on the test split reports the best of many looks at it, so a
+fixed, seeded share of the TRAINING data is held out instead and the test split is scored once.
+
+What is held out is a *group* of items, never single clips, so no recording reaches both sides:
+
+- Penn Action: videos (``video_id``), stratified by action (each action keeps ~``fraction``).
+- NTU cross-subject: whole subjects (``Pppp``), the protocol's own unit (the test subjects are
+  unseen too); no stratification (every subject performs every action).
+- NTU cross-view / cross-setup: performances ``SsssPpppRrrrAaaa`` (the same performance filmed by
+  the other cameras goes with it), stratified by action.
+
+``carve`` is a pure function of (keys, strata, fraction, seed): the same seed gives the same split
+on every machine, whatever the file order or the training seed.
+Alphabet: N items, G groups.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from datamodules.ntu import NTUDataset
+from datamodules.penn import PennActionDataset
+
+CARVED = ("penn", "ntu")  # datasets whose validation split is carved from their training split
+
+
+def carve(
+    keys: Sequence[str], strata: Sequence[Hashable] | None, fraction: float, seed: int
+) -> set[str]:
+    """The held-out keys: per stratum, round(fraction × n) of its distinct keys (at least one
+    when fraction > 0 and the stratum has two or more), drawn by a generator seeded from ``seed``
+    and the stratum's name; ``keys`` are sorted first, so the input order does not matter."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    by_stratum: dict[Hashable, set[str]] = defaultdict(set)
+    for i, key in enumerate(keys):
+        by_stratum[None if strata is None else strata[i]].add(key)
+    held: set[str] = set()
+    for stratum, members in by_stratum.items():
+        ordered = sorted(members)
+        count = int(round(fraction * len(ordered)))
+        if fraction > 0 and len(ordered) > 1:
+            count = min(max(count, 1), len(ordered) - 1)
+        digest = hashlib.sha256(f"{seed}/{stratum}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        held |= {ordered[i] for i in rng.permutation(len(ordered))[:count]}
+    return held
+
+
+def item_groups(dataset: Dataset) -> tuple[list[str], list[Hashable] | None]:
+    """(group key, stratum) of every item of a Penn Action or NTU training reader (see module
+    doc); strata None = not stratified."""
+    if isinstance(dataset, PennActionDataset):
+        videos = [dataset.videos[v] for v, _ in dataset.items]
+        return [v.video_id for v in videos], [v.action for v in videos]
+    if isinstance(dataset, NTUDataset):
+        rows = [v for v, _ in dataset.items] if dataset.items is not None else range(len(dataset))
+        names = [dataset.names[v] for v in rows]
+        if dataset.benchmark == "xsub":
+            return [n[8:12] for n in names], None  # Pppp
+        return [n[:4] + n[8:] for n in names], [n[-4:] for n in names]  # SsssPpppRrrrAaaa, Aaaa
+    raise TypeError(f"no carved validation split for {type(dataset).__name__}")
+
+
+def held_out_keys(dataset: Dataset, fraction: float, seed: int) -> set[str]:
+    """The validation group keys of a training reader (``carve`` over ``item_groups``)."""
+    keys, strata = item_groups(dataset)
+    return carve(keys, strata, fraction, seed)
+
+
+def carved_part(dataset: Dataset, held: set[str], part: str) -> Subset:
+    """The items of ``dataset`` in the held-out groups (part "val") or the others ("train")."""
+    if part not in ("train", "val"):
+        raise ValueError(f"carved part must be 'train' or 'val', got {part!r}")
+    keys, _ = item_groups(dataset)
+    keep = [i for i, k in enumerate(keys) if (k in held) == (part == "val")]
+    return Subset(dataset, keep)
