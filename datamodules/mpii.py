@@ -29,9 +29,10 @@ import scipy.io
 from scipy.io.matlab import MatReadError
 from torch.utils.data import Dataset
 
-from datamodules.base import no_3d, read_image, require_dir, sample_rng, to_tensors
+from datamodules.base import no_3d, require_dir, sample_rng, to_tensors
 from datamodules.layouts import MPII, convert, get_layout
-from datamodules.transforms import AugmentParams, AugmentRanges, crop_sample
+from datamodules.prepare.store import read_for_crop, warp_stored
+from datamodules.transforms import AugmentParams, AugmentRanges, crop_matrix, crop_sample
 
 log = logging.getLogger(__name__)
 
@@ -282,12 +283,17 @@ class MPIIDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         name = str(self.ann.image[i])
-        image = read_image(self.images / name)
         params = self.aug.sample(sample_rng()) if self.augment else AugmentParams()
+        # a large person is decoded at 1/2, 1/4 or 1/8 (JPEG DCT scaling), keeping the crop's detail
+        window = self.window[i] * params.scale
+        image, reduced = read_for_crop(self.images / name, window, self.input_size)
         out = crop_sample(
-            image, self.joints[i], self.valid[i], self.center[i], self.window[i],
-            self.input_size, self.layout.flip, params,
+            image if reduced is None else None, self.joints[i], self.valid[i], self.center[i],
+            self.window[i], self.input_size, self.layout.flip, params,
         )  # fmt: skip
+        if reduced is not None:
+            matrix = crop_matrix(self.center[i], self.window[i], self.input_size, params)
+            out["image"] = warp_stored(image, reduced, matrix, self.input_size, params.chpower)
         out.update(no_3d(len(self.layout)))
         out.update(
             pck_ref=self.pck_ref[i],

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datamodules.base import SampleReadError
+from datamodules.base import SampleReadError, read_image
 from datamodules.transforms import REFERENCE_CROP, invert_affine, normalize_image, warp
 
 
@@ -114,6 +114,26 @@ def decode_jpeg(data: bytes | np.ndarray, name: str | Path) -> np.ndarray:
     if image is None:
         raise SampleReadError(name, "cannot decode the prepared JPEG (truncated or corrupt?)")
     return image[..., ::-1]
+
+
+REDUCED = {
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+def read_for_crop(path: Path, window: float, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """An image to crop a ``window``-pixel square (augmentation scale included) into S×S from:
+    decoded at 1/r (JPEG DCT scaling, r ∈ {2, 4, 8}, the largest keeping ≥ S / window samples per
+    original pixel) with its (2, 3) original → decoded matrix, or at full size with None."""
+    r = max([f for f in REDUCED if window / f >= size] or [1])
+    if r == 1 or path.suffix.lower() not in (".jpg", ".jpeg"):
+        return read_image(path), None
+    image = cv2.imread(str(path), REDUCED[r])
+    if image is None:
+        return read_image(path), None  # FileNotFoundError / SampleReadError naming the file
+    return image[..., ::-1], store_matrix(np.zeros((1, 2)), np.array([r]), np.array([1]))[0]
 
 
 def read_jpeg(path: Path) -> np.ndarray:

@@ -20,6 +20,7 @@ from datamodules.prepare.__main__ import main as prepare_main
 from datamodules.prepare.runner import MANIFEST, load_prepared, prepare, run_jobs, verify
 from datamodules.synthetic.world import RESOLUTIONS
 from datamodules.synthetic.write_h36m import write_h36m
+from datamodules.synthetic.write_mpii import write_mpii
 from datamodules.synthetic.write_ntu import MISSING_LIST, write_performance
 
 QUALITY = 90
@@ -29,11 +30,12 @@ RESAMPLING_DB = 3.0  # allowance for the stored crop's area resize (a second res
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """Human3.6M S1, one action, 4 cameras × 11 frames at 1000×1002; NTU one performance × 3
-    cameras × 13 frames at 1920×1080."""
+    cameras × 13 frames at 1920×1080; MPII 10 photos at 1280×720."""
     root = tmp_path_factory.mktemp("real")
     write_h36m(root / "h36m", (1,), 1, 11, seed=0, size=RESOLUTIONS["real"]["h36m"])
     write_performance(root / "ntu", 1, 1, "wave", 13, 0, size=RESOLUTIONS["real"]["ntu"])
     (root / "ntu" / MISSING_LIST).write_text("")
+    write_mpii(root / "mpii", 8, 2, 0, seed=0, sizes=RESOLUTIONS["real"]["mpii"])
     return root
 
 
@@ -50,7 +52,8 @@ def prepared(world, tmp_path_factory) -> dict[str, Path]:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) of two images in [−1, 1]."""
-    return float(10 * np.log10(4.0 / np.mean((a.astype(np.float64) - b) ** 2)))
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(4.0 / mse))
 
 
 def jpeg_psnr(image: np.ndarray) -> float:
@@ -171,3 +174,35 @@ def test_frame_past_the_video_is_a_bad_sample(world, tmp_path):
         ds[late]
     exact = Human36MDataset(root, split="train", subjects=(1,), video_lengths=True)
     assert len(exact) == len(ds) - 1
+
+
+def test_mpii_large_people_decode_reduced_within_jpeg_tolerance(world, monkeypatch):
+    """A person whose crop window spans ≥ 2× the input is decoded at 1/2 (or less) by JPEG DCT
+    scaling: same crop and targets, image within the JPEG tolerance of the full decode."""
+    import datamodules.mpii as mpii
+    from datamodules.base import read_image
+
+    ds = mpii.MPIIDataset(world / "mpii", split="train", augment=True)
+    reduced, fast = [], mpii.read_for_crop
+
+    def spy(path, window, size):
+        image, matrix = fast(path, window, size)
+        reduced.append(matrix is not None)
+        return image, matrix
+
+    def full(path, window, size):
+        return read_image(path), None
+
+    for i in range(len(ds)):
+        monkeypatch.setattr(mpii, "read_for_crop", spy)
+        torch.manual_seed(i)
+        a = ds[i]
+        monkeypatch.setattr(mpii, "read_for_crop", full)
+        torch.manual_seed(i)
+        b = ds[i]
+        assert (
+            psnr(a["image"].numpy(), b["image"].numpy())
+            >= jpeg_psnr(b["image"].numpy()) - RESAMPLING_DB
+        )
+        assert all(torch.equal(a[k], b[k]) for k in a if k != "image" and not isinstance(a[k], str))
+    assert any(reduced) and not all(reduced)  # large and small people in the world
