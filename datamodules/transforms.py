@@ -12,22 +12,73 @@ Augmentation is one affine matrix per sample (or per clip), composed from parame
     A = out · flip · rotate · scale · (p − centre),   out: + S/2 + translation
 
 and applied with one ``cv2.warpAffine`` (bilinear) to every frame and with ``A`` to the joints.
-Albumentations is not used for the geometry on purpose: its keypoint pipeline would need a crop and
-an affine step (two resamplings), does not hand back the composed matrix that evaluation needs to map
-predictions back to original pixels, and drops or clips out-of-image keypoints instead of keeping
-them for the masking rules. The photometric "chpower" (per-channel gamma 0.9–1.1) has no
-albumentations equivalent (``RandomGamma`` draws one gamma for all channels).
+The geometry stays this one affine: albumentations (2.x) could do it too — ``Affine`` keeps
+out-of-image keypoints with ``KeypointParams(remove_invisible=False)`` and ``Compose(...,
+save_applied_params=True)`` reports what was applied — but the box crop and the augmentation would
+be two transforms (two resamplings), and the exact matrix evaluation inverts is simplest built
+from our own parameters. The photometric "chpower" (per-channel gamma 0.9–1.1, official) lives in
+the normalisation table (``RandomGamma`` draws one gamma for all channels).
+
+Photometric augmentation of RGB training crops (``Photometric``: colour jitter, blur, noise) is
+albumentations' ``A.Compose``, configurable per source (``aug: {photometric: {...}}``), off unless
+configured and never applied at evaluation; one draw per sample, the same for every frame of a clip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
 REFERENCE_CROP = 256  # the official input size, in whose pixels translations are given
+
+
+@dataclass(frozen=True)
+class Photometric:
+    """Photometric ranges (0 = off): colour jitter factors 1 ± ``brightness`` / ``contrast`` /
+    ``saturation`` and hue shift ± ``hue`` (fraction of the circle); Gaussian blur (3–5 px) with
+    probability ``blur``; Gaussian noise of std up to ``noise`` (fraction of the 0–255 range)."""
+
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return any(v > 0 for v in vars(self).values())
+
+
+@lru_cache(maxsize=8)
+def photometric_pipeline(ranges: Photometric):
+    """The ``A.Compose`` of ``ranges`` (built once per process and ranges)."""
+    import albumentations as A
+
+    steps = []
+    if ranges.brightness or ranges.contrast or ranges.saturation or ranges.hue:
+        steps.append(A.ColorJitter(brightness=(1 - ranges.brightness, 1 + ranges.brightness),
+                                   contrast=(1 - ranges.contrast, 1 + ranges.contrast),
+                                   saturation=(1 - ranges.saturation, 1 + ranges.saturation),
+                                   hue=(-ranges.hue, ranges.hue), p=1.0))  # fmt: skip
+    if ranges.blur:
+        steps.append(A.GaussianBlur(blur_limit=(3, 5), p=ranges.blur))
+    if ranges.noise:
+        steps.append(A.GaussNoise(std_range=(0.0, ranges.noise), p=1.0))
+    return A.Compose(steps)
+
+
+def apply_photometric(frames: np.ndarray, ranges: Photometric, seed: int) -> np.ndarray:
+    """uint8 ([T,] S, S, 3) → the same with one photometric draw (``seed``) for every frame."""
+    pipeline = photometric_pipeline(ranges)
+    pipeline.set_random_seed(seed)
+    if frames.ndim == 3:
+        return pipeline(image=frames)["image"]
+    return np.asarray(pipeline(images=frames)["images"])
 
 
 @dataclass(frozen=True)
@@ -45,6 +96,8 @@ class AugmentParams:
     flip: bool = False
     shift: tuple[float, float] = (0.0, 0.0)
     chpower: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    photometric: Photometric | None = None  # with the seed of its draw:
+    photo_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,16 +111,25 @@ class AugmentRanges:
     flip: bool = True
     translate: float = 0.0
     chpower: tuple[float, float] | None = (0.9, 1.1)
+    photometric: Photometric | dict | None = None  # RGB colour / blur / noise (albumentations)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.photometric, dict):
+            object.__setattr__(self, "photometric", Photometric(**self.photometric))
 
     def sample(self, rng: np.random.Generator) -> AugmentParams:
         lo, hi = self.chpower or (1.0, 1.0)
-        return AugmentParams(
+        photo = self.photometric if self.photometric and self.photometric.active else None
+        params = AugmentParams(
             angle=float(rng.uniform(-self.angle, self.angle)),
             scale=float(rng.choice(np.asarray(self.scales, dtype=float))),
             flip=bool(self.flip and rng.random() < 0.5),
             shift=tuple(float(v) for v in rng.uniform(-self.translate, self.translate, 2)),
             chpower=tuple(float(v) for v in rng.uniform(lo, hi, 3)),
         )
+        if photo is None:  # no extra draw: the rng stream is unchanged without photometric
+            return params
+        return replace(params, photometric=photo, photo_seed=int(rng.integers(2**31)))
 
 
 def crop_matrix(
@@ -218,7 +280,10 @@ def crop_sample(
         "pose_px_valid": valid,
     }
     if frames is not None:
-        out["image"] = normalize_image(warp(frames, matrix, size), params.chpower)
+        crops = warp(frames, matrix, size)  # ([T,] S, S, 3) uint8
+        if params.photometric is not None:
+            crops = apply_photometric(crops, params.photometric, params.photo_seed)
+        out["image"] = normalize_image(crops, params.chpower)
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -147,3 +149,37 @@ def test_translation_is_the_same_fraction_of_the_crop_at_any_input_size():
     for size in (64, 128, 256):
         moved = apply_affine(crop_matrix(centre[0], 50.0, size, params), centre) / size
         np.testing.assert_allclose(moved[0], [0.5 + 40 / 256, 0.5 - 20 / 256], atol=1e-9)
+
+
+# ---- photometric augmentation (albumentations) ----
+def test_photometric_is_one_draw_for_every_frame_and_leaves_geometry_alone():
+    from datamodules.transforms import AugmentRanges, Photometric, crop_sample
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    clip = np.repeat(frame[None], 4, axis=0)  # (T, H, W, 3), identical frames
+    joints = np.tile(np.array([[20.0, 20.0], [40.0, 30.0]]), (4, 1, 1))
+    valid = np.ones((4, 2), bool)
+    ranges = AugmentRanges(chpower=None, flip=False,
+                           photometric={"brightness": 0.4, "contrast": 0.4, "noise": 0.05})  # fmt: skip
+    assert isinstance(ranges.photometric, Photometric) and ranges.photometric.active
+    params = ranges.sample(np.random.default_rng(1))
+    assert params.photometric is ranges.photometric
+    args = (joints, valid, (32.0, 24.0), 48.0, 32, np.array([0, 1]))
+    plain = crop_sample(clip, *args, params=replace(params, photometric=None))
+    jittered = crop_sample(clip, *args, params=params)
+    again = crop_sample(clip, *args, params=params)
+    image = jittered["image"]  # (T, 3, S, S)
+    assert all(np.array_equal(image[0], image[t]) for t in range(4))  # same draw per frame
+    assert np.abs(image - plain["image"]).mean() > 0.01  # and it did change the pixels
+    np.testing.assert_array_equal(image, again["image"])  # the draw is the sample's seed
+    for key in ("pose", "pose_valid", "crop", "pose_px"):
+        np.testing.assert_array_equal(jittered[key], plain[key])
+
+
+def test_without_photometric_the_random_stream_is_unchanged():
+    from datamodules.transforms import AugmentRanges
+
+    off = AugmentRanges(angle=30.0, translate=40.0).sample(np.random.default_rng(3))
+    zero = AugmentRanges(angle=30.0, translate=40.0, photometric={"blur": 0.0})
+    assert zero.sample(np.random.default_rng(3)) == off and off.photometric is None
