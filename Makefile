@@ -21,8 +21,8 @@ install: ## create .venv, install torch (pinned, first) and the project with tes
 	$(PY) -m pip install -q --no-deps 'litdata>=0.2.50'
 	$(PY) -m pip install -q boto3 obstore tifffile filelock lightning-utilities requests urllib3
 
-test: ## run the test suite on the CPU
-	$(PY) -m pytest -x -q
+test: ## run the test suite on the CPU (skips listed at the end: ../shared enables most)
+	$(PY) -m pytest -x -q -rs
 
 lint: ## ruff (check + format) and the import-linter architecture contracts
 	$(VENV)/bin/ruff check .
@@ -49,8 +49,8 @@ demo: ## the whole multitask pipeline on the synthetic world, on the CPU (~10 mi
 ablation: ## Table 5 structure (provided/estimated poses, +FT, +multi-clip); DATASET=ntu|penn|synthetic
 	$(PY) -m experiments.ablation --ft --multiclip --dataset $(or $(DATASET),synthetic) $(OVERRIDES)
 
-clean:
-	rm -rf runs .pytest_cache
+clean: ## remove run outputs (runs/, predictions/, wandb/) and caches; checkpoints/ and data/ stay
+	rm -rf runs predictions wandb .pytest_cache
 
 # ---- training (data roots from variables; extra overrides in OVERRIDES="a=b c=d") ----
 MPII_ROOT ?= $(DATA)/mpii

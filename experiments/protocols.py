@@ -8,10 +8,10 @@ Alphabet: B batch, T frames, J joints, D 2|3, S crop side, A actions, N clips, V
   mirrored view re-indexed by the layout's flip permutation, then averaged. Views are exact pixel
   operations on the sample's crop (integer shifts with black fill, ``torch.flip``): no resampling.
 - Multi-clip (action): clips every T/2 frames (``datamodules.base.clip_indices(mode="multi")``),
-  clip scores averaged per video, or multiplied (the official Penn Action evaluation), optionally
-  with each clip's mirror.
+  optionally with each clip's mirror; the scores are combined per video by the metric
+  (``deephar.metrics.VideoAccuracy``: mean, or product as in the official Penn Action evaluation).
 - Test-time person box: poses predicted on full frames (first, middle, last of a clip) give the
-  crop, by the same rule as the datasets' annotated boxes (``datamodules.penn.clip_box``).
+  crop, by the same rule as the datasets' annotated boxes (``datamodules.transforms.clip_box``).
 """
 
 from __future__ import annotations
@@ -124,24 +124,6 @@ def multi_clip_indices(
     return clip_indices(num_frames, clip_length, "multi", subsample, step=step)
 
 
-def combine_clip_scores(logits: Tensor, video: Tensor, reduction: str = "mean") -> Tensor:
-    """Clip logits (N, A) and video index (N,) in 0..V−1 → video scores (V, A) that sum to 1.
-
-    mean: average of the clips' softmax; prod: normalised product of the clips' softmax (sum of
-    log-softmax; the official Penn Action multi-clip evaluation).
-    """
-    if reduction not in ("mean", "prod"):
-        raise ValueError(f"reduction must be 'mean' or 'prod', got {reduction!r}")
-    video = video.long()
-    num_videos = int(video.max()) + 1 if len(video) else 0
-    per_clip = logits.float().softmax(-1) if reduction == "mean" else logits.float().log_softmax(-1)
-    total = per_clip.new_zeros(num_videos, logits.shape[-1]).index_add_(0, video, per_clip)
-    if reduction == "prod":
-        return total.softmax(-1)
-    counts = torch.bincount(video, minlength=num_videos).clamp(min=1)
-    return total / counts[:, None]
-
-
 def clip_views(clips: Tensor, flip: bool = False) -> list[Tensor]:
     """(B, T, 3, S, S) → the clips, and their mirror when ``flip`` (official Penn multi-clip)."""
     return [clips, clips.flip(-1)] if flip else [clips]
@@ -171,7 +153,7 @@ def person_box(
 ) -> tuple[np.ndarray, float]:
     """Centre (2,) and square window side (px) of the person in a clip of uint8 frames
     (T, H, W, 3): joints predicted on the full first, middle and last frames, those with
-    visibility ≥ ``threshold`` boxed, ×1.5, squared (``datamodules.penn.clip_box``)."""
+    visibility ≥ ``threshold`` boxed, ×1.5, squared (``datamodules.transforms.clip_box``)."""
     keys = np.unique([0, len(frames) // 2, len(frames) - 1])
     pose_px, vis = predict_full_frames(predict, frames[keys], size)
     return clip_box(pose_px, vis >= threshold, frames.shape[1:3])

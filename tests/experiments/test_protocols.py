@@ -75,19 +75,6 @@ def test_views_and_shift_fill():
     assert torch.all(shifted[0, 0, -1] == P.BLACK)
 
 
-def test_combine_clip_scores_mean_and_prod():
-    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
-    video = torch.tensor([0, 0, 1])
-    p = logits.softmax(-1)
-    mean = P.combine_clip_scores(logits, video, "mean")
-    torch.testing.assert_close(mean[0], (p[0] + p[1]) / 2)
-    torch.testing.assert_close(mean[1], p[2])
-    prod = P.combine_clip_scores(logits, video, "prod")
-    torch.testing.assert_close(prod[0], p[0] * p[1] / (p[0] * p[1]).sum())
-    with pytest.raises(ValueError):
-        P.combine_clip_scores(logits, video, "max")
-
-
 def test_multi_clip_indices_cover_the_video():
     idx = P.multi_clip_indices(40, 16)
     assert idx[0, 0] == 0 and idx[-1, -1] == 39

@@ -112,12 +112,6 @@ class PoseNet(nn.Module):
             out.logits.append(h)
         return out
 
-    def forward_clip(self, clip: Tensor) -> PoseOutput:
-        """(B, T, 3, H, W) → ``PoseOutput`` with T after B everywhere, frames run as B·T."""
-        b, t = clip.shape[:2]
-        out = self(clip.flatten(0, 1))
-        return map_pose_output(out, lambda v: v.unflatten(0, (b, t)))
-
 
 def map_pose_output(out: PoseOutput, fn) -> PoseOutput:
     """Apply ``fn`` to every tensor of ``out`` (e.g. to unfold or detach)."""
@@ -128,17 +122,3 @@ def map_pose_output(out: PoseOutput, fn) -> PoseOutput:
         features=None if out.features is None else fn(out.features),
         logits=None if out.logits is None else [fn(v) for v in out.logits],
     )
-
-
-def time_distributed(module: nn.Module, x: Tensor) -> Tensor:
-    """Run ``module`` on (B, T, ...) as (B·T, ...) and restore (B, T, ...)."""
-    b, t = x.shape[:2]
-    return module(x.flatten(0, 1)).unflatten(0, (b, t))
-
-
-def freeze(module: nn.Module, requires_grad: bool = False) -> nn.Module:
-    """Set ``requires_grad`` on every parameter (freeze-then-fine-tune). BatchNorm mode is left
-    to the caller (``module.eval()`` keeps the moving statistics fixed)."""
-    for p in module.parameters():
-        p.requires_grad_(requires_grad)
-    return module
