@@ -9,6 +9,7 @@ come from the network config: ``model.input_size``, ``model.num_frames``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,13 @@ def groups(cfg: DictConfig) -> dict[str, list[str]] | None:
     return {g: [k for k in names if cfg.data.sources[k].stage == g] for g in ("pose", "action")}
 
 
+def worker_count(wanted: int) -> int:
+    """``data.num_workers`` capped by the cores this process may use (more only oversubscribe
+    them, and PyTorch warns)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(wanted, cores or 1))
+
+
 def build_datamodule(cfg: DictConfig) -> MixedRatioDataModule:
     """The MixedRatioDataModule of the config (validate the config first)."""
     names = training_sources(cfg)
@@ -118,7 +126,7 @@ def build_datamodule(cfg: DictConfig) -> MixedRatioDataModule:
         val={k: build_dataset(cfg, k, "val") for k in cfg.data.val},
         test={k: build_dataset(cfg, k, "test") for k in cfg.data.test},
         groups=groups(cfg),
-        num_workers=cfg.data.num_workers,
+        num_workers=worker_count(cfg.data.num_workers),
         seed=cfg.seed,
         eval_batch_size=cfg.data.eval_batch_size,
         persistent_workers=True,

@@ -41,7 +41,7 @@ from deephar.tasks.action import BRANCHES, ActionMetrics, action_forward
 from deephar.tasks.pose import PoseMetrics
 from experiments import protocols, tables
 from experiments.config import ConfigError, load_config, network_config
-from experiments.data import build_dataset, pckh_exclude
+from experiments.data import build_dataset, pckh_exclude, worker_count
 
 POSE_DATASETS, ACTION_DATASETS = ("mpii", "h36m"), ("penn", "ntu")
 
@@ -119,7 +119,7 @@ def eval_loader(cfg: DictConfig, key: str, limit: int = 0, **options: Any) -> Da
     if 0 < limit < len(dataset):
         dataset = Subset(dataset, list(range(limit)))
     return DataLoader(dataset, batch_size=cfg.data.eval_batch_size, collate_fn=collate_readable,
-                      num_workers=min(cfg.data.num_workers, 2))  # fmt: skip
+                      num_workers=worker_count(cfg.data.num_workers))  # fmt: skip
 
 
 # ---- pose protocols ----

@@ -140,3 +140,15 @@ def log_result_run(
         run.log(payload)
     run.summary.update({k: float(v) for k, v in summary.items()})
     run.finish()
+
+
+def silence_known_warnings() -> None:
+    """Warnings a run always shows that say nothing about it: the frozen pose network is in eval
+    mode on purpose (its BNs keep their statistics), the run folder holds ``config.yaml`` and the
+    logs beside the checkpoints by design, and Lightning's own use of torch's deprecated
+    ``LeafSpec`` (fixed upstream, not in our code)."""
+    import warnings
+
+    for message in (r"Found \d+ module\(s\) in eval mode", r"Checkpoint directory .* exists and is not empty",
+                    r".*isinstance\(treespec, LeafSpec\)"):  # fmt: skip
+        warnings.filterwarnings("ignore", message=message)

@@ -27,14 +27,21 @@ from pytorch_lightning.callbacks import (
 )
 
 from datamodules.missing import MissingLog, MissingSamples, check_missing
+from datamodules.resume import FreshResumedEpoch
 from deephar.checkpoint import CheckpointError, load_checkpoint
 from deephar.models.multitask import DeepHAR, build_model
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
 from deephar.tasks.base import OptimSettings, TaskModule
 from experiments.config import ConfigError, load_config, network_config, validate
 from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
-from experiments.faults import AtomicCheckpointIO, Interrupted, SaveOnSignal, remove_partial_writes
-from experiments.logging import build_logger, finish_logger
+from experiments.faults import (
+    AtomicCheckpointIO,
+    Interrupted,
+    RNGState,
+    SaveOnSignal,
+    remove_partial_writes,
+)
+from experiments.logging import build_logger, finish_logger, silence_known_warnings
 from experiments.progress import EpochLine
 
 
@@ -128,12 +135,14 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
             filename="best",
             monitor=monitor,
             mode=cfg.optim.monitor_mode,
-            save_last=True,
+            save_last=True,  # at validation end; on a signal: at that step (SaveOnSignal)
             save_top_k=1,
             enable_version_counter=False,
         ),  # fmt: skip
         LogDataFailures(),
         SaveOnSignal(folder / "last.ckpt"),
+        RNGState(),
+        FreshResumedEpoch(),
         EpochLine(),
     ]
     if monitor and cfg.optim.early_stop_patience > 0:
@@ -208,6 +217,7 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
     ``cfg.model`` initialised from ``cfg.init``.
     """
     validate(cfg)
+    silence_known_warnings()
     pl.seed_everything(cfg.seed, workers=True)
     folder = run_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
