@@ -40,7 +40,7 @@ PENN_AUG = AugmentRanges(angle=30.0, scales=(0.7, 1.0, 1.3), flip=True, translat
 @dataclass
 class PennVideo:
     """One labels/NNNN.mat: joints (N_f, 13, 2) 0-based px, valid (N_f, 13), bbox (N_f, 4)
-    x1 y1 x2 y2, image (H, W)."""
+    x1 y1 x2 y2, image (H, W); annotated (N_f, 13): has coordinates, visible or occluded."""
 
     video_id: str
     action: int
@@ -49,6 +49,7 @@ class PennVideo:
     valid: np.ndarray
     bbox: np.ndarray
     image_hw: tuple[int, int]
+    annotated: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -80,6 +81,7 @@ def load_label(path: str | Path) -> PennVideo:
         valid=vis & (x != 0) & (y != 0),
         bbox=bbox - 1.0,
         image_hw=(height, width),
+        annotated=(x != 0) & (y != 0),
     )
 
 
@@ -91,6 +93,9 @@ class PennActionDataset(Dataset):
     subsample: frame step, or a set to draw from per clip (default (1, 2) for random clips, else 2).
     mode="poses" reads only ``labels/`` and yields no ``image``: poses normalised to the clip box;
     ``root`` may then also be the labels folder itself (a folder of NNNN.mat files).
+    occluded: also count the joints Penn marks occluded (visibility 0: ~21 % of the training
+    joints, nearly all with coordinates) as valid — for annotated-pose training, where they are
+    annotations like any other (the official rule, False, drops them).
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class PennActionDataset(Dataset):
         augment: bool | None = None,
         aug: AugmentRanges | dict | None = None,
         clip_step: int | None = None,
+        occluded: bool = False,
     ):
         if split not in SPLIT_SIZES or mode not in ("images", "poses"):
             raise ValueError(f"PennActionDataset: bad split {split!r} or mode {mode!r}")
@@ -117,6 +123,7 @@ class PennActionDataset(Dataset):
         if mode == "images":
             self.frames = require_dir(self.root / "frames", "Penn Action frames")
         self.layout, self.mode, self.T = get_layout(layout), mode, clip_length
+        self.occluded = occluded
         self.input_size = input_size
         self.sampling = clip_sampling or ("random" if split == "train" else "middle")
         default_sub = (1, 2) if self.sampling == "random" else 2
@@ -150,10 +157,9 @@ class PennActionDataset(Dataset):
         if frames_idx is None:
             sub = int(rng.choice(self.subsample))
             frames_idx = clip_indices(video.num_frames, self.T, "random", sub, rng)[0]
-        joints, valid = convert(
-            video.joints[frames_idx], video.valid[frames_idx], PENN, self.layout
-        )
-        center, window = clip_box(video.joints[frames_idx], video.valid[frames_idx], video.image_hw)
+        mask = video.annotated if self.occluded else video.valid
+        joints, valid = convert(video.joints[frames_idx], mask[frames_idx], PENN, self.layout)
+        center, window = clip_box(video.joints[frames_idx], mask[frames_idx], video.image_hw)
         params = self.aug.sample(rng) if self.augment else AugmentParams()
         images = None
         if self.mode == "images":

@@ -132,6 +132,7 @@ class ExperimentConfig:
     bn_momentum: float = 0.0  # BatchNorm momentum for short runs (0: official 0.01)
     channels_last: bool = False
     compile: bool = False  # torch.compile of the pose network and the action head
+    threads: int = 0  # torch intra-op threads (0: torch's default, one per core)
     model: NetworkConfig = field(default_factory=NetworkConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimSettings = field(default_factory=OptimSettings)

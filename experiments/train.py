@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import (
     Callback,
@@ -218,6 +219,8 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
     """
     validate(cfg)
     silence_known_warnings()
+    if cfg.threads > 0:  # small networks on shared cores: more threads only wait on each other
+        torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True)
     folder = run_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)

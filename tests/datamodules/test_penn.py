@@ -170,3 +170,20 @@ def test_check_reports_split_sizes_and_missing_frames(penn_root: Path):
     (penn_root / "frames" / "0003" / "000020.jpg").unlink()
     assert any("0003" in p for p in check_penn(penn_root))
     assert main(["penn", str(penn_root)]) == 1
+
+
+def test_occluded_joints_count_as_valid_when_asked(samples_dir: Path):
+    """occluded=True: Penn's occluded joints (visibility 0, with coordinates) join the valid ones;
+    zero coordinates never do."""
+    penn = samples_dir / "penn_action"
+    video = load_label(penn / "0449.mat")
+    assert (video.annotated & ~video.valid).any()  # occluded joints with coordinates exist
+    assert not (video.valid & ~video.annotated).any()
+    zero = (video.joints == -1.0).any(-1)  # 0 in the 1-based file
+    assert zero.any() and not (video.annotated & zero).any()
+    kept = {}
+    for occluded in (False, True):
+        ds = PennActionDataset(penn, "train", mode="poses", augment=False, occluded=occluded,
+                               clip_sampling="middle", subsample=1)  # fmt: skip
+        kept[occluded] = sum(int(ds[i]["pose_valid"][..., 0].sum()) for i in range(len(ds)))
+    assert kept[True] > kept[False]
