@@ -214,6 +214,8 @@ class Human36MDataset(Dataset):
         ):
             raise ValueError(f"{folder}: prepared for {margin}, narrower than {self.aug} at "
                              f"input size {self.input_size}; prepare again with wider ranges")  # fmt: skip
+        if absent := sorted(set(subjects) - set(videos["subject"])):
+            raise FileNotFoundError(f"{folder}: Human3.6M subjects {absent} were not prepared")
         keep = videos["subject"].isin(subjects).to_numpy()
         if actions is not None:
             keep &= videos["action"].isin(actions).to_numpy()

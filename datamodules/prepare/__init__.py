@@ -3,3 +3,10 @@
 ``store`` (crop geometry, JPEG), ``runner`` (parallel, resumable, verified runs and the index),
 ``h36m`` / ``ntu`` (one job per video), ``chunks`` (LitData chunks of a prepared folder).
 """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m datamodules.prepare`` (imported lazily: the readers import this package)."""
+    from datamodules.prepare.__main__ import main as run
+
+    return run(argv)

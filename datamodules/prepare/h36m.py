@@ -10,6 +10,7 @@ true frame count min(video, poses). Alphabet: n frames kept, J = 32 joints.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,8 +39,13 @@ ROOT = H36M32.index("pelvis")
 
 def jobs(root: str | Path, subjects: tuple[int, ...] | None = None,
          frame_step: int | None = None) -> list[Job]:  # fmt: skip
-    """One job per recording of ``subjects`` (default: protocol 1, train + test); opens no video."""
-    subjects = subjects or TRAIN_SUBJECTS + TEST_SUBJECTS
+    """One job per recording of ``subjects`` (default: the protocol-1 subjects, train + test, found
+    in ``root``; the missing ones are named on stderr); opens no video."""
+    if not subjects:
+        protocol = TRAIN_SUBJECTS + TEST_SUBJECTS
+        subjects = tuple(s for s in protocol if (Path(root) / f"S{s}").is_dir())
+        if missing := [s for s in protocol if s not in subjects]:
+            print(f"h36m: subjects {missing} not found in {root}: not prepared", file=sys.stderr)
     out = []
     for split, group in (("train", TRAIN_SUBJECTS), ("test", TEST_SUBJECTS)):
         chosen = tuple(s for s in subjects if s in group) + (

@@ -93,6 +93,8 @@ def test_h36m_prepared_gives_the_same_samples(world, prepared):
     assert meta["frames"] == 4 * 3 and meta["options"]["quality"] == QUALITY  # 11 frames, step 5
     stored = load_prepared(prepared["h36m"], "h36m", ()).frames["stored"]
     assert np.all(stored < load_prepared(prepared["h36m"], "h36m", ()).frames["side"])  # downsized
+    with pytest.raises(FileNotFoundError, match=r"subjects \[5, 6, 7, 8\] were not prepared"):
+        Human36MDataset(None, prepared=prepared["h36m"], split="train")  # protocol: S1 S5–S8
     with pytest.raises(ValueError, match="frame-step"):
         Human36MDataset(None, prepared=prepared["h36m"], split="train", subjects=(1,), frame_step=3)
 

@@ -96,7 +96,7 @@ def test_config_switches_select_prepared_and_streaming_sources(chunks, tmp_path)
 
     base = ["data.sources={h36m: {dataset: h36m, stage: pose}}", "data.train=[h36m]",
             "data.val=[h36m]", "data.test=[]", f"data.sources.h36m.prepared={chunks['prepared']}",
-            "model.input_size=32"]  # fmt: skip
+            "model.input_size=32", "data.sources.h36m.val_options.subjects=[9]"]  # fmt: skip
     cfg = load_config("h36m", base)
     validate(cfg)  # no data.root: the prepared folder replaces the download
     val = build_dataset(cfg, "h36m", "val")
