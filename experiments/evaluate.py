@@ -40,6 +40,7 @@ from deephar.models.inference import for_inference
 from deephar.tasks.action import BRANCHES, ActionMetrics, action_forward
 from deephar.tasks.pose import PoseMetrics
 from experiments import protocols, tables
+from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config
 from experiments.data import build_dataset, pckh_exclude, worker_count
 
@@ -217,10 +218,9 @@ def write_results(results: Mapping[str, Mapping], layout: str, out_dir: str | Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
+    argv, code = arguments(argv, __doc__)
+    if code is not None:
+        return code
     try:
         name, options, overrides = split_args(argv)
         if "ckpt" not in options:

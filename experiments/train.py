@@ -33,6 +33,7 @@ from deephar.checkpoint import CheckpointError, load_checkpoint
 from deephar.models.multitask import DeepHAR, build_model
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
 from deephar.tasks.base import OptimSettings, TaskModule
+from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config, validate
 from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
 from experiments.faults import (
@@ -257,10 +258,9 @@ def finetune_lr(cfg: DictConfig) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
+    argv, code = arguments(argv, __doc__)
+    if code is not None:
+        return code
     try:
         cfg = load_config(argv[0], argv[1:])
         run(cfg)

@@ -22,7 +22,7 @@ from deephar.losses import action_loss
 from deephar.metrics import VideoAccuracy
 from deephar.models.multitask import DeepHAR
 from deephar.outputs import ActionOutput
-from deephar.tasks.base import OptimSettings, TaskModule, as_settings, attach_action_head
+from deephar.tasks.base import OptimSettings, TaskModule, attach_action_head
 
 
 def action_forward(net: DeepHAR, batch: Mapping[str, Any], images: Tensor | None = None):
@@ -131,15 +131,7 @@ class ActionModule(TaskModule):
         blocks, actions = net.cfg.action_blocks, net.cfg.num_actions
         self.val_action = ActionMetrics(blocks, actions, video_reduction)
         self.test_action = ActionMetrics(blocks, actions, video_reduction)
-        self.save_hyperparameters(
-            {
-                "optim": vars(as_settings(optim)).copy(),
-                "freeze_pose": freeze_pose,
-                "video_reduction": video_reduction,
-                "channels_last": channels_last,
-                "compile": compile,
-            }
-        )
+        self.save_settings(freeze_pose=freeze_pose, video_reduction=video_reduction)
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_action")]

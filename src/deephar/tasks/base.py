@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, MinMetric
 
 from deephar.models.multitask import DeepHAR
@@ -95,7 +96,7 @@ class TaskModule(pl.LightningModule):
             raise ValueError(
                 f"optim.monitor_mode must be 'min' or 'max', got {self.optim.monitor_mode!r}"
             )
-        self.channels_last = channels_last
+        self.channels_last, self.compiled = channels_last, compile
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         if compile:  # in place: the same modules (and state-dict keys), compiled forwards
@@ -104,16 +105,31 @@ class TaskModule(pl.LightningModule):
                     part.compile()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_best = MaxMetric() if self.optim.monitor_mode == "max" else MinMetric()
+        self.val_best.persistent(True)  # in checkpoints: a resumed run keeps its best so far
+        self.plateau: ReduceLROnPlateau | None = None  # optim.schedule=plateau, stepped here
+        self._plateau_state: dict[str, Any] | None = None  # restored from a checkpoint
 
     @property
     def backbone(self) -> nn.Module:
         """The shared stem (the very object of ``net.backbone``)."""
         return self.net.backbone
 
+    def save_settings(self, **settings: Any) -> None:
+        """``save_hyperparameters`` of the optimiser, memory format, compile and the subclass's
+        ``settings`` (plain values only: checkpoints stay loadable with weights_only=True)."""
+        common = {"optim": asdict(self.optim), "channels_last": self.channels_last,
+                  "compile": self.compiled}  # fmt: skip
+        self.save_hyperparameters(common | settings)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The network's config beside its weights (a plain dict), so that
         ``deephar.checkpoint.load_network`` rebuilds it without guessing."""
         checkpoint["network_config"] = asdict(self.net.cfg)
+        if self.plateau is not None:
+            checkpoint["plateau"] = self.plateau.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._plateau_state = checkpoint.get("plateau")
 
     def to_input(self, images: Tensor) -> Tensor:
         """Images (B, 3, H, W) or clips (B, T, 3, H, W) in the memory format of the network."""
@@ -151,9 +167,9 @@ class TaskModule(pl.LightningModule):
 
     # ---- epoch ends: compute, log, reset ----
     def on_train_start(self) -> None:
-        """Validation metrics restart here, so the sanity check does not count."""
+        """Validation metrics restart here, so the sanity check does not count (``val_best`` is
+        never updated by it, and a resumed run keeps the restored one)."""
         self.val_loss.reset()
-        self.val_best.reset()
         for metric in self._metrics("val"):
             metric.reset()
 
@@ -176,6 +192,8 @@ class TaskModule(pl.LightningModule):
         if key in logged and not self.trainer.sanity_checking:
             self.val_best.update(logged[key])
             self.log(f"{key}_best", self.val_best.compute())
+            if self.plateau is not None:
+                self.plateau.step(float(logged[key]))
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
@@ -188,6 +206,12 @@ class TaskModule(pl.LightningModule):
         optimizer = build_optimizer(self.trainable_parameters(), self.optim)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
         schedule = build_scheduler(optimizer, self.optim, total)
+        if schedule is not None and isinstance(schedule["scheduler"], ReduceLROnPlateau):
+            # Stepped by this module at validation end, so the checkpoint of that validation holds
+            # the step (Lightning steps it after saving, and not in the epoch a run resumes in).
+            self.plateau, schedule = schedule["scheduler"], None
+            if self._plateau_state is not None:
+                self.plateau.load_state_dict(self._plateau_state)
         if schedule is None:
             return {"optimizer": optimizer}
         return {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -24,7 +24,6 @@ from deephar.tasks.action import ActionMetrics, action_forward
 from deephar.tasks.base import (
     OptimSettings,
     TaskModule,
-    as_settings,
     attach_action_head,
     is_clip_batch,
 )
@@ -62,19 +61,9 @@ class JointModule(TaskModule):
             setattr(self, f"{stage}_pose", PoseMetrics(cfg.num_joints, pckh_exclude))
             setattr(self, f"{stage}_action",
                     ActionMetrics(cfg.action_blocks, cfg.num_actions, video_reduction))  # fmt: skip
-        self.save_hyperparameters(
-            {
-                "optim": vars(as_settings(optim)).copy(),
-                "freeze_pose": freeze_pose,
-                "pose_weight": pose_weight,
-                "action_weight": action_weight,
-                "visibility_weight": visibility_weight,
-                "pckh_exclude": list(pckh_exclude),
-                "video_reduction": video_reduction,
-                "channels_last": channels_last,
-                "compile": compile,
-            }
-        )
+        self.save_settings(freeze_pose=freeze_pose, pose_weight=pose_weight,
+                           action_weight=action_weight, visibility_weight=visibility_weight,
+                           pckh_exclude=list(pckh_exclude), video_reduction=video_reduction)  # fmt: skip
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_pose"), getattr(self, f"{stage}_action")]

@@ -20,7 +20,7 @@ from deephar.losses import pose_loss
 from deephar.metrics import MPJPE, PCK, PCKh, decode_pose_mm, decode_pose_px
 from deephar.models.multitask import DeepHAR
 from deephar.outputs import PoseOutput
-from deephar.tasks.base import OptimSettings, TaskModule, as_settings
+from deephar.tasks.base import OptimSettings, TaskModule
 
 PCKH_DATASETS = ("mpii",)  # datasets scored by PCKh (head-size reference); other 2D ones by PCK
 
@@ -121,15 +121,7 @@ class Pose2D3DModule(TaskModule):
         cfg = net.cfg
         self.val_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
         self.test_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
-        self.save_hyperparameters(
-            {
-                "optim": vars(as_settings(optim)).copy(),
-                "visibility_weight": visibility_weight,
-                "pckh_exclude": list(pckh_exclude),
-                "channels_last": channels_last,
-                "compile": compile,
-            }
-        )
+        self.save_settings(visibility_weight=visibility_weight, pckh_exclude=list(pckh_exclude))
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_pose")]
