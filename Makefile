@@ -7,7 +7,7 @@ OVERRIDES ?=
 
 .PHONY: help install test lint format bench bench-keras-env demo synthetic ablation train-mpii train-h36m train-penn train-ntu clean
 
-help:
+help: ## list the targets (this text)
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
 install: ## create .venv, install torch (pinned, first) and the project with test extras

@@ -69,6 +69,10 @@ def check_penn(root: str | Path, frames: bool = True) -> list[str]:
         print(f"penn {split}: {found} videos (official: {size})")
         if found != size:
             problems.append(f"penn {split}: {found} videos, the official split has {size}")
+    if frames and not (Path(root) / "frames").is_dir():
+        print("penn frames: no frames/ folder: labels only, enough for the annotated-pose "
+              "experiment (EXP=penn_poses); clips need the frames")  # fmt: skip
+        frames = False
     if frames:
         folder = Path(root) / "frames"
         short = [
