@@ -10,6 +10,13 @@ counts (K=8: 14,669,952 trainable / 14,847,936 total) and `--parity DIR`, which 
 `mpii_2d_k2.h5` into the K=2 replica and compares with `mpii_2d_k2.npz`.
 
     .venv-keras/bin/python -m benchmarks.keras_reference --batch 1 8 --json
+    .venv-keras/bin/python -m benchmarks.keras_reference --serve   # timing server (make bench)
+
+``--serve`` prints the report (counts, parity) as one JSON line, then answers each stdin line
+``BATCH`` with one JSON line ``{"batch": B, "ms_per_image": t, "method": m}`` of ONE timed
+call, so that `make bench` can interleave Keras and PyTorch repetitions (machine load then hits
+both alike). The method (``predict_on_batch`` or ``tf.function``) is the faster of the two in a
+short warm-up per batch size.
 """
 
 from __future__ import annotations
@@ -288,6 +295,42 @@ def time_model(model: keras.Model, batch: int, runs: int, warmup: int) -> dict:
     return result
 
 
+def serve(model: keras.Model, warmup: int) -> None:
+    """Answer stdin lines ``BATCH`` with one timed call each (see the module docstring)."""
+    graph_call = tf.function(lambda t: model(t, training=False))
+    chosen: dict[int, tuple[str, object]] = {}
+    for line in iter(input_line, ""):
+        batch = int(line)
+        if batch not in chosen:
+            x = np.random.default_rng(0).uniform(-1, 1, (batch, *model.input_shape[1:]))
+            x = x.astype(np.float32)
+            methods = {
+                "predict_on_batch": lambda x=x: model.predict_on_batch(x),
+                "tf.function": lambda x=x: [o.numpy() for o in graph_call(tf.constant(x))],
+            }
+            best = {}
+            for name, fn in methods.items():
+                for _ in range(warmup):
+                    t0 = time.perf_counter()
+                    fn()
+                    best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+            name = min(best, key=best.get)
+            chosen[batch] = (name, methods[name])
+        name, fn = chosen[batch]
+        t0 = time.perf_counter()
+        fn()
+        ms = 1000.0 * (time.perf_counter() - t0) / batch
+        print(json.dumps({"batch": batch, "ms_per_image": ms, "method": name}), flush=True)
+
+
+def input_line() -> str:
+    """One stripped stdin line, '' at the end of input."""
+    try:
+        return input().strip()
+    except EOFError:
+        return ""
+
+
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -307,6 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--parity", metavar="DIR", help="check mpii_2d_k2.{h5,npz} from this folder")
     ap.add_argument("--no-timing", action="store_true", help="only counts (and --parity)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--serve", action="store_true", help="timing server on stdin (make bench)")
     args = ap.parse_args(argv)
 
     configure_threads(args.threads)
@@ -323,6 +367,10 @@ def main(argv: list[str] | None = None) -> dict:
     report["params_match_official"] = None if expected is None else (trainable, total) == expected
     if args.parity:
         report["parity"] = check_parity(args.parity)
+    if args.serve:
+        print(json.dumps(report), flush=True)
+        serve(model, args.warmup)
+        return report
     if not args.no_timing:
         report["timings"] = [time_model(model, b, args.runs, args.warmup) for b in args.batch]
     print(json.dumps(report) if args.json else json.dumps(report, indent=1))
