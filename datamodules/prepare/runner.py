@@ -10,8 +10,8 @@ Folder written (``out``)::
     <pose array>.npy                     per-dataset pose arrays (memory-mapped by the readers)
     prepared.json                        settings + counts; written last: marks a complete folder
 
-Resume: a video whose marker exists and whose frames folder holds the marker's file count and byte
-total is skipped; any other video is redone from scratch. Verification (last): every indexed file
+Resume: a video whose marker exists, records the same options and whose frames folder holds the
+marker's file count and byte total is skipped; any other video is redone from scratch. Verification (last): every indexed file
 exists, has the size of a Q×Q JPEG that decodes. Alphabet: N stored frames, V videos.
 """
 
@@ -64,8 +64,9 @@ def _marker(out: Path, n: int) -> tuple[Path, Path]:
     return out / "parts" / f"{n:07d}.npz", out / "parts" / f"{n:07d}.json"
 
 
-def is_done(out: Path, n: int, job: Job) -> bool:
-    """The video's marker matches its frames folder (file count and byte total)."""
+def is_done(out: Path, n: int, job: Job, options: dict | None = None) -> bool:
+    """The video's marker matches its frames folder (file count and byte total) and, when given,
+    the run's ``options`` (a rerun with other options redoes the video)."""
     npz, marker = _marker(out, n)
     try:
         meta = json.loads(marker.read_text())
@@ -75,6 +76,7 @@ def is_done(out: Path, n: int, job: Job) -> bool:
     return (
         npz.is_file()
         and meta.get("key") == job.key
+        and (options is None or meta.get("options") == json.loads(json.dumps(options)))
         and len(files) == meta["count"]
         and sum(p.stat().st_size for p in files) == meta["bytes"]
     )
@@ -92,14 +94,15 @@ def run_one(fn: JobFn, job: Job, n: int, out: Path, options: dict) -> str:
     with open(npz, "wb") as f:
         np.savez(f, video=np.array(json.dumps(part.video)), **arrays)
     count = len(part.frames["frame"])
-    marker.write_text(json.dumps({"key": job.key, "count": count, "bytes": part.bytes}))
+    marker.write_text(json.dumps({"key": job.key, "count": count, "bytes": part.bytes,
+                                  "options": options}))  # fmt: skip
     return job.key
 
 
 def run_jobs(fn: JobFn, jobs: list[Job], out: Path, options: dict, workers: int = 1) -> int:
     """Run every unfinished job (progress bar with ETA on stderr); returns the number run."""
     (out / "parts").mkdir(parents=True, exist_ok=True)
-    todo = [(n, job) for n, job in enumerate(jobs) if not is_done(out, n, job)]
+    todo = [(n, job) for n, job in enumerate(jobs) if not is_done(out, n, job, options)]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="video", file=sys.stderr,
                desc=f"prepare → {out}", dynamic_ncols=True)  # fmt: skip
     try:

@@ -145,6 +145,9 @@ def test_resume_after_an_interruption_and_verification(world, tmp_path):
     problems = verify(out, pd.read_csv(out / "index.csv"))
     assert len(problems) == 1 and str(victim) in problems[0]
     assert run_jobs(counting, jobs, out, opts) == 1  # its video no longer matches its marker
+    assert run_jobs(counting, jobs, out, opts | {"quality": QUALITY - 10}) == len(
+        jobs
+    )  # other options
 
 
 def test_start_up_is_lazy(world, monkeypatch):
@@ -208,3 +211,39 @@ def test_mpii_large_people_decode_reduced_within_jpeg_tolerance(world, monkeypat
         )
         assert all(torch.equal(a[k], b[k]) for k in a if k != "image" and not isinstance(a[k], str))
     assert any(reduced) and not all(reduced)  # large and small people in the world
+
+
+def test_resume_after_sigkill(tmp_path):
+    """The command killed (SIGKILL) after its first finished video: a rerun redoes only the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, out = tmp_path / "h36m", tmp_path / "prepared"
+    write_h36m(root, (1, 5), 1, 40, seed=0)  # 8 videos of 40 frames at 320×240
+    argv = ["h36m", str(root), "--out", str(out), "--workers", "1", "--frame-step", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "datamodules.prepare", *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = out / "parts" / "0000000.json"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (out / MANIFEST).exists()
+    jobs = prep_h36m.jobs(root, frame_step=1)
+    from datamodules.prepare.runner import is_done
+
+    done = [n for n, job in enumerate(jobs) if is_done(out, n, job)]
+    assert 1 <= len(done) < len(jobs)
+    redone = []
+
+    def counting(job, folder, options):
+        redone.append(job.key)
+        return prep_h36m.run(job, folder, options)
+
+    opts = prep_h36m.options()  # the command's defaults
+    prepare("h36m", counting, jobs, out, opts)  # resumes, merges, verifies
+    assert len(redone) == len(jobs) - len(done)
+    assert json.loads((out / MANIFEST).read_text())["frames"] == len(jobs) * 40
