@@ -130,3 +130,19 @@ def test_for_inference_follows_the_chosen_precision(monkeypatch):
         monkeypatch.setattr("deephar.models.precision.cpu_flags", lambda f=flags: f)
         fast = for_inference(net, verbose=False)
         assert sum(isinstance(m, LowPrecisionStage) for m in fast.modules()) == stages
+
+
+def test_predict_runs_the_fast_path(tmp_path, monkeypatch):
+    """``experiments.predict`` obtains its network through ``for_inference`` (fast by default)."""
+    predict = pytest.importorskip("experiments.predict")
+    from deephar.checkpoint import network_payload
+
+    monkeypatch.setenv("DEEPHAR_PRECISION", "fp32")
+    net = build_model(NetworkConfig(input_size=64, pose_blocks=1, width=0.25)).eval()
+    torch.save(network_payload(net, model="mpii"), tmp_path / "net.pt")
+    fast = predict.load_network(tmp_path / "net.pt").model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    eager = predict.load_network(tmp_path / "net.pt", fast=False).model
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in eager.modules())
