@@ -69,3 +69,17 @@ def test_int8_quantizes_the_trunk_only(net, tmp_path):
     out = onnx_session(tmp_path / "pose.int8.onnx", threads=1).run(None, {"images": x})[0]
     assert out.shape == ref.shape and np.isfinite(out).all()
     assert np.abs(out - ref).max() < 0.1  # int8 trunk: poses (in [0, 1]) stay close
+
+
+def test_export_command_writes_checked_graphs(net, tmp_path, capsys):
+    from deephar.checkpoint import network_payload
+    from deephar.export.__main__ import main
+
+    torch.save(network_payload(net, model="penn"), tmp_path / "net.pt")
+    crops = np.random.default_rng(0).uniform(-1, 1, (16, 3, 64, 64)).astype(np.float32)
+    np.save(tmp_path / "crops.npy", crops)
+    argv = [str(tmp_path / "net.pt"), "--out", str(tmp_path / "out"), "--task", "pose"]
+    assert main([*argv, "--int8", str(tmp_path / "crops.npy")]) == 0
+    assert (tmp_path / "out" / "pose.onnx").is_file()
+    assert (tmp_path / "out" / "pose.int8.onnx").is_file()
+    assert "ONNX Runtime vs PyTorch: pose" in capsys.readouterr().out
