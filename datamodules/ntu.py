@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from datamodules.base import SampleReadError, clip_indices, require_dir, sample_rng, to_tensors
 from datamodules.layouts import NTU25, convert, get_layout
 from datamodules.prepare.runner import load_prepared
-from datamodules.prepare.store import read_jpeg, store_matrix, warp_stored
+from datamodules.prepare.store import Margin, read_jpeg, store_matrix, warp_stored
 from datamodules.transforms import (
     AugmentParams,
     AugmentRanges,
@@ -216,8 +216,6 @@ class NTUDataset(Dataset):
         if version not in MISSING_LISTS:
             raise ValueError(f"NTUDataset: version must be 60 or 120, got {version!r}")
         self.prepared = load_prepared(prepared, "ntu", ("uv", "xyz", "valid")) if prepared else None
-        if self.prepared is not None:
-            self._check_prepared(layout, clip_length, input_size, video_step)
         self.root = None if self.prepared else require_dir(root, "NTU root")
         self.skeletons = None if self.prepared else require_dir(
             self.root / "nturgb+d_skeletons", "NTU skeletons")  # fmt: skip
@@ -229,6 +227,8 @@ class NTUDataset(Dataset):
         self.clip_sampling = clip_sampling or ("random" if split == "train" else "middle")
         default = TRAIN_SUBSAMPLE if self.augment else TEST_SUBSAMPLE
         self.subsample = tuple(np.atleast_1d(subsample or default).astype(int).tolist())
+        if self.prepared is not None:
+            self._check_prepared(version)
         if (
             not self.prepared
             and mode == "images"
@@ -270,19 +270,26 @@ class NTUDataset(Dataset):
                 items += [(v, c * self.video_step) for c in clips]
         return items
 
-    def _check_prepared(self, layout: str, T: int, input_size: int, video_step: int) -> None:
-        """The prepared regions cover this reader's clips: same layout, clip length, video step."""
+    def _check_prepared(self, version: int) -> None:
+        """The prepared regions cover this reader's clips (layout, clip length, video step,
+        subsamples, augmentation ranges, input size) and its release version."""
         o = self.prepared.meta["options"]
+        stored = Margin(**o["margin"])
+        subsamples = {*TRAIN_SUBSAMPLE, TEST_SUBSAMPLE, *o["subsamples"]}
         if (
-            (layout, video_step) != (o["layout"], o["video_step"])
-            or T not in o["clip_lengths"]
-            or (input_size > o["margin"]["input_size"])
+            (self.layout.name, self.video_step) != (o["layout"], o["video_step"])
+            or self.T not in o["clip_lengths"]
+            or not set(self.subsample) <= subsamples
+            or self.input_size > stored.input_size
+            or Margin.of(self.aug, self.input_size).span(1.0) > stored.span(1.0) + 1e-9
+            or (version == 120 and o.get("version", 60) == 60)
         ):
             raise ValueError(
-                f"{self.prepared.root}: prepared for layout {o['layout']}, clip lengths "
-                f"{o['clip_lengths']}, video step {o['video_step']}, input ≤ "
-                f"{o['margin']['input_size']}; this reader needs {layout}, T={T}, step "
-                f"{video_step}, input {input_size}: prepare again with those options"
+                f"{self.prepared.root}: prepared for NTU{o.get('version', 60)}, layout "
+                f"{o['layout']}, clip lengths {o['clip_lengths']}, video step {o['video_step']}, "
+                f"subsamples {sorted(subsamples)}, {stored}; this reader needs NTU{version}, "
+                f"{self.layout.name}, T={self.T}, step {self.video_step}, subsample "
+                f"{self.subsample}, {self.aug} at input {self.input_size}: prepare again"
             )
 
     def _prepared_rows(self):

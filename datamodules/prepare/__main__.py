@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         jobs = ntu.jobs(args.root, args.version)
         fn = ntu.run
-        options = ntu.options(args.input_size, args.quality, args.clip_lengths, args.layout)
+        options = ntu.options(args.input_size, args.quality, args.clip_lengths, args.layout,
+                              version=args.version)  # fmt: skip
     print(f"{args.dataset}: {len(jobs)} videos in {args.root} → {args.out}", flush=True)
     try:
         prepare(args.dataset, fn, jobs, args.out, options, args.workers)

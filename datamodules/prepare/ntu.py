@@ -118,8 +118,9 @@ def run(job: Job, folder: Path, options: dict) -> Part:
 
 
 def options(input_size: int = 256, quality: int = 90, clip_lengths=(20,), layout: str = "pa20j",
-            video_step: int = 2, subsamples=()) -> dict:  # fmt: skip
+            video_step: int = 2, subsamples=(), version: int = 60) -> dict:  # fmt: skip
     """Job options: margin of ``NTU_AUG``, JPEG quality, the clips the region must cover."""
     return {"margin": asdict(Margin.of(NTU_AUG, input_size)), "quality": quality,
             "clip_lengths": [int(t) for t in clip_lengths], "layout": layout,
-            "video_step": video_step, "subsamples": [int(s) for s in subsamples]}  # fmt: skip
+            "video_step": video_step, "subsamples": [int(s) for s in subsamples],
+            "version": version}  # fmt: skip

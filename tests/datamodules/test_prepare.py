@@ -110,6 +110,9 @@ def test_ntu_prepared_gives_the_same_clips(world, prepared):
         )
     with pytest.raises(ValueError, match="clip lengths"):
         NTUDataset(None, prepared=prepared["ntu"], split="train", clip_length=8)
+    with pytest.raises(ValueError, match="prepare again"):  # zooms out beyond the stored margin
+        NTUDataset(None, prepared=prepared["ntu"], split="train", clip_length=4,
+                   aug={"scales": (0.7, 1.0, 1.6), "translate": 40.0})  # fmt: skip
 
 
 def test_resume_after_an_interruption_and_verification(world, tmp_path):
