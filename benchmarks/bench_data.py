@@ -6,7 +6,8 @@ Reads the synthetic world (written in the four real on-disk formats, generated o
 the real readers with training augmentation: MPII and Human3.6M still images at 256², Penn Action
 and NTU clips of T = 16 frames at 256². A DataLoader with N workers delivers about N times this;
 compare with the GPU's consumption (benchmarks/bench_train.py) to size ``data.num_workers``.
-The synthetic frames are 320×240: real MPII photos and 1080p NTU video decode slower per sample.
+The synthetic frames are 320×240: real MPII photos and 1080p NTU video decode slower per sample;
+``benchmarks/bench_data_real.py`` measures the real resolutions (raw vs prepared vs chunks).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ WORLD_VERSION = 1
 H36M_FRAMES, NTU_FRAMES, CLIP = 250, 100, 16
 H100_BF16_DENSE = 989e12  # FLOP/s, NVIDIA H100 SXM datasheet (dense, no sparsity)
 ASSUMED_MFU = 0.15  # share of that rate a training step of this depthwise-heavy network reaches
+GPU_BATCH, GPU_STEPS = 24, 5  # bench_train's paper-sized pose row (batch 24 images)
 
 
 def real_world(root: Path, log=print) -> dict[str, Path]:
@@ -117,7 +118,7 @@ def gpu_demand() -> tuple[float, str]:
     if torch.cuda.is_available():
         from benchmarks.bench_train import measure
 
-        _, rate = measure("pose", MPII_2D, 24, "cuda", "bf16+channels_last")
+        _, rate = measure("pose", MPII_2D, GPU_BATCH, GPU_STEPS, "cuda", "bf16+channels_last")
         return rate, f"measured: bench_train pose K=8 256² bf16 on {torch.cuda.get_device_name()}"
     from torch.utils.flop_counter import FlopCounterMode
 

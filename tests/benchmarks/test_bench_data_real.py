@@ -1,0 +1,35 @@
+"""The real-resolution data benchmark's GPU demand: measured through bench_train on a GPU (the call
+binds to its signature), the FLOP estimate otherwise."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from benchmarks import bench_data_real, bench_train
+
+
+def test_gpu_demand_calls_bench_train_with_its_signature(monkeypatch):
+    calls, real = [], inspect.signature(bench_train.measure)
+
+    def fake(*args, **kwargs):
+        calls.append(dict(real.bind(*args, **kwargs).arguments))  # TypeError if it cannot bind
+        return 1.0, 1234.0
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "fake GPU")
+    monkeypatch.setattr(bench_train, "measure", fake)
+    rate, how = bench_data_real.gpu_demand()
+    assert rate == 1234.0 and "measured" in how and "fake GPU" in how
+    assert calls[0]["device"] == "cuda" and calls[0]["task"] == "pose"
+
+
+@pytest.mark.slow
+def test_gpu_demand_estimate_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rate, how = bench_data_real.gpu_demand()
+    gflop = float(how.split("estimate: ")[1].split(" GFLOP")[0])
+    expected = bench_data_real.H100_BF16_DENSE * bench_data_real.ASSUMED_MFU / (3 * gflop * 1e9)
+    assert rate == pytest.approx(expected, rel=1e-2) and gflop > 1
