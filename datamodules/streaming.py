@@ -104,13 +104,15 @@ def split_inputs(prepared: str | Path, dataset: str, split: str, benchmark: str 
 
 
 def write_chunks(prepared: str | Path, out: str | Path, dataset: str, workers: int = 1,
-                 chunk_bytes: str = "64MB", splits: tuple[str, ...] = ("train", "test")) -> None:  # fmt: skip
-    """``litdata.optimize`` the prepared samples of each split into ``out/<split>``."""
+                 chunk_bytes: str = "64MB", splits: tuple[str, ...] = ("train", "test"),
+                 benchmark: str = "xsub", version: int = 60) -> None:  # fmt: skip
+    """``litdata.optimize`` the prepared samples of each split into ``out/<split>`` (NTU: the
+    split of ``benchmark`` in release ``version``)."""
     from litdata import optimize
 
     fn = h36m_record if dataset == "h36m" else ntu_record
     for split in splits:
-        inputs = split_inputs(prepared, dataset, split)
+        inputs = split_inputs(prepared, dataset, split, benchmark, version)
         if not inputs:
             continue
         optimize(fn=fn, inputs=inputs, output_dir=str(Path(out) / split), chunk_bytes=chunk_bytes,

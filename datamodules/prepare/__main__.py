@@ -3,7 +3,8 @@
 Decodes each video of the download once and stores the frames training reads as person crops
 (with the augmentation margin) in JPEG, with an index; resumable (a rerun skips finished videos)
 and verified at the end. ``--chunks DIR`` also writes the prepared samples as LitData chunks for
-streaming (``datamodules.streaming``). See docs/datasets.md, "Preparing for training at scale".
+streaming (``datamodules.streaming``). See docs/datasets.md, "Preparing Human3.6M and NTU for training
+at scale".
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def build(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--layout", default="pa20j", help="ntu: the reader's joint layout")
     ap.add_argument("--chunks", help="also write LitData chunks of the prepared samples here")
     ap.add_argument("--chunk-bytes", default="64MB", help="LitData chunk size (default 64MB)")
+    ap.add_argument("--benchmark", default="xsub", choices=("xsub", "xview", "xset"),
+                    help="ntu: the split the chunks' train/ and test/ follow")  # fmt: skip
     return ap.parse_args(argv)
 
 
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.chunks:
         from datamodules.streaming import write_chunks
 
-        write_chunks(args.out, args.chunks, args.dataset, args.workers, args.chunk_bytes)
+        write_chunks(args.out, args.chunks, args.dataset, args.workers, args.chunk_bytes,
+                     benchmark=args.benchmark, version=args.version)  # fmt: skip
     print(f"done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 
