@@ -35,6 +35,39 @@ from experiments.config import load_config, network_config
 from experiments.logging import log_result_run
 
 TORSO = ("l_shoulder", "r_hip")  # PCK reference: the torso diagonal (LSP-style "torso PCK")
+# Share of the demo's wall time per stage and the whole demo's minutes, measured on a quiet 2-core
+# machine (README, demo): the ETA before a stage has finished; later ones scale by the real pace.
+STAGES = {"world": 0.08, "pose": 0.38, "provided": 0.05, "estimated": 0.27, "finetuned": 0.12,
+          "multiclip": 0.03, "pose evaluation": 0.07}  # fmt: skip
+QUIET_MINUTES = 10.0
+
+
+class StageClock:
+    """Prints each stage as it starts with the time so far and an overall ETA; ``log`` takes the
+    ablation's messages ("[i/n] row: running" starts a row's stage; "finished earlier" skips it)."""
+
+    def __init__(self) -> None:
+        self.start, self.current = time.perf_counter(), ""
+        self.ran = self.skipped = 0.0  # shares of the stages finished / kept from an earlier run
+
+    def stage(self, name: str, skipped: bool = False) -> None:
+        self.ran += STAGES.get(self.current, 0.0)
+        self.current = "" if skipped else name
+        self.skipped += STAGES.get(name, 0.0) if skipped else 0.0
+        elapsed = time.perf_counter() - self.start
+        left = max(0.0, 1.0 - self.ran - self.skipped)
+        pace = elapsed / self.ran if self.ran >= 0.05 else QUIET_MINUTES * 60.0
+        index = list(STAGES).index(name) + 1 if name in STAGES else 0
+        state = "kept from an earlier run" if skipped else "running"
+        print(f"== stage {index}/{len(STAGES)} {name}: {state}; {elapsed / 60:.1f} min so far, "
+              f"ETA {left * pace / 60:.1f} min", flush=True)  # fmt: skip
+
+    def log(self, message: str) -> None:
+        head, _, rest = message.partition("] ")
+        row = rest.partition(":")[0]
+        if head.startswith("[") and row in STAGES:
+            self.stage(row, skipped="finished earlier" in rest)
+        print(message, flush=True)
 
 
 def demo_args(size: str, out: Path, data: Path) -> argparse.Namespace:
@@ -55,7 +88,21 @@ def pose_results(args: argparse.Namespace, ckpt: str) -> tuple[dict, object, obj
         views = evaluate.protocols.multi_crop_views(0, flip=False)
         res = evaluate.evaluate_pose(net, loader, cfg.data.layout, views, f"{key}/torso PCK")
         results[f"{key}/torso-pck"] = {k: v for k, v in res.items() if k.startswith("pck")}
+        results[f"{key}/torso-pck"]["joints"] = list(get_layout(cfg.data.layout).joints)
     return results, cfg, net
+
+
+def torso_table(pose: dict) -> str:
+    """Per-part torso PCK@0.5 (%) of every test set (MPII parts: mean of the two sides)."""
+    rows = {}
+    for key, res in pose.items():
+        if key.endswith("/torso-pck"):
+            per_joint = dict(zip(res["joints"], res["pck_per_joint"]))
+            rows[key.removesuffix("/torso-pck")] = {
+                part: np.nanmean([per_joint[j] for j in joints if j in per_joint])
+                for part, joints in tables.MPII_PARTS.items()
+            } | {"Total": res["pck@0.5"]}  # fmt: skip
+    return "### Torso PCK@0.5 (%) per part\n\n" + tables.to_markdown(tables.accuracy_table(rows))
 
 
 def torso_referenced(loader, layout: str):
@@ -111,10 +158,12 @@ def run_demo(size: str = "demo", out: str | Path = "runs/demo", data: str | Path
     data = Path(data) if data else (Path("data/synthetic") if size == "demo" else out / "world")
     args = demo_args(size, out, data)
     print(f"== deephar demo ({size}): world {data}, outputs {out}", flush=True)
-    rows = ablation.run_ablation(args)
-    print(f"== pose evaluation ({time.perf_counter() - start:.0f} s so far)", flush=True)
+    clock = StageClock()
+    clock.stage("world")
+    rows = ablation.run_ablation(args, log=clock.log)
+    clock.stage("pose evaluation")
     pose, cfg, net = pose_results(args, rows["pose"]["checkpoint"])
-    texts = [evaluate.write_results(pose, cfg.data.layout, out / "pose")]
+    texts = [evaluate.write_results(pose, cfg.data.layout, out / "pose"), torso_table(pose)]
     flat = {f"{k}/{m}": v for k, res in pose.items() for m, v in res.items() if np.isscalar(v)}
     log_result_run(cfg, out, "demo-pose-evaluation", flat)
     texts.append((out / "table5.md").read_text())
