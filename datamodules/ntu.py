@@ -33,8 +33,8 @@ from torch.utils.data import Dataset
 
 from datamodules.base import SampleReadError, clip_indices, require_dir, sample_rng, to_tensors
 from datamodules.layouts import NTU25, convert, get_layout
-from datamodules.prepare.runner import load_prepared
-from datamodules.prepare.store import Margin, read_jpeg, store_matrix, warp_stored
+from datamodules.prepare.clips import PreparedVideos
+from datamodules.prepare.store import warp_stored
 from datamodules.transforms import (
     AugmentParams,
     AugmentRanges,
@@ -215,7 +215,7 @@ class NTUDataset(Dataset):
             raise ValueError(f"NTUDataset: bad split {split!r} or mode {mode!r}")
         if version not in MISSING_LISTS:
             raise ValueError(f"NTUDataset: version must be 60 or 120, got {version!r}")
-        self.prepared = load_prepared(prepared, "ntu", ("uv", "xyz", "valid")) if prepared else None
+        self.prepared = PreparedVideos(prepared) if prepared else None
         self.root = None if self.prepared else require_dir(root, "NTU root")
         self.skeletons = None if self.prepared else require_dir(
             self.root / "nturgb+d_skeletons", "NTU skeletons")  # fmt: skip
@@ -228,7 +228,7 @@ class NTUDataset(Dataset):
         default = TRAIN_SUBSAMPLE if self.augment else TEST_SUBSAMPLE
         self.subsample = tuple(np.atleast_1d(subsample or default).astype(int).tolist())
         if self.prepared is not None:
-            self._check_prepared(version)
+            self.prepared.check(self, version, {*TRAIN_SUBSAMPLE, TEST_SUBSAMPLE})
         if (
             not self.prepared
             and mode == "images"
@@ -238,7 +238,7 @@ class NTUDataset(Dataset):
         skip = self._missing(missing_list, version)
         names = (
             sorted(p.stem for p in self.skeletons.glob("*.skeleton") if NAME.fullmatch(p.stem))
-            if self.prepared is None else self.prepared.videos["name"].tolist()
+            if self.prepared is None else self.prepared.names()
         )  # fmt: skip
         self.names = [
             n for n in names
@@ -258,10 +258,10 @@ class NTUDataset(Dataset):
     def _clips(self) -> list[tuple[int, np.ndarray]]:
         """(video index, frame indices (T,)) of every clip; frame counts from the file headers."""
         items = []
-        lengths = self._prepared_rows()["skeleton_frames"] if self.prepared else None
+        lengths = self.prepared.skeleton_frames(self.names) if self.prepared else None
         for v, name in enumerate(self.names):
             if lengths is not None:
-                n = int(lengths.iat[v])
+                n = int(lengths[v])
             else:
                 with open(self.skeletons / f"{name}.skeleton") as f:
                     n = int(f.readline())
@@ -269,33 +269,6 @@ class NTUDataset(Dataset):
                 clips = clip_indices(self._steps(n), self.T, "multi", sub)
                 items += [(v, c * self.video_step) for c in clips]
         return items
-
-    def _check_prepared(self, version: int) -> None:
-        """The prepared regions cover this reader's clips (layout, clip length, video step,
-        subsamples, augmentation ranges, input size) and its release version."""
-        o = self.prepared.meta["options"]
-        stored = Margin(**o["margin"])
-        subsamples = {*TRAIN_SUBSAMPLE, TEST_SUBSAMPLE, *o["subsamples"]}
-        if (
-            (self.layout.name, self.video_step) != (o["layout"], o["video_step"])
-            or self.T not in o["clip_lengths"]
-            or not set(self.subsample) <= subsamples
-            or self.input_size > stored.input_size
-            or Margin.of(self.aug, self.input_size).span(1.0) > stored.span(1.0) + 1e-9
-            or (version == 120 and o.get("version", 60) == 60)
-        ):
-            raise ValueError(
-                f"{self.prepared.root}: prepared for NTU{o.get('version', 60)}, layout "
-                f"{o['layout']}, clip lengths {o['clip_lengths']}, video step {o['video_step']}, "
-                f"subsamples {sorted(subsamples)}, {stored}; this reader needs NTU{version}, "
-                f"{self.layout.name}, T={self.T}, step {self.video_step}, subsample "
-                f"{self.subsample}, {self.aug} at input {self.input_size}: prepare again"
-            )
-
-    def _prepared_rows(self):
-        """The prepared videos table in the order of ``self.names``."""
-        table = self.prepared.videos.set_index("name", drop=False)
-        return table.loc[self.names]
 
     def _load(self, name: str):
         """(xyz (n, 25, 3), uv (n, 25, 2), valid (n, 25), frames reader, (W, H), stored (2, 3) or
@@ -311,33 +284,11 @@ class NTUDataset(Dataset):
             video = VideoReader(video_path(self.root, name))
             n = min(len(xyz), video.num_frames)
             return xyz[:n], uv[:n], valid[:n], video.read, video.size, None
-        p = self.prepared
-        v = int(self._row_of[name])
-        row = p.videos.iloc[v]
-        folder = p.root / "frames" / name
-        if row.num_frames == 0:
-            raise SampleReadError(folder, "no body in any frame of the skeleton")
-        a, b = int(row.pose_start), int(row.pose_start + row.pose_count)
-        xyz, uv, valid = (np.asarray(p.poses[k][a:b]) for k in ("xyz", "uv", "valid"))
-        first = int(np.searchsorted(p.frames["video"], v))
-        stored = store_matrix(p.frames["x0"][first : first + 1], p.frames["side"][first : first + 1],
-                              p.frames["stored"][first : first + 1])[0]  # fmt: skip
-
-        def read(idx):
-            return np.stack([read_jpeg(folder / f"{int(i):06d}.jpg") for i in idx])
-
-        size = (int(row.width), int(row.height))
-        return xyz, uv, valid, read if self.mode == "images" else None, size, stored
+        return self.prepared.load(name, self.mode == "images")
 
     def _load_item(self, v: int) -> tuple[str, tuple]:
         """(name, ``_load(name)``) of video ``v`` (the streaming source reads chunks instead)."""
         return self.names[v], self._load(self.names[v])
-
-    @property
-    def _row_of(self) -> dict[str, int]:
-        if not hasattr(self, "_rows"):
-            self._rows = {n: i for i, n in enumerate(self.prepared.videos["name"])}
-        return self._rows
 
     def _steps(self, num_frames: int) -> int:
         return -(-num_frames // self.video_step)
