@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,12 +53,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only load failed" in str(err).lower():
-            first = str(err).splitlines()[0][:200]
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found:  # a pickled object: never executed
             raise CheckpointError(
-                path, f"refused: it holds Python objects, not only tensors ({first})"
+                path, f"refused: it holds a Python object ({found.group(1)}), not only tensors"
             ) from None
-        raise CheckpointError(path, f"not a PyTorch checkpoint ({err})") from None
+        raise CheckpointError(path, "not a PyTorch checkpoint (unreadable pickle data)") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
         first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
         raise CheckpointError(path, f"truncated or not a PyTorch checkpoint ({first})") from None
