@@ -69,6 +69,8 @@ def test_int8_quantizes_the_trunk_only(net, tmp_path):
     out = onnx_session(tmp_path / "pose.int8.onnx", threads=1).run(None, {"images": x})[0]
     assert out.shape == ref.shape and np.isfinite(out).all()
     assert np.abs(out - ref).max() < 0.1  # int8 trunk: poses (in [0, 1]) stay close
+    scales = [i for i in q.graph.initializer if i.name.endswith("_scale")]
+    assert all(np.isfinite(onnx.numpy_helper.to_array(i)).all() for i in scales)
 
 
 def test_export_command_writes_checked_graphs(net, tmp_path, capsys):

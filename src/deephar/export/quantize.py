@@ -35,6 +35,25 @@ def trunk_conv_nodes(model) -> tuple[list[str], list[str]]:
     return keep, skip
 
 
+def infinite_pads(model) -> list[str]:
+    """Names of the Pad nodes padding with ±inf (max pooling with 'same' padding): an infinite
+    value has no int8 scale, so these stay fp32."""
+    from onnx import numpy_helper
+
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "Pad"
+        and len(n.input) > 2
+        and n.input[2] in values
+        and not np.isfinite(values[n.input[2]]).all()
+    ]
+
+
 class _Calibration:
     """ONNX Runtime's CalibrationDataReader protocol over batches of one input."""
 
@@ -70,7 +89,7 @@ def quantize_int8(
     trunk, fp32_convs = trunk_conv_nodes(model)
     feeding = _feeding_trunk(model, trunk)
     others = [n.name for n in model.graph.node if n.op_type in ops and n.op_type != "Conv"]
-    head = [n for n in others if n not in feeding]
+    head = [n for n in others if n not in feeding] + infinite_pads(model)
     quantize_static(
         str(pre),
         str(out_path),
