@@ -41,7 +41,7 @@ from fractions import Fraction
 import numpy as np
 import pytorch_lightning as pl
 import torch.distributed as dist
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from datamodules.missing import MissingLog, collate_readable
 
@@ -217,19 +217,36 @@ class MixedRatioDataModule(pl.LightningDataModule):
         return 0, 1
 
     def train_sampler(self) -> MixedRatioSampler:
+        """A ``datamodules.resume.SeededSampler``: (index, draw seed) pairs, resumable."""
+        from datamodules.resume import SeededSampler  # resume.py builds on this module
+
         rank, world_size = self.distributed()
         sizes = [len(d) for d in self.train_sets.values()]
         counts = list(self.counts.values())
         steps = self.steps_per_epoch or default_steps(sizes, counts, world_size)
-        return MixedRatioSampler(sizes, counts, steps, self.seed, rank, world_size)
+        return SeededSampler(sizes, counts, steps, self.seed, rank, world_size)
+
+    def batches_done(self) -> int:
+        """Batches trained on in the current epoch (0 between epochs, or without a Trainer)."""
+        if self.trainer is None:
+            return 0
+        loop = self.trainer.fit_loop
+        epoch = loop.epoch_progress.current
+        return (
+            loop.epoch_loop.batch_progress.current.completed if epoch.started == epoch.ready else 0
+        )
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            ConcatDataset(list(self.train_sets.values())),
+        """Resumable mid-epoch, each draw augmented from its own seed (``datamodules.resume``)."""
+        from datamodules.resume import ResumableLoader, SeededDataset
+
+        return ResumableLoader(
+            SeededDataset(list(self.train_sets.values())),
             batch_size=self.batch_size,
             sampler=self.train_sampler(),
             drop_last=True,
             collate_fn=self.collate,
+            batches_done=self.batches_done,
             **self.loader_kwargs,
         )
 

@@ -12,17 +12,22 @@
   A second Ctrl+C aborts at once. A rerun with ``resume=auto`` continues from that step.
   Outside ``fit`` (building datasets, testing) there is no step to save: the signal exits at once
   with the same code.
+- ``RNGState`` puts the process RNG states into every checkpoint. With the resumable training
+  loader (``datamodules.resume``) and the task modules' own plateau step (``deephar.tasks.base``)
+  a resumed run equals the uninterrupted one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
@@ -121,5 +126,26 @@ class SaveOnSignal(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         if self.received is not None and isinstance(exception, SIGTERMException):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
             self.saved_step = trainer.global_step
+
+
+class RNGState(Callback):
+    """The process RNGs (torch, NumPy, Python) saved in every checkpoint and restored on resume,
+    as plain tensors and lists (loadable with weights_only=True)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "python": [version, list(internal), gauss_next],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, gauss_next = state["python"]
+        random.setstate((version, tuple(internal), gauss_next))

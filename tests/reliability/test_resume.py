@@ -1,0 +1,120 @@
+"""Defects 3 and 4: a killed run resumed with ``resume=auto`` ends with the uninterrupted run's
+weights, optimiser, scheduler and best-so-far tracker; SIGTERM / SIGINT save the current step
+and exit non-zero. Real subprocesses (``tests.reliability.child``: the train entry point plus a
+step beacon), CPU, augmentation and validation on, 0 and 2 data workers; 3 epochs of 4 steps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.reliability.conftest import REPO, TINY
+
+STEPS, EPOCHS = 4, 3
+
+
+def train_args(world: Path, out: Path, workers: int, *extra: str) -> list[str]:
+    return ["demo_pose", f"data.root={world}", f"out_dir={out}", *TINY, "data.test=[]",
+            f"data.steps_per_epoch={STEPS}", f"trainer.max_epochs={EPOCHS}", "data.augment=true",
+            f"data.num_workers={workers}", "optim.schedule=plateau", "optim.plateau_patience=0",
+            *extra]  # fmt: skip
+
+
+def start(args: list[str], tmp: Path, sleep: float = 0.0) -> tuple[subprocess.Popen, Path]:
+    """The child training process and its beacon file; TMPDIR is a folder of its own."""
+    beacon = tmp / f"beacon-{time.monotonic_ns()}"
+    (tmp / "tmpdir").mkdir(exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", BEACON=str(beacon), STEP_SLEEP=str(sleep),
+               TMPDIR=str(tmp / "tmpdir"))  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.child", *args], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return proc, beacon
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def wait_for_step(proc: subprocess.Popen, beacon: Path, step: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if beacon.is_file() and int(beacon.read_text() or 0) >= step:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before step {step}: {proc.communicate()[1]}")
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} not reached in {timeout} s")
+
+
+def run_to_end(args: list[str], tmp: Path) -> None:
+    code, err = finish(start(args, tmp)[0])
+    assert code == 0, err
+
+
+def last(out: Path) -> dict:
+    return torch.load(out / "demo_pose" / "last.ckpt", map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def reference(world, tmp_path_factory) -> dict[int, dict]:
+    """The uninterrupted runs' final checkpoints, per number of workers (computed on demand)."""
+    tmp, done = tmp_path_factory.mktemp("reference"), {}
+
+    def get(workers: int) -> dict:
+        if workers not in done:
+            run_to_end(train_args(world, tmp / f"w{workers}", workers), tmp)
+            done[workers] = last(tmp / f"w{workers}")
+        return done[workers]
+
+    return get
+
+
+def assert_same_run(resumed: dict, uninterrupted: dict) -> None:
+    assert resumed["global_step"] == uninterrupted["global_step"] == STEPS * EPOCHS
+    torch.testing.assert_close(resumed["state_dict"], uninterrupted["state_dict"])
+    torch.testing.assert_close(resumed["optimizer_states"], uninterrupted["optimizer_states"])
+    assert resumed["plateau"] == uninterrupted["plateau"]  # every plateau step, none lost
+    assert resumed["plateau"]["last_epoch"] == EPOCHS  # one step per validation
+    assert "val_best.max_value" in resumed["state_dict"]  # the best so far travels along
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(world, tmp_path, reference,
+                                                                    workers):  # fmt: skip
+    args = train_args(world, tmp_path / "runs", workers)
+    proc, beacon = start(args, tmp_path, sleep=0.2)
+    wait_for_step(proc, beacon, 2 * STEPS + 2)  # mid-epoch 3: two epoch ends behind it
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stale = tmp_path / "runs" / "demo_pose" / ".last.ckpt.99.partial"
+    stale.write_bytes(b"half a checkpoint")  # what a kill during a save leaves
+    run_to_end([*args, "resume=auto"], tmp_path)
+    assert_same_run(last(tmp_path / "runs"), reference(workers))
+    assert not stale.exists(), "partial checkpoint writes are not cleaned up"
+    assert not list((tmp_path / "tmpdir").iterdir()), "checkpoint temp files left in TMPDIR"
+
+
+@pytest.mark.parametrize(("signum", "code", "workers"),
+                         [(signal.SIGTERM, 143, 0), (signal.SIGINT, 130, 2)])  # fmt: skip
+def test_signal_saves_the_current_step_and_exits_nonzero(world, tmp_path, reference, signum, code,
+                                                         workers):  # fmt: skip
+    args = train_args(world, tmp_path / "runs", workers)
+    proc, beacon = start(args, tmp_path, sleep=0.3)
+    wait_for_step(proc, beacon, STEPS + 1)  # inside epoch 2
+    proc.send_signal(signum)
+    returned, err = finish(proc)
+    assert returned == code, err
+    saved = last(tmp_path / "runs")
+    step = saved["global_step"]
+    assert STEPS < step < STEPS * EPOCHS and f"step {step} saved to" in err, err
+    assert int(beacon.read_text()) == step  # the very step it stopped at, nothing lost
+    run_to_end([*args, "resume=auto"], tmp_path)
+    assert_same_run(last(tmp_path / "runs"), reference(workers))
