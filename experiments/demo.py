@@ -44,23 +44,31 @@ QUIET_MINUTES = 10.0
 
 class StageClock:
     """Prints each stage as it starts with the time so far and an overall ETA; ``log`` takes the
-    ablation's messages ("[i/n] row: running" starts a row's stage; "finished earlier" skips it)."""
+    ablation's messages ("[i/n] row: running" starts a row's stage; "finished earlier" skips it).
+    A stage done in under a tenth of its expected time (a world already written) counts as
+    skipped, so the pace is measured on the stages that worked."""
 
     def __init__(self) -> None:
-        self.start, self.current = time.perf_counter(), ""
-        self.ran = self.skipped = 0.0  # shares of the stages finished / kept from an earlier run
+        self.start = self.since = time.perf_counter()
+        self.current = ""
+        self.ran = self.skipped = self.busy = 0.0  # shares run / skipped, seconds of the run ones
 
     def stage(self, name: str, skipped: bool = False) -> None:
-        self.ran += STAGES.get(self.current, 0.0)
-        self.current = "" if skipped else name
+        now = time.perf_counter()
+        if self.current:
+            spent, share = now - self.since, STAGES[self.current]
+            if spent < 0.1 * share * QUIET_MINUTES * 60.0:
+                self.skipped += share
+            else:
+                self.ran, self.busy = self.ran + share, self.busy + spent
         self.skipped += STAGES.get(name, 0.0) if skipped else 0.0
-        elapsed = time.perf_counter() - self.start
+        self.current, self.since = ("" if skipped else name), now
         left = max(0.0, 1.0 - self.ran - self.skipped)
-        pace = elapsed / self.ran if self.ran >= 0.05 else QUIET_MINUTES * 60.0
+        pace = self.busy / self.ran if self.ran >= 0.05 else QUIET_MINUTES * 60.0
         index = list(STAGES).index(name) + 1 if name in STAGES else 0
         state = "kept from an earlier run" if skipped else "running"
-        print(f"== stage {index}/{len(STAGES)} {name}: {state}; {elapsed / 60:.1f} min so far, "
-              f"ETA {left * pace / 60:.1f} min", flush=True)  # fmt: skip
+        print(f"== stage {index}/{len(STAGES)} {name}: {state}; {(now - self.start) / 60:.1f} min "
+              f"so far, ETA {left * pace / 60:.1f} min", flush=True)  # fmt: skip
 
     def log(self, message: str) -> None:
         head, _, rest = message.partition("] ")

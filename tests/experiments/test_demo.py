@@ -27,3 +27,21 @@ def test_demo_pipeline_tiny(tmp_path):
     assert predict.main([str(video), f"ckpt={ckpt}", "--out", str(tmp_path / "pred")]) == 0
     pred = json.loads((tmp_path / "pred" / f"{video.stem}.json").read_text())
     assert pred["layout"] == "pa20j" and len(pred["action"]["scores"]) == 60
+
+
+def test_stage_clock_eta_follows_the_pace_and_skips_cached_stages(monkeypatch, capsys):
+    now = [0.0]
+    monkeypatch.setattr(demo.time, "perf_counter", lambda: now[0])
+    clock = demo.StageClock()
+    clock.stage("world")  # before any stage finished: the quiet-machine estimate
+    now[0] = 1.0  # the world existed: done at once, counts as skipped
+    clock.log("[1/5] pose: running")
+    now[0] += 2 * demo.STAGES["pose"] * demo.QUIET_MINUTES * 60  # pose at half the quiet pace
+    clock.log("[2/5] provided: finished earlier, kept (rows/provided.json)")
+    clock.log("[3/5] estimated: running")
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("==")]
+    eta = [float(x.split("ETA ")[1].split()[0]) for x in lines]
+    assert eta[0] == pytest.approx(demo.QUIET_MINUTES)
+    left = 1 - demo.STAGES["world"] - demo.STAGES["pose"] - demo.STAGES["provided"]
+    assert eta[-1] == pytest.approx(2 * demo.QUIET_MINUTES * left, abs=0.05)
+    assert "stage 3/7 provided: kept from an earlier run" in lines[2]
