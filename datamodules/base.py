@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,30 @@ LOAD_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,
     cv2.error,
 )
+
+
+def load_each(
+    paths: Sequence[str | Path], load: Callable[[Path], Any], what: str
+) -> tuple[list[Any], dict[str, str]]:
+    """``load`` every file of ``paths``; a file that fails is excluded (with its sample), never the
+    run: returns (loaded, {file: reason}) and lists the excluded files once, at start-up. Every
+    file failing is an error (the data is broken, not one file)."""
+    loaded, excluded = [], {}
+    for path in map(Path, paths):
+        try:
+            loaded.append(load(path))
+        except (*LOAD_ERRORS, KeyError, IndexError, TypeError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            excluded[str(path)] = reason.removeprefix(f"{path}: ")
+    if excluded:
+        if not loaded:
+            first = next(iter(excluded.items()))
+            raise ValueError(f"{what}: all {len(excluded)} files unreadable, e.g. {first[0]}: "
+                             f"{first[1]}")  # fmt: skip
+        listed = "; ".join(f"{k}: {v}" for k, v in excluded.items())
+        log.warning("%s: %d of %d files excluded (their samples are left out): %s",
+                    what, len(excluded), len(paths), listed)  # fmt: skip
+    return loaded, excluded
 
 
 def require_dir(path: str | Path, what: str) -> Path:

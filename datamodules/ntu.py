@@ -31,7 +31,14 @@ from typing import Literal
 import numpy as np
 from torch.utils.data import Dataset
 
-from datamodules.base import SampleReadError, clip_indices, require_dir, sample_rng, to_tensors
+from datamodules.base import (
+    SampleReadError,
+    clip_indices,
+    load_each,
+    require_dir,
+    sample_rng,
+    to_tensors,
+)
 from datamodules.layouts import NTU25, convert, get_layout
 from datamodules.prepare.clips import PreparedVideos
 from datamodules.prepare.store import warp_stored
@@ -164,6 +171,15 @@ def is_train(name: str, benchmark: str, version: int) -> bool:
     raise ValueError(f"NTU benchmark must be 'xsub', 'xview' or 'xset', got {benchmark!r}")
 
 
+def header_frames(path: Path) -> tuple[str, int]:
+    """(name, frame count) from the first line of a .skeleton file; ValueError naming it."""
+    with open(path) as file:
+        first = file.readline()
+    if not first.strip().isdigit():
+        raise ValueError(f"{path}: not an NTU skeleton (first line {first[:40]!r}, no frame count)")
+    return path.stem, int(first)
+
+
 def video_path(root: Path, name: str) -> Path:
     """The pre-extracted frames folder of a sample when present, else its RGB video."""
     frames = root / VIDEO_DIRS[1] / name
@@ -258,13 +274,17 @@ class NTUDataset(Dataset):
     def _clips(self) -> list[tuple[int, np.ndarray]]:
         """(video index, frame indices (T,)) of every clip; frame counts from the file headers."""
         items = []
-        lengths = self.prepared.skeleton_frames(self.names) if self.prepared else None
+        if self.prepared:
+            counts = dict(zip(self.names, map(int, self.prepared.skeleton_frames(self.names))))
+        else:  # a garbage skeleton file excludes its video (listed once, with the reason)
+            paths = [self.skeletons / f"{name}.skeleton" for name in self.names]
+            found, self.excluded = load_each(
+                paths, header_frames, f"NTU skeletons {self.skeletons}"
+            )
+            counts = dict(found)
         for v, name in enumerate(self.names):
-            if lengths is not None:
-                n = int(lengths[v])
-            else:
-                with open(self.skeletons / f"{name}.skeleton") as f:
-                    n = int(f.readline())
+            if (n := counts.get(name)) is None:
+                continue
             for sub in self.subsample:
                 clips = clip_indices(self._steps(n), self.T, "multi", sub)
                 items += [(v, c * self.video_step) for c in clips]

@@ -24,7 +24,15 @@ import scipy.io
 from scipy.io.matlab import MatReadError
 from torch.utils.data import Dataset
 
-from datamodules.base import clip_indices, no_3d, read_image, require_dir, sample_rng, to_tensors
+from datamodules.base import (
+    clip_indices,
+    load_each,
+    no_3d,
+    read_image,
+    require_dir,
+    sample_rng,
+    to_tensors,
+)
 from datamodules.layouts import PENN, convert, get_layout
 from datamodules.transforms import AugmentParams, AugmentRanges, clip_box, crop_sample
 
@@ -67,7 +75,7 @@ def load_label(path: str | Path) -> PennVideo:
         action = ACTIONS.index(str(mat["action"]).strip())
         train = int(mat["train"]) == 1
         height, width = (int(v) for v in np.ravel(mat["dimensions"])[:2])
-    except (OSError, ValueError, KeyError, TypeError, MatReadError) as err:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, MatReadError) as err:
         raise ValueError(f"cannot read Penn Action label {path}: {err!r}") from err
     if x.shape != y.shape or x.shape != vis.shape or x.shape[1] != len(PENN):
         raise ValueError(f"{path}: x {x.shape}, y {y.shape}, visibility {vis.shape} differ")
@@ -133,7 +141,9 @@ class PennActionDataset(Dataset):
         files = sorted(labels.glob("*.mat"))
         if not files:
             raise FileNotFoundError(f"Penn Action: no labels/*.mat in {labels}")
-        self.videos = [v for v in map(load_label, files) if v.train == (split == "train")]
+        # a garbage label file is left out (listed once, with the reason), not the run
+        loaded, self.excluded = load_each(files, load_label, f"Penn Action labels in {labels}")
+        self.videos = [v for v in loaded if v.train == (split == "train")]
         self.items = self._index(clip_step)
 
     def _index(self, clip_step: int | None) -> list[tuple[int, np.ndarray | None]]:
