@@ -65,20 +65,6 @@ def compile_for_cpu(model: nn.Module) -> nn.Module:
     return torch.compile(model, options={"freezing": True})
 
 
-class Autocast(nn.Module):
-    """``module`` under bf16 autocast: convolutions in bf16 (CPUs with AVX512-BF16/AMX, GPUs),
-    softmax and reductions kept in fp32 by autocast's op lists."""
-
-    def __init__(self, module: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
-        super().__init__()
-        self.module, self.dtype = module, dtype
-
-    def forward(self, *args, **kwargs):
-        device = "cuda" if any(a.is_cuda for a in args if torch.is_tensor(a)) else "cpu"
-        with torch.autocast(device, dtype=self.dtype):
-            return self.module(*args, **kwargs)
-
-
 class LowPrecisionStage(nn.Module):
     """``module`` run in ``dtype`` on channels_last input; chosen outputs come back in fp32.
 
