@@ -150,10 +150,16 @@ def test_poses_mode_needs_labels_only(tmp_path: Path):
 def test_clear_errors(tmp_path: Path, penn_root: Path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         PennActionDataset(tmp_path / "nowhere")
+    labels = {p: p.read_bytes() for p in (penn_root / "labels").glob("*.mat")}
     (penn_root / "labels" / "0009.mat").write_bytes(b"MATLAB 5.0 garbage")
-    with pytest.raises(ValueError, match="0009.mat"):
-        PennActionDataset(penn_root, "test")
-    (penn_root / "labels" / "0009.mat").unlink()
+    kept = PennActionDataset(penn_root, "test")  # a garbage file leaves its video out, named
+    assert list(kept.excluded) == [str(penn_root / "labels" / "0009.mat")]
+    for label in labels:
+        label.write_bytes(b"MATLAB 5.0 garbage")
+    with pytest.raises(ValueError, match="all .* files unreadable, e.g. .*\\.mat"):
+        PennActionDataset(penn_root, "test")  # every file garbage: the data is broken
+    for label, data in labels.items():
+        label.write_bytes(data)
     (penn_root / "frames" / "0003" / "000010.jpg").unlink()  # in the middle clip 8…11
     data = PennActionDataset(penn_root, "test", clip_length=T, subsample=1)
     with pytest.raises(FileNotFoundError, match="000010.jpg"):
