@@ -230,7 +230,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", default="data/synthetic", help="synthetic world root")
     parser.add_argument("--size", choices=sorted(SCHEDULE), default="demo")
     parser.add_argument("overrides", nargs="*", help="config overrides for every row (key=value)")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # options and overrides in any order
 
 
 def main(argv: Sequence[str] | None = None) -> int:

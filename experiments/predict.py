@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("options", nargs="*", help="ckpt=PATH [keras_model=NAME decode_size=480 "
                         "threshold=0.5 fast=true]")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/predict"))
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options and key=value in any order
     opts = dict(o.split("=", 1) for o in args.options if "=" in o)
     if bad := [o for o in args.options if "=" not in o] + sorted(set(opts) - _OPTIONS):
         parser.error(f"unknown option(s) {bad}; known: {sorted(_OPTIONS)}")
