@@ -35,11 +35,8 @@ def test_flags_become_overrides(world, tmp_path):
         "multiclip",
     ]
     config, overrides = ablation.row_overrides("finetuned", args, "p.ckpt", "e.ckpt")
-    assert (
-        config == "demo_action"
-        and "init.ckpt=e.ckpt" in overrides
-        and "freeze_pose=false" in overrides
-    )
+    assert config == "demo_action" and "init.ckpt=e.ckpt" in overrides
+    assert {"finetune.enabled=true", "finetune.only=true"} <= set(overrides)
     assert overrides[-1] == "seed=3" and "logger.group=ablation-synthetic" in overrides
     assert ablation.row_overrides("provided", args)[0] == "demo_kinect"
     assert "init.keras_h5=w.h5" in ablation.row_overrides("estimated", args, "w.h5")[1]
@@ -91,3 +88,18 @@ def test_ablation_runs_every_row_and_resumes(world, tmp_path, monkeypatch):
         "app3",
         "app4",
     }
+
+
+def test_the_finetuned_row_is_the_finetune_stage_of_train(world, tmp_path):
+    """One meaning of fine-tuning: the row is ``train.run``'s finetune stage alone, at
+    ``optim.lr`` ÷ ``finetune.lr_divisor`` with the pose network trainable."""
+    from deephar.models.multitask import build_model
+    from experiments.config import load_config, network_config
+
+    cfg = load_config(*ablation.row_overrides("finetuned", args_for(world, tmp_path), "", "e.ckpt"))
+    assert train.finetunes(cfg) and cfg.finetune.only and cfg.init.ckpt == "e.ckpt"
+    lr = train.finetune_lr(cfg)
+    assert lr == pytest.approx(cfg.optim.lr / cfg.finetune.lr_divisor) and lr < cfg.optim.lr
+    module = train.build_module(cfg, build_model(network_config(cfg)), "finetune", lr)
+    assert module.optim.lr == lr and not module.net.pose_frozen
+    assert all(p.requires_grad for p in module.net.pose.parameters())
