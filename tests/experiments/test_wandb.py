@@ -37,7 +37,9 @@ def test_every_ablation_row_is_its_own_offline_run_in_one_group(world, tmp_path,
     for row, entry in rows.items():
         run = runs[f"ablation-synthetic-{row}"]
         if row != "multiclip":  # training rows: the merged config of the row
-            assert run["config"]["name"] == run["name"] and run["config"]["logger"]["kind"] == "wandb"
+            assert (
+                run["config"]["name"] == run["name"] and run["config"]["logger"]["kind"] == "wandb"
+            )
         tested = {k: v for k, v in run["summary"].items() if k.startswith("test/")}
         assert tested, f"{row}: no test metrics in the summary"
         if row in ("estimated", "finetuned"):
