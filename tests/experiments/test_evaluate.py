@@ -99,3 +99,26 @@ def test_ground_truth_predictor_scores_perfectly(world):
         build_model(network_config(cfg)).eval(), OneBatch(), cfg.data.layout, views
     )
     assert random["mpjpe"] > 10 * res["mpjpe"]
+
+
+def test_demo_and_evaluate_give_the_same_figures(world, tmp_path):
+    """One scorer, one set of protocol defaults: the demo's pose evaluation of a checkpoint equals
+    ``python -m experiments.evaluate`` on it (same multi-crop shift, same metric objects)."""
+    from deephar.checkpoint import network_payload
+    from experiments import ablation, demo
+
+    args = demo.demo_args("tiny", tmp_path / "demo", world["mpii"].parent)
+    config, overrides = ablation.row_overrides("pose", args)
+    cfg = load_config(config, overrides)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "pose.pt"
+    torch.save(network_payload(build_model(network_config(cfg))), ckpt)
+    shown, _, _ = demo.pose_results(args, str(ckpt))
+    out = tmp_path / "eval"
+    assert evaluate.main([config, f"ckpt={ckpt}", "limit=4", f"out={out}", *overrides]) == 0
+    measured = json.loads((out / "results.json").read_text())
+    assert {k for k in measured} <= set(shown) and "mpii/multi-crop" in measured
+    for key, values in measured.items():
+        for name in ("pckh@0.5", "pck@0.5", "mpjpe"):
+            if name in values:
+                assert shown[key][name] == pytest.approx(values[name], abs=1e-6), (key, name)
