@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datamodules.base import SampleReadError, read_image
+from datamodules.base import SampleReadError, read_image, truncation
 from datamodules.transforms import REFERENCE_CROP, invert_affine, normalize_image, warp
 
 
@@ -110,9 +110,12 @@ def write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> int:
 
 def decode_jpeg(data: bytes | np.ndarray, name: str | Path) -> np.ndarray:
     """RGB uint8 (H, W, 3) from JPEG bytes; SampleReadError naming ``name`` when undecodable."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    raw = data if isinstance(data, bytes) else np.asarray(data, np.uint8).tobytes()
+    if reason := truncation(raw):  # OpenCV decodes a cut JPEG without an error
+        raise SampleReadError(name, reason)
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise SampleReadError(name, "cannot decode the prepared JPEG (truncated or corrupt?)")
+        raise SampleReadError(name, "cannot decode the prepared JPEG (corrupt?)")
     return image[..., ::-1]
 
 
@@ -130,8 +133,10 @@ def read_for_crop(path: Path, window: float, size: int) -> tuple[np.ndarray, np.
     r = max([f for f in REDUCED if window / f >= size] or [1])
     if r == 1 or path.suffix.lower() not in (".jpg", ".jpeg"):
         return read_image(path), None
-    image = cv2.imread(str(path), REDUCED[r])
-    if image is None:
+    data = path.read_bytes() if path.is_file() else b""
+    bad = not data or truncation(data)
+    image = None if bad else cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED[r])
+    if image is None:  # missing, empty, truncated (decoded greyed, no error) or corrupt
         return read_image(path), None  # FileNotFoundError / SampleReadError naming the file
     return image[..., ::-1], store_matrix(np.zeros((1, 2)), np.array([r]), np.array([1]))[0]
 
