@@ -10,8 +10,8 @@
   ``EXIT_CODES[signal]``: 143 for SIGTERM (128 + 15, the status a job killed by SIGTERM reports;
   list it in slurm.conf ``RequeueExit`` or requeue on it in the batch script), 130 for SIGINT.
   A second Ctrl+C aborts at once. A rerun with ``resume=auto`` continues from that step.
-  Outside ``fit`` (building datasets, testing) there is no step to save: the signal exits at once
-  with the same code.
+  Outside ``fit`` (building datasets, testing) there is no step to save and the signals keep their
+  default action (the process ends at once).
 - ``RNGState`` puts the process RNG states into every checkpoint. With the resumable training
   loader (``datamodules.resume``) and the task modules' own plateau step (``deephar.tasks.base``)
   a resumed run equals the uninterrupted one.
@@ -91,9 +91,9 @@ class SaveOnSignal(Callback):
         self.saved_step: int | None = None
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.trainer is None or (self.received is not None and signum == signal.SIGINT):
-            if signum == signal.SIGINT and self.received is not None:
-                raise KeyboardInterrupt  # a second Ctrl+C: abort now
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl+C: abort now
+        if self.trainer is None:  # before the Trainer's set-up or after its teardown: no step
             raise SystemExit(EXIT_CODES[signal.Signals(signum)])
         self.received = signum
         # Lightning's own stop flag: the loops stop at the next step boundary (SIGTERMException)
