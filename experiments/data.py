@@ -10,6 +10,7 @@ come from the network config: ``model.input_size``, ``model.num_frames``.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,10 @@ def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
     if carved:
         held = held_out_keys(dataset, cfg.data.val_fraction, cfg.data.split_seed)
         dataset = carved_part(dataset, held, stage)
+        if stage == "val" and not held:
+            warnings.warn(f"data.sources.{key}: the carved validation split is empty (too few "
+                          f"training videos / subjects to hold any out): nothing validates",
+                          stacklevel=2)  # fmt: skip
     # training replaces a corrupt sample; validation / test never do (datamodules.missing)
     dataset = RobustDataset(dataset) if stage == "train" else ReportingDataset(dataset)
     if stage == "val" and 0 < cfg.data.limit_val < len(dataset):
