@@ -34,7 +34,7 @@ format: ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff format .
 
 bench: ## CPU (and GPU when present) benchmarks side by side with Keras; writes benchmarks/results/
-	$(PY) -m benchmarks.run
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m benchmarks.run
 
 bench-keras-env: ## the official-architecture Keras reference for `make bench` (separate venv, TF 2.15 CPU)
 	test -x .venv-keras/bin/python || python3 -m venv .venv-keras

@@ -298,6 +298,9 @@ def cpu_pose(ctx: BenchContext) -> BenchReport:
         "work": f"{gflop:.1f} GFLOP per 256² image (torch.utils.flop_counter, eager fp32)",
         "fp32 peak": f"{peak:.0f} GFLOP/s = {how}",
         "load average (1 min) before / after": f"{load0[0]:.1f} / {load1[0]:.1f}",
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "unset (libgomp spins)")
+        + " (`make bench` sets PASSIVE: with other work on the cores, spinning OpenMP threads "
+        "made PyTorch 4-5× slower here; ONNX Runtime runs without spinning)",
         "rounds": f"{ctx.runs} (each: one Keras call, then one call of every variant, per batch)",
     }
     if "error" in keras:
