@@ -5,7 +5,8 @@
   foreign or unsafe file raises ``CheckpointError`` naming the file and the problem.
 - ``load_weights(net, path, strict=True)``: fill a ``DeepHAR`` from any of the three kinds. Strict:
   every tensor of the network, nothing left over (evaluation, prediction). Not strict (training
-  init): the matching part, e.g. a pose checkpoint into a network with an action head.
+  init): the matching part, e.g. a pose checkpoint into a network with an action head; tensors of
+  another shape (another joint count) stay as initialised, named in a warning.
 - ``load_network(path, cfg=None) -> DeepHAR``: build the network the file describes (converted
   files and Lightning checkpoints store their ``NetworkConfig``) and fill it strictly.
 
@@ -93,9 +94,12 @@ def _fill(net: DeepHAR, state: Mapping[str, Tensor], path: Path, strict: bool):
     own = net.state_dict()
     wrong = [f"{k} {tuple(v.shape)} (network: {tuple(own[k].shape)})"
              for k, v in state.items() if k in own and own[k].shape != v.shape]  # fmt: skip
-    if wrong:
+    if wrong and strict:
         raise CheckpointError(path, f"{len(wrong)} tensors of another shape, e.g. {wrong[:2]}")
-    usable = {k: v for k, v in state.items() if k in own}
+    if wrong:  # e.g. another joint count: those layers start as initialised, said loudly
+        log.warning("%s: %d tensors of another shape left as initialised: %s",
+                    path, len(wrong), "; ".join(wrong[:4]))  # fmt: skip
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing, unused = sorted(set(own) - set(usable)), sorted(set(state) - set(usable))
     if not usable:
         raise CheckpointError(path, f"no tensor matches this network (file keys e.g. {unused[:3]})")
@@ -135,7 +139,8 @@ def load_weights(
 ) -> tuple[list[str], list[str]]:
     """Fill ``net`` from ``path`` (.ckpt / .pt / .h5); returns (missing keys, unused keys).
 
-    Any shape mismatch is an error; ``strict`` also refuses missing or unused tensors.
+    ``strict``: any missing, unused or differently shaped tensor is an error. Otherwise nothing
+    matching is one; differently shaped tensors are skipped with a warning.
     """
     path = Path(path)
     if path.suffix == ".h5":

@@ -76,6 +76,14 @@ def test_training_init_fills_the_matching_part(tmp_path):
     for key, value in pose.state_dict().items():
         assert torch.equal(net.state_dict()[key], value), key
     assert all(torch.equal(net.state_dict()[k], v) for k, v in head.items())
-    wide = build_model(ACTION.with_(width=0.5))
+    other = build_model(ACTION.with_(num_joints=20))  # another joint count: the heat-map layers
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    missing, _ = load_weights(other, tmp_path / "pose.pt", strict=False)
+    changed = {k for k, v in other.state_dict().items() if not torch.equal(v, before[k])}
+    assert "pose.stem.conv1.conv.weight" in changed and changed.isdisjoint(missing)
+    assert any("regmap" in k for k in missing)  # left as initialised
     with pytest.raises(CheckpointError, match="another shape"):
-        init_network(wide, ckpt=tmp_path / "pose.pt")
+        load_weights(build_model(CFG.with_(num_joints=20)), tmp_path / "pose.pt", strict=True)
+    with pytest.raises(CheckpointError, match="no tensor matches"):
+        torch.save({"state_dict": {"unrelated.weight": torch.zeros(2)}}, tmp_path / "u.pt")
+        init_network(net, ckpt=tmp_path / "u.pt")
