@@ -121,8 +121,8 @@ def log_result_run(
     run_dir: Path,
     name: str,
     summary: Mapping[str, float],
-    tables: Mapping[str, Any] = {},  # noqa: B006 (read only)
-    images: Mapping[str, Path] = {},  # noqa: B006 (read only)
+    tables: Mapping[str, Any] | None = None,
+    images: Mapping[str, Path] | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> None:
     """One finished W&B run holding ``summary`` (numbers), ``tables`` (pandas DataFrames →
@@ -133,9 +133,9 @@ def log_result_run(
     import wandb
 
     payload: dict[str, Any] = {
-        k: wandb.Table(dataframe=df.reset_index()) for k, df in tables.items()
+        k: wandb.Table(dataframe=df.reset_index()) for k, df in (tables or {}).items()
     }
-    payload |= {k: wandb.Image(str(p)) for k, p in images.items() if Path(p).is_file()}
+    payload |= {k: wandb.Image(str(p)) for k, p in (images or {}).items() if Path(p).is_file()}
     if payload:
         run.log(payload)
     run.summary.update({k: float(v) for k, v in summary.items()})
