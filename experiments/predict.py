@@ -199,42 +199,29 @@ def predict_frames(net: LoadedNetwork, frames: np.ndarray, threshold: float = 0.
 
 # ---- outputs ----
 def to_json(pred: Prediction, net: LoadedNetwork, source: Path, frames: np.ndarray, fps) -> dict:
+    """The JSON written beside the overlay: per-frame poses, per-clip boxes (and scores), action."""
     layout = get_layout(net.layout)
-    out = {
-        "source": str(source),
-        "checkpoint": net.source,
-        "num_frames": len(pred.pose_px),
-        "fps": fps,
-        "decoded_size": [int(frames.shape[2]), int(frames.shape[1])],
-        "layout": layout.name,
-        "joints": list(layout.joints),
-        "frames": [
-            {
-                "index": i,
-                "pose_px": np.round(pred.pose_px[i], 2).tolist(),
-                "z": None if pred.z is None else np.round(pred.z[i], 4).tolist(),
-                "visibility": np.round(pred.visibility[i], 4).tolist(),
-            }
-            for i in range(len(pred.pose_px))
-        ],
-        "clips": [
-            {"frames": [int(c[0]), int(c[-1])], "box": np.round(b, 2).tolist()}
-            | ({} if pred.clip_scores is None else {"scores": np.round(s, 5).tolist()})
-            for c, b, s in zip(
-                pred.clips,
-                pred.boxes,
-                pred.clip_scores if pred.clip_scores is not None else [None] * len(pred.clips),
-            )
-        ],
-    }
+    z = pred.z if pred.z is not None else [None] * len(pred.pose_px)
+    scores = pred.clip_scores if pred.clip_scores is not None else [None] * len(pred.clips)
+    out = {"source": str(source), "checkpoint": net.source, "num_frames": len(pred.pose_px),
+           "fps": fps, "decoded_size": [int(frames.shape[2]), int(frames.shape[1])],
+           "layout": layout.name, "joints": list(layout.joints)}  # fmt: skip
+    out["frames"] = [
+        {"index": i, "pose_px": np.round(xy, 2).tolist(),
+         "z": None if zi is None else np.round(zi, 4).tolist(),
+         "visibility": np.round(vis, 4).tolist()}
+        for i, (xy, zi, vis) in enumerate(zip(pred.pose_px, z, pred.visibility))
+    ]  # fmt: skip
+    out["clips"] = [
+        {"frames": [int(c[0]), int(c[-1])], "box": np.round(b, 2).tolist()}
+        | ({} if sc is None else {"scores": np.round(sc, 5).tolist()})
+        for c, b, sc in zip(pred.clips, pred.boxes, scores)
+    ]
     if pred.scores is not None:
         best = int(np.argmax(pred.scores))
-        out["action"] = {
-            "index": best,
-            "name": net.action_names[best] if net.action_names else f"action {best}",
-            "score": float(pred.scores[best]),
-            "scores": np.round(pred.scores, 5).tolist(),
-        }
+        out["action"] = {"index": best, "name": net.action_names[best],
+                         "score": float(pred.scores[best]),
+                         "scores": np.round(pred.scores, 5).tolist()}  # fmt: skip
     return out
 
 
@@ -270,8 +257,7 @@ def action_label(pred: Prediction, net: LoadedNetwork) -> str:
     if pred.scores is None:
         return ""
     best = int(np.argmax(pred.scores))
-    name = net.action_names[best] if net.action_names else f"action {best}"
-    return f"{name} {pred.scores[best]:.2f}"
+    return f"{net.action_names[best]} {pred.scores[best]:.2f}"
 
 
 def run(source: str | Path, ckpt: str | Path, out_dir: str | Path, keras_model: str = "",
