@@ -75,7 +75,7 @@ def test_int8_quantizes_the_trunk_only(net, tmp_path):
 
 def test_export_command_writes_checked_graphs(net, tmp_path, capsys):
     from deephar.checkpoint import network_payload
-    from deephar.export.__main__ import main
+    from deephar.export.cli import main
 
     torch.save(network_payload(net, model="penn"), tmp_path / "net.pt")
     crops = np.random.default_rng(0).uniform(-1, 1, (16, 3, 64, 64)).astype(np.float32)

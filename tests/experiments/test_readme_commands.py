@@ -149,6 +149,9 @@ def adapt(module: str, argv: list[str], ws: dict) -> list[str]:
         return argv + TINY_TRAIN + world.get(argv[0], [])
     if module == "deephar.convert":
         return argv + ["--blocks", "2"]
+    if module == "deephar.export":  # the converted file of the README's convert line
+        converted(ws, argv[0].removesuffix(".pt"))
+        return argv
     if module == "experiments.evaluate":
         name, ckpt = argv[0], next(a for a in argv if a.startswith("ckpt=")).removeprefix("ckpt=")
         converted(ws, name)
