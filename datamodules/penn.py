@@ -104,6 +104,8 @@ class PennActionDataset(Dataset):
     occluded: also count the joints Penn marks occluded (visibility 0: ~21 % of the training
     joints, nearly all with coordinates) as valid — for annotated-pose training, where they are
     annotations like any other (the official rule, False, drops them).
+    flip_clips (evaluation, fixed clips): every clip once more, mirrored (joints swapped by the
+    layout's flip): the official multi-clip protocol scores each clip with and without flip.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class PennActionDataset(Dataset):
         aug: AugmentRanges | dict | None = None,
         clip_step: int | None = None,
         occluded: bool = False,
+        flip_clips: bool = False,
     ):
         if split not in SPLIT_SIZES or mode not in ("images", "poses"):
             raise ValueError(f"PennActionDataset: bad split {split!r} or mode {mode!r}")
@@ -131,7 +134,8 @@ class PennActionDataset(Dataset):
         if mode == "images":
             self.frames = require_dir(self.root / "frames", "Penn Action frames")
         self.layout, self.mode, self.T = get_layout(layout), mode, clip_length
-        self.occluded = occluded
+        self.occluded, self.flip_clips = occluded, flip_clips
+        self.num_plain = 0
         self.input_size = input_size
         self.sampling = clip_sampling or ("random" if split == "train" else "middle")
         default_sub = (1, 2) if self.sampling == "random" else 2
@@ -147,15 +151,18 @@ class PennActionDataset(Dataset):
         self.items = self._index(clip_step)
 
     def _index(self, clip_step: int | None) -> list[tuple[int, np.ndarray | None]]:
-        """(video, fixed clip indices or None = drawn at load time) per item."""
+        """(video, fixed clip indices or None = drawn at load time) per item; with
+        ``flip_clips`` the fixed clips once more, mirrored, after ``self.num_plain`` items."""
         if self.sampling == "random":
             return [(v, None) for v in range(len(self.videos))]
         sub = self.subsample[0]
-        return [
+        items = [
             (v, clip)
             for v, video in enumerate(self.videos)
             for clip in clip_indices(video.num_frames, self.T, self.sampling, sub, step=clip_step)
         ]
+        self.num_plain = len(items)
+        return items + items if self.flip_clips else items
 
     def __len__(self) -> int:
         return len(self.items)
@@ -171,6 +178,9 @@ class PennActionDataset(Dataset):
         joints, valid = convert(video.joints[frames_idx], mask[frames_idx], PENN, self.layout)
         center, window = clip_box(video.joints[frames_idx], mask[frames_idx], video.image_hw)
         params = self.aug.sample(rng) if self.augment else AugmentParams()
+        mirrored = self.flip_clips and i >= self.num_plain
+        if mirrored:
+            params = AugmentParams(flip=True)
         images = None
         if self.mode == "images":
             folder = self.frames / video.video_id
@@ -184,7 +194,8 @@ class PennActionDataset(Dataset):
             pck_ref=np.max(box[:, 2:] - box[:, :2], axis=1).astype(np.float32),
             action=np.int64(video.action),
             dataset="penn",
-            sample_id=f"penn/{video.video_id}/{frames_idx[0]}-{frames_idx[-1]}",
+            sample_id=f"penn/{video.video_id}/{frames_idx[0]}-{frames_idx[-1]}"
+            + ("/flip" if mirrored else ""),
             video_id=video.video_id,
         )
         return to_tensors(out)

@@ -193,3 +193,24 @@ def test_occluded_joints_count_as_valid_when_asked(samples_dir: Path):
                                clip_sampling="middle", subsample=1)  # fmt: skip
         kept[occluded] = sum(int(ds[i]["pose_valid"][..., 0].sum()) for i in range(len(ds)))
     assert kept[True] > kept[False]
+
+
+def test_flip_clips_adds_every_clip_mirrored(samples_dir: Path):
+    """flip_clips: the fixed clips, then the same clips mirrored (x → 1 − x, left ↔ right)."""
+    penn = samples_dir / "penn_action"
+    kw = dict(mode="poses", clip_sampling="multi", subsample=2, clip_step=9, augment=False)
+    plain = PennActionDataset(penn, "train", **kw)
+    both = PennActionDataset(penn, "train", flip_clips=True, **kw)
+    n = len(plain)
+    assert len(both) == 2 * n and both.num_plain == n
+    flip = np.asarray(both.layout.flip)
+    for i in (0, n // 2):
+        a, b = both[i], both[n + i]
+        assert (
+            a["sample_id"] == plain[i]["sample_id"] and b["sample_id"] == a["sample_id"] + "/flip"
+        )
+        assert a["video_id"] == b["video_id"]
+        ok = (a["pose_valid"][:, flip, 0] & b["pose_valid"][..., 0]).numpy()
+        mirrored = 1.0 - a["pose"][:, flip, 0].numpy()
+        np.testing.assert_allclose(b["pose"][..., 0].numpy()[ok], mirrored[ok], atol=1e-5)
+        assert ok.any()
