@@ -35,10 +35,12 @@ from experiments.config import load_config, network_config
 from experiments.logging import log_result_run
 
 TORSO = ("l_shoulder", "r_hip")  # PCK reference: the torso diagonal (LSP-style "torso PCK")
-# Share of the demo's wall time per stage and the whole demo's minutes, measured on a quiet 2-core
-# machine (README, demo): the ETA before a stage has finished; later ones scale by the real pace.
-STAGES = {"world": 0.08, "pose": 0.38, "provided": 0.05, "estimated": 0.27, "finetuned": 0.12,
-          "multiclip": 0.03, "pose evaluation": 0.07}  # fmt: skip
+# Rough share of the demo's work per stage (from the README run's stage times, weighed by the
+# machine load during each) and the minutes of the whole demo on a quiet 2-core machine (README:
+# 13 CPU-minutes over two processes): the ETA before a stage has finished; later ETAs scale the
+# remaining shares by the pace measured so far.
+STAGES = {"world": 0.07, "pose": 0.45, "provided": 0.05, "estimated": 0.25, "finetuned": 0.10,
+          "multiclip": 0.03, "pose evaluation": 0.05}  # fmt: skip
 QUIET_MINUTES = 10.0
 
 
