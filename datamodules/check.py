@@ -53,8 +53,11 @@ def check_mpii(root: str | Path) -> list[str]:
     return problems
 
 
-def check_penn(root: str | Path, frames: bool = True) -> list[str]:
-    """Label files parse, split sizes, one frame per labelled frame (when ``frames``)."""
+def check_penn(
+    root: str | Path, frames: bool = True, splits: tuple[str, ...] = ("train", "test")
+) -> list[str]:
+    """Label files parse, the sizes of ``splits``, one frame per labelled frame (when ``frames``
+    and a frames/ folder exists: a labels-only folder serves the annotated-pose experiment)."""
     from datamodules.penn import SPLIT_SIZES, load_label
 
     labels = require_dir(Path(root) / "labels", "Penn Action labels")
@@ -65,6 +68,8 @@ def check_penn(root: str | Path, frames: bool = True) -> list[str]:
         except ValueError as err:
             problems.append(str(err))
     for split, size in SPLIT_SIZES.items():
+        if split not in splits:
+            continue
         found = sum(v.train == (split == "train") for v in videos)
         print(f"penn {split}: {found} videos (official: {size})")
         if found != size:
@@ -109,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", choices=sorted(CHECKS))
     parser.add_argument("root", type=Path)
     parser.add_argument("--version", type=int, default=60, choices=(60, 120), help="NTU only")
+    parser.add_argument("--splits", nargs="+", choices=("train", "test"), default=None,
+                        help="Penn only: the splits present (e.g. a training-only folder)")  # fmt: skip
     args = parser.parse_args(argv)
     extra = {"version": args.version} if args.dataset == "ntu" else {}
+    if args.splits and args.dataset == "penn":
+        extra["splits"] = tuple(args.splits)
     try:
         problems = CHECKS[args.dataset](args.root, **extra)
     except (OSError, ValueError, KeyError) as err:
