@@ -8,7 +8,8 @@ What is held out is a *group* of items, never single clips, so no recording reac
 
 - Penn Action: videos (``video_id``), stratified by action (each action keeps ~``fraction``).
 - NTU cross-subject: whole subjects (``Pppp``), the protocol's own unit (the test subjects are
-  unseen too); no stratification (every subject performs every action).
+  unseen too); no stratification (every subject performs every action). With a single training
+  subject (tiny synthetic worlds) it falls back to performances, as cross-view.
 - NTU cross-view / cross-setup: performances ``SsssPpppRrrrAaaa`` (the same performance filmed by
   the other cameras goes with it), stratified by action.
 
@@ -37,7 +38,9 @@ def carve(
 ) -> set[str]:
     """The held-out keys: per stratum, round(fraction × n) of its distinct keys (at least one
     when fraction > 0 and the stratum has two or more), drawn by a generator seeded from ``seed``
-    and the stratum's name; ``keys`` are sorted first, so the input order does not matter."""
+    and the stratum's name; ``keys`` are sorted first, so the input order does not matter. When
+    every stratum holds a single key (tiny synthetic worlds), max(1, round(fraction × n)) keys are
+    drawn regardless of strata."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
     by_stratum: dict[Hashable, set[str]] = defaultdict(set)
@@ -52,6 +55,12 @@ def carve(
         digest = hashlib.sha256(f"{seed}/{stratum}".encode()).digest()
         rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
         held |= {ordered[i] for i in rng.permutation(len(ordered))[:count]}
+    everything = sorted(set(keys))
+    if not held and fraction > 0 and len(everything) > 1:  # each stratum one key: unstratified
+        count = max(1, int(round(fraction * len(everything))))
+        digest = hashlib.sha256(f"{seed}/unstratified".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        held = {everything[i] for i in rng.permutation(len(everything))[:count]}
     return held
 
 
@@ -64,8 +73,9 @@ def item_groups(dataset: Dataset) -> tuple[list[str], list[Hashable] | None]:
     if isinstance(dataset, NTUDataset):
         rows = [v for v, _ in dataset.items] if dataset.items is not None else range(len(dataset))
         names = [dataset.names[v] for v in rows]
-        if dataset.benchmark == "xsub":
-            return [n[8:12] for n in names], None  # Pppp
+        subjects = [n[8:12] for n in names]  # Pppp
+        if dataset.benchmark == "xsub" and len(set(subjects)) > 1:
+            return subjects, None
         return [n[:4] + n[8:] for n in names], [n[-4:] for n in names]  # SsssPpppRrrrAaaa, Aaaa
     raise TypeError(f"no carved validation split for {type(dataset).__name__}")
 

@@ -128,3 +128,20 @@ def test_experiment_validation_is_carved_from_training(penn_root):
     off = OmegaConf.merge(cfg, {"data": {"val_fraction": 0.0}})
     with pytest.raises(ValueError, match="val_fraction"):
         build_dataset(off, "penn", "val")
+
+
+def test_ntu_xsub_with_one_training_subject_holds_out_performances(tmp_path):
+    skeletons = tmp_path / "nturgb+d_skeletons"
+    skeletons.mkdir()
+    for action in (1, 2):
+        for replication in (1, 2):
+            (skeletons / f"{sample_name(1, 1, 1, replication, action)}.skeleton").touch()
+    train = NTUDataset(tmp_path, "train", benchmark="xsub", mode="poses")
+    held = held_out_keys(train, 0.1, seed=0)
+    assert len(held) == 2 and {k[-4:] for k in held} == {"A001", "A002"}  # one per action
+
+
+def test_carve_falls_back_to_unstratified_when_every_stratum_is_single():
+    held = carve(["a", "b", "c"], ["x", "y", "z"], 0.1, seed=0)
+    assert len(held) == 1 and held == carve(["c", "b", "a"], ["z", "y", "x"], 0.1, seed=0)
+    assert carve(["a"], ["x"], 0.1, seed=0) == set()  # one key: nothing to hold out

@@ -41,7 +41,8 @@ def test_dotlist_overrides_win(tmp_path):
 def test_base_chain_composes():
     penn, poses = load_config("penn"), load_config("penn_poses")
     assert poses.data.sources.penn.options.mode == "poses"
-    assert poses.optim == penn.optim and poses.model == penn.model
+    assert poses.model == penn.model and poses.optim.momentum == penn.optim.momentum
+    assert (poses.optim.name, poses.optim.monitor) == ("adam", "val/video_acc")  # penn_action.md
     assert poses.name == "penn_poses" and penn.data.sources.penn.options == {}
 
 
