@@ -137,10 +137,18 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
             filename="best",
             monitor=monitor,
             mode=cfg.optim.monitor_mode,
-            save_last=True,  # at validation end; on a signal: at that step (SaveOnSignal)
             save_top_k=1,
             enable_version_counter=False,
-        ),  # fmt: skip
+        ),
+        # last.ckpt every epoch, improved or not (Lightning's save_last writes it only when
+        # best.ckpt was written at the same step); on a signal: at that step (SaveOnSignal)
+        ModelCheckpoint(
+            dirpath=folder,
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
         LogDataFailures(),
         SaveOnSignal(folder / "last.ckpt"),
         RNGState(),

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from datamodules.synthetic import generate_world
 from experiments.config import load_config
 from experiments.logging import build_logger, wandb_offline
-from experiments.train import best_checkpoint, main, run, run_dir
+from experiments.train import best_checkpoint, build_trainer, main, run, run_dir
 
 TINY = [  # CPU-sized: 64² input, K = 1, T = 8, a few steps, CSV logs
     "model.input_size=64", "model.pose_blocks=1", "data.steps_per_epoch=2", "data.batch_size=4",
@@ -95,3 +96,39 @@ def test_logger_factory(tmp_path, monkeypatch):
     logger = build_logger(cfg, tmp_path)  # tensorboard absent here → CSV, never a failure
     assert type(logger).__name__ in ("TensorBoardLogger", "CSVLogger")
     assert build_logger(load_config("penn", ["logger.kind=none"]), tmp_path) is False
+
+
+class _Constant(pl.LightningModule):
+    """One weight; the monitored validation metric never improves after the first epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, _):
+        return (self.w - batch).pow(2).mean()
+
+    def validation_step(self, batch, _):
+        self.log("val/acc", 0.5)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.ones(4, 1), batch_size=2)
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(torch.ones(2, 1), batch_size=2)
+
+
+def test_last_checkpoint_is_written_every_epoch_even_without_improvement(tmp_path):
+    cfg = load_config("penn", [f"out_dir={tmp_path}", "optim.monitor=val/acc",
+                               "optim.monitor_mode=max", "trainer.max_epochs=3",
+                               "trainer.enable_progress_bar=false", "logger.kind=none"])  # fmt: skip
+    trainer = build_trainer(cfg)
+    trainer.fit(_Constant())
+    folder = run_dir(cfg)
+    best = torch.load(folder / "best.ckpt", weights_only=True)
+    last = torch.load(folder / "last.ckpt", weights_only=True)
+    assert best["global_step"] == 2  # the first epoch; ties are no improvement
+    assert last["global_step"] == trainer.global_step == 6  # resume=auto continues from here
