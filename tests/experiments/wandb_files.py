@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,31 @@ def records(path: Path) -> list[Any]:
     return out
 
 
+def complete_records(log_file: Path, timeout: float = 60.0) -> list[Any]:
+    """The records of ``log_file`` once its ``exit`` record is there: W&B's service process may
+    still be writing the file when ``wandb.finish()`` has returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = records(log_file)
+        if any(r.WhichOneof("record_type") == "exit" for r in found):
+            return found
+        assert time.monotonic() < deadline, f"{log_file}: no exit record after {timeout} s"
+        time.sleep(0.2)
+
+
 def read_run(folder: Path) -> dict[str, Any]:
     """{"name", "group", "config", "summary", "history_keys"} of one offline-run folder."""
-    (log_file,) = folder.glob("run-*.wandb")
+    deadline = time.monotonic() + 60.0
+    while not (found := list(folder.glob("run-*.wandb"))):
+        assert time.monotonic() < deadline, f"{folder}: no run-*.wandb file"
+        time.sleep(0.2)
+    (log_file,) = found
     run: dict[str, Any] = {"config": {}, "summary": {}, "history_keys": set()}
 
     def items(updates) -> dict[str, Any]:
         return {(u.key or "/".join(u.nested_key)): json.loads(u.value_json) for u in updates}
 
-    for record in records(log_file):
+    for record in complete_records(log_file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run["name"], run["group"] = record.run.display_name, record.run.run_group
