@@ -35,13 +35,12 @@ from experiments.config import load_config, network_config
 from experiments.logging import log_result_run
 
 TORSO = ("l_shoulder", "r_hip")  # PCK reference: the torso diagonal (LSP-style "torso PCK")
-# Rough share of the demo's work per stage (from the README run's stage times, weighed by the
-# machine load during each) and the minutes of the whole demo on a quiet 2-core machine (README:
-# 13 CPU-minutes over two processes): the ETA before a stage has finished; later ETAs scale the
-# remaining shares by the pace measured so far.
-STAGES = {"world": 0.07, "pose": 0.45, "provided": 0.05, "estimated": 0.25, "finetuned": 0.10,
-          "multiclip": 0.03, "pose evaluation": 0.05}  # fmt: skip
-QUIET_MINUTES = 10.0
+# Share of the demo's wall time per stage and the minutes of the whole demo, measured with
+# `make demo` on an idle 2-core machine (README): the ETA before a stage has finished; later
+# ETAs scale the remaining shares by the pace measured so far.
+STAGES = {"world": 0.07, "pose": 0.49, "provided": 0.03, "estimated": 0.25, "finetuned": 0.11,
+          "multiclip": 0.02, "pose evaluation": 0.03}  # fmt: skip
+QUIET_MINUTES = 9.0
 
 
 class StageClock:
