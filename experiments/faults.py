@@ -126,7 +126,7 @@ class SaveOnSignal(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         if self.received is not None and isinstance(exception, SIGTERMException):
-            trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
+            trainer.save_checkpoint(self.path)  # the full training state (not weights only)
             self.saved_step = trainer.global_step
 
 

@@ -132,7 +132,7 @@ def test_cli_converts_and_rejects_a_wrong_model(parity_dir, tmp_path, capsys):
     assert (
         main([str(parity_dir / "mpii_2d_k2.h5"), str(out), "--model", "mpii", "--blocks", "2"]) == 0
     )
-    saved = torch.load(out, weights_only=False)
+    saved = torch.load(out, weights_only=True)
     assert saved["model"] == "mpii" and saved["config"]["pose_blocks"] == 2
     net = PoseNet(MPII_2D.with_(pose_blocks=2))
     net.load_state_dict(saved["state_dict"])  # strict

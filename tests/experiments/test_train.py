@@ -40,11 +40,11 @@ def test_resume_auto_continues_at_the_right_step(world, tmp_path, caplog):
     args = [f"data.root={world}", f"out_dir={tmp_path}", *TINY, "data.test=[]"]
     run(load_config("demo_pose", args))
     last = run_dir(load_config("demo_pose", args)) / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == 2
+    assert torch.load(last, weights_only=True)["global_step"] == 2
     with caplog.at_level(logging.INFO):
         run(load_config("demo_pose", [*args, "resume=auto", "trainer.max_epochs=2"]))
     assert f"Restored all states from the checkpoint at {last}" in caplog.text
-    state = torch.load(last, weights_only=False)
+    state = torch.load(last, weights_only=True)
     epochs = state["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"]
     assert (state["global_step"], epochs) == (4, 2)  # one more epoch of 2 steps, not a restart
 
@@ -58,7 +58,7 @@ def test_demo_stages_pose_then_action_and_finetune(world, tmp_path):
     metrics = run(cfg)
     assert {"test/acc", "test/video_acc", "test/acc_agg", "test/acc_pose1"} <= set(metrics)
     assert best_checkpoint(cfg).parent.name == "finetune" and best_checkpoint(cfg).is_file()
-    ft = torch.load(run_dir(cfg) / "finetune" / "last.ckpt", weights_only=False)
+    ft = torch.load(run_dir(cfg) / "finetune" / "last.ckpt", weights_only=True)
     main_lr = cfg.optim.lr  # no plateau in one epoch: the final lr is the initial one
     assert ft["hyper_parameters"]["optim"]["lr"] == pytest.approx(main_lr / 10)
     assert ft["hyper_parameters"]["freeze_pose"] is False
