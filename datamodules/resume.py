@@ -17,6 +17,7 @@ augmentations, of the uninterrupted run. Two facts make that hold:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -48,13 +49,11 @@ class SeededSampler(MixedRatioSampler):
         return rng.integers(0, 2**62, size=len(self))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        indices = list(super().__iter__())
-        seeds = self.draw_seeds().tolist()
         skip = 0
         if self._resume is not None and self._resume[0] == self.epoch:
             skip = self._resume[1] * sum(self.counts)
         self._resume = None
-        return iter(list(zip(indices, seeds))[skip:])
+        return itertools.islice(zip(super().__iter__(), self.draw_seeds().tolist()), skip, None)
 
 
 class SeededDataset(ConcatDataset):

@@ -26,6 +26,7 @@ from datamodules.penn import PennActionDataset
 from datamodules.splits import carved_part, held_out_keys
 from deephar.losses import action_loss
 from deephar.models.multitask import build_model
+from deephar.tasks import set_bn_momentum
 from deephar.tasks.action import action_forward
 from experiments.config import load_config, network_config
 
@@ -80,9 +81,7 @@ def main(argv: list[str] | None = None) -> float:
     net = build_model(network_config(load_config("penn_poses", [])))
     net.freeze_pose(True)
     if a.bn > 0:
-        for m in net.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.momentum = a.bn
+        set_bn_momentum(net, a.bn)
     params = [q for q in net.parameters() if q.requires_grad]
     if a.opt == "sgd":
         opt = torch.optim.SGD(params, a.lr, momentum=0.98, nesterov=True)

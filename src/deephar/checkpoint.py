@@ -158,7 +158,8 @@ def load_network(path: str | Path, cfg: NetworkConfig | None = None) -> DeepHAR:
     a config too, the two must agree.
     """
     path = Path(path)
-    stored = None if path.suffix == ".h5" else stored_config(load_checkpoint(path), path)
+    payload = None if path.suffix == ".h5" else load_checkpoint(path)
+    stored = None if payload is None else stored_config(payload, path)
     if stored is not None and cfg is not None and stored != cfg:
         diff = {f.name: (getattr(stored, f.name), getattr(cfg, f.name))
                 for f in dataclasses.fields(NetworkConfig)
@@ -168,7 +169,10 @@ def load_network(path: str | Path, cfg: NetworkConfig | None = None) -> DeepHAR:
     if cfg is None:
         raise CheckpointError(path, "no network configuration stored; give the experiment config")
     net = build_model(cfg)
-    load_weights(net, path, strict=True)
+    if payload is None:
+        load_weights(net, path, strict=True)
+    else:  # the payload read above: one torch.load per file
+        _fill(net, network_state(payload["state_dict"]), path, True)
     return net.eval()
 
 

@@ -79,7 +79,10 @@ class ActionMetrics(nn.Module):
 
     @staticmethod
     def _accuracy(num_actions: int) -> MulticlassAccuracy:
-        return MulticlassAccuracy(num_actions, average="micro", ignore_index=-1)
+        # validate_args=False: no per-update value checks (a host-device sync each)
+        return MulticlassAccuracy(
+            num_actions, average="micro", ignore_index=-1, validate_args=False
+        )
 
     def update(self, output: ActionOutput, batch: Mapping[str, Any]) -> None:
         labels = batch["action"]
