@@ -48,11 +48,10 @@ from datamodules.h36m_cameras import (  # noqa: F401  (re-exported: the reader's
 )
 from datamodules.layouts import H36M32, convert, get_layout
 from datamodules.prepare.runner import load_prepared
-from datamodules.prepare.store import Margin, read_jpeg, store_matrix, warp_stored
+from datamodules.prepare.store import Margin, read_jpeg, store_matrix
 from datamodules.transforms import (
     AugmentParams,
     AugmentRanges,
-    crop_matrix,
     crop_sample,
     depth_range,
 )
@@ -286,12 +285,9 @@ class Human36MDataset(Dataset):
         origin, span = depth_range(d, params.scale)
         z = (joints[:, 4:5] - origin) / span
         out = crop_sample(
-            image if stored is None else None, np.concatenate([joints[:, :2], z], axis=-1),
-            valid, joints[root, :2], window, self.input_size, self.layout.flip, params,
+            image, np.concatenate([joints[:, :2], z], axis=-1), valid, joints[root, :2], window,
+            self.input_size, self.layout.flip, params, stored,
         )  # fmt: skip
-        if stored is not None:
-            matrix = crop_matrix(joints[root, :2], window, self.input_size, params)
-            out["image"] = warp_stored(image, stored, matrix, self.input_size, params.chpower)
         xyz = joints[self.layout.flip, 2:] if params.flip else joints[:, 2:]
         out.update(pose_mm=xyz.astype(np.float32), depth=np.float32([origin, span]),
                    pck_ref=np.float32(0.0))  # fmt: skip

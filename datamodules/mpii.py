@@ -31,8 +31,8 @@ from torch.utils.data import Dataset
 
 from datamodules.base import no_3d, require_dir, sample_rng, to_tensors
 from datamodules.layouts import MPII, convert, get_layout
-from datamodules.prepare.store import read_for_crop, warp_stored
-from datamodules.transforms import AugmentParams, AugmentRanges, crop_matrix, crop_sample
+from datamodules.prepare.store import read_for_crop
+from datamodules.transforms import AugmentParams, AugmentRanges, crop_sample
 
 log = logging.getLogger(__name__)
 
@@ -288,12 +288,9 @@ class MPIIDataset(Dataset):
         window = self.window[i] * params.scale
         image, reduced = read_for_crop(self.images / name, window, self.input_size)
         out = crop_sample(
-            image if reduced is None else None, self.joints[i], self.valid[i], self.center[i],
-            self.window[i], self.input_size, self.layout.flip, params,
+            image, self.joints[i], self.valid[i], self.center[i], self.window[i],
+            self.input_size, self.layout.flip, params, reduced,
         )  # fmt: skip
-        if reduced is not None:
-            matrix = crop_matrix(self.center[i], self.window[i], self.input_size, params)
-            out["image"] = warp_stored(image, reduced, matrix, self.input_size, params.chpower)
         out.update(no_3d(len(self.layout)))
         out.update(
             pck_ref=self.pck_ref[i],

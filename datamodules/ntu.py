@@ -41,12 +41,10 @@ from datamodules.base import (
 )
 from datamodules.layouts import NTU25, convert, get_layout
 from datamodules.prepare.clips import PreparedVideos
-from datamodules.prepare.store import warp_stored
 from datamodules.transforms import (
     AugmentParams,
     AugmentRanges,
     clip_box,
-    crop_matrix,
     crop_sample,
     depth_range,
 )
@@ -351,12 +349,9 @@ class NTUDataset(Dataset):
         origin, span = depth_range(d, params.scale)
         z = (xyz[..., 2:] - origin) / span
         out = crop_sample(
-            frames if stored is None else None, np.concatenate([uv, z], axis=-1), valid, center,
-            window, self.input_size, self.layout.flip, params,
+            frames, np.concatenate([uv, z], axis=-1), valid, center, window, self.input_size,
+            self.layout.flip, params, stored,
         )  # fmt: skip
-        if stored is not None and frames is not None:
-            matrix = crop_matrix(center, window, self.input_size, params)
-            out["image"] = warp_stored(frames, stored, matrix, self.input_size, params.chpower)
         out.update(
             pose_mm=(xyz[:, self.layout.flip] if params.flip else xyz).astype(np.float32),
             depth=np.tile(np.float32([origin, span]), (len(xyz), 1)),

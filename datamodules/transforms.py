@@ -193,6 +193,12 @@ def to_pixels(points_norm, crop):
     return apply_affine(invert_affine(crop), points_norm)
 
 
+def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(…, 2, 3) affine a∘b (apply b, then a)."""
+    lin = a[..., :2] @ b[..., :2]
+    return np.concatenate([lin, (a[..., :2] @ b[..., 2:]) + a[..., 2:]], axis=-1)
+
+
 def warp(frames: np.ndarray, matrix_px: np.ndarray, size: int) -> np.ndarray:
     """Crop uint8 frames ([T,] H, W, 3) with affine(s) ([T,] 2, 3) → ([T,] S, S, 3), bilinear,
     black outside the image."""
@@ -254,11 +260,14 @@ def crop_sample(
     size: int,
     flip_perm: np.ndarray,
     params: AugmentParams = AugmentParams(),
+    stored: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Crop, augment and mask one sample or clip: the geometric part of the sample contract.
 
     frames: uint8 ([T,] H, W, 3) or None (poses only, no ``image`` key); joints_px ([T,] J, 2|3);
-    valid ([T,] J). With ``params.flip`` the joints are mirrored by the matrix *and* re-indexed with
+    valid ([T,] J). stored: ([T,] 2, 3) original → ``frames`` pixels when ``frames`` are stored
+    crops or a reduced decode (prepared data, JPEG DCT scaling), None when they are the originals;
+    the crop is one warp either way, and the photometric augmentation follows it. With ``params.flip`` the joints are mirrored by the matrix *and* re-indexed with
     ``flip_perm`` so that index j stays the layout's joint j; ``pose_px`` is re-indexed the same way
     so that predictions mapped back through ``crop`` compare with it directly.
     Returns image, pose, pose_valid, visible, crop, pose_px, pose_px_valid.
@@ -280,6 +289,8 @@ def crop_sample(
         "pose_px_valid": valid,
     }
     if frames is not None:
+        if stored is not None:
+            matrix = compose(matrix, invert_affine(stored))
         crops = warp(frames, matrix, size)  # ([T,] S, S, 3) uint8
         if params.photometric is not None:
             crops = apply_photometric(crops, params.photometric, params.photo_seed)

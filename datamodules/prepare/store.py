@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from datamodules.base import SampleReadError, read_image, truncation
-from datamodules.transforms import REFERENCE_CROP, invert_affine, normalize_image, warp
+from datamodules.transforms import REFERENCE_CROP
 
 
 @dataclass(frozen=True)
@@ -82,21 +82,6 @@ def cut(frame: np.ndarray, x0: tuple[int, int], side: int, stored: int) -> np.nd
     if stored == side:
         return out
     return cv2.resize(out, (stored, stored), interpolation=cv2.INTER_AREA)
-
-
-def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(…, 2, 3) affine a∘b (apply b, then a)."""
-    lin = a[..., :2] @ b[..., :2]
-    return np.concatenate([lin, (a[..., :2] @ b[..., 2:]) + a[..., 2:]], axis=-1)
-
-
-def warp_stored(
-    images: np.ndarray, stored_matrix: np.ndarray, crop_px: np.ndarray, size: int, chpower
-) -> np.ndarray:
-    """The network input from stored crops: images ([T,] Q, Q, 3) uint8, stored_matrix ([T,] 2, 3)
-    original → stored, crop_px (2, 3) original → crop pixels → float32 ([T,] 3, S, S) in [−1, 1]."""
-    matrix = compose(np.asarray(crop_px, np.float64), invert_affine(stored_matrix))
-    return normalize_image(warp(images, matrix, size), chpower)
 
 
 def write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> int:

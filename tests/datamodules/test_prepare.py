@@ -4,6 +4,7 @@ videos, resume after an interruption, verification, lazy start-up."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -113,6 +114,34 @@ def test_ntu_prepared_gives_the_same_clips(world, prepared):
     with pytest.raises(ValueError, match="prepare again"):  # zooms out beyond the stored margin
         NTUDataset(None, prepared=prepared["ntu"], split="train", clip_length=4,
                    aug={"scales": (0.7, 1.0, 1.6), "translate": 40.0})  # fmt: skip
+
+
+PHOTOMETRIC = {"brightness": 0.4, "contrast": 0.4}
+
+
+@pytest.mark.parametrize("name", ["h36m", "ntu"])
+def test_prepared_samples_keep_the_photometric_augmentation(world, prepared, name):
+    """Stored crops go through the same crop_sample as raw frames: photometric jitter included."""
+    from datamodules.h36m import H36M_AUG
+    from datamodules.ntu import NTU_AUG
+
+    if name == "h36m":
+        kw = {"split": "train", "subjects": (1,), "augment": True, "frame_step": 5}
+        make, ranges = Human36MDataset, H36M_AUG
+    else:
+        kw = {"split": "train", "clip_length": 4, "augment": True}
+        make, ranges = NTUDataset, NTU_AUG
+    jitter = {"aug": replace(ranges, photometric=PHOTOMETRIC)}
+    raw, prep = (
+        make(world / name, **kw, **jitter),
+        make(None, prepared=prepared[name], **kw, **jitter),
+    )
+    assert_same_sample(raw, prep, [0])
+    plain = make(None, prepared=prepared[name], **kw)
+    torch.manual_seed(0)
+    a = prep[0]["image"]
+    torch.manual_seed(0)
+    assert (a - plain[0]["image"]).abs().mean() > 0.01  # the jitter reached the stored crops
 
 
 def test_resume_after_an_interruption_and_verification(world, tmp_path):
