@@ -58,7 +58,9 @@ class ReportingDataset(Dataset):
             return Unreadable(sample_name(self.dataset, index, err), reason)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not yet set (unpickling): avoid infinite recursion
+        # "dataset" not yet set (unpickling): no infinite recursion; dunders such as
+        # ``__getitems__`` must not reach the wrapped dataset, or a Subset above would bypass us
+        if name == "dataset" or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 

@@ -1,6 +1,9 @@
-"""Validation splits carved from the training data of datasets that have none (Penn Action, NTU).
+"""Validation splits carved from the training data of every dataset (Penn Action, NTU, Human3.6M,
+MPII).
 
-Penn Action and NTU RGB+D publish a training and a test split only. Choosing checkpoints, early
+Penn Action, NTU RGB+D and Human3.6M (protocol 1: S1 S5 S6 S7 S8 / S9 S11) publish a training and
+a test split only; MPII's public validation images are the test set here (its test annotations
+are not public), so its selection split is carved too. Choosing checkpoints, early
 stopping or learning-rate steps on the test split reports the best of many looks at it, so a
 fixed, seeded share of the TRAINING data is held out instead and the test split is scored once.
 
@@ -12,6 +15,10 @@ What is held out is a *group* of items, never single clips, so no recording reac
   subject (tiny synthetic worlds) it falls back to performances, as cross-view.
 - NTU cross-view / cross-setup: performances ``SsssPpppRrrrAaaa`` (the same performance filmed by
   the other cameras goes with it), stratified by action.
+- Human3.6M: recordings ``S<n>/<Action file name>`` with their four cameras (frames of one
+  recording are near-duplicates), not stratified: every training subject keeps training, so the
+  protocol's five training subjects all stay in the model (a held-out subject would cost 20 %).
+- MPII: images (all annotated people of an image go together), not stratified.
 
 ``carve`` is a pure function of (keys, strata, fraction, seed): the same seed gives the same split
 on every machine, whatever the file order or the training seed.
@@ -27,10 +34,17 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
+from datamodules.h36m import Human36MDataset
+from datamodules.mpii import MPIIDataset
 from datamodules.ntu import NTUDataset
 from datamodules.penn import PennActionDataset
 
-CARVED = ("penn", "ntu")  # datasets whose validation split is carved from their training split
+CARVED = (
+    "penn",
+    "ntu",
+    "h36m",
+    "mpii",
+)  # datasets whose validation split is carved from their training split
 
 
 def carve(
@@ -65,8 +79,8 @@ def carve(
 
 
 def item_groups(dataset: Dataset) -> tuple[list[str], list[Hashable] | None]:
-    """(group key, stratum) of every item of a Penn Action or NTU training reader (see module
-    doc); strata None = not stratified."""
+    """(group key, stratum) of every item of a training reader (see the module doc); strata None =
+    not stratified."""
     if isinstance(dataset, PennActionDataset):
         videos = [dataset.videos[v] for v, _ in dataset.items]
         return [v.video_id for v in videos], [v.action for v in videos]
@@ -77,6 +91,11 @@ def item_groups(dataset: Dataset) -> tuple[list[str], list[Hashable] | None]:
         if dataset.benchmark == "xsub" and len(set(subjects)) > 1:
             return subjects, None
         return [n[:4] + n[8:] for n in names], [n[-4:] for n in names]  # SsssPpppRrrrAaaa, Aaaa
+    if isinstance(dataset, Human36MDataset):
+        recordings = [f"S{r.subject}/{r.stem.rpartition('.')[0]}" for r in dataset.sequences]
+        return [recordings[s] for s in dataset.item_seq], None
+    if isinstance(dataset, MPIIDataset):
+        return [str(name) for name in dataset.ann.image], None
     raise TypeError(f"no carved validation split for {type(dataset).__name__}")
 
 

@@ -29,11 +29,13 @@ from datamodules.penn import PennActionDataset
 from datamodules.splits import CARVED, carved_part, held_out_keys, item_groups
 from experiments.config import training_sources
 
-# dataset → (reader, reader split of each run stage, reads clips). Penn Action and NTU publish no
-# validation split: theirs is carved from the training split (datamodules.splits, data.val_fraction)
+# dataset → (reader, reader split of each run stage, reads clips). Checkpoints and schedules are
+# chosen on a validation split carved from each training split (datamodules.splits,
+# data.val_fraction); the test split is scored once. MPII's public validation images are its test
+# split (the official code's PCKh set: the MPII test annotations are not public).
 READERS: dict[str, tuple[type[Dataset], dict[str, str], bool]] = {
-    "mpii": (MPIIDataset, {"train": "train", "val": "val", "test": "val"}, False),
-    "h36m": (Human36MDataset, {"train": "train", "val": "test", "test": "test"}, False),
+    "mpii": (MPIIDataset, {"train": "train", "val": "train", "test": "val"}, False),
+    "h36m": (Human36MDataset, {"train": "train", "val": "train", "test": "test"}, False),
     "penn": (PennActionDataset, {"train": "train", "val": "train", "test": "test"}, True),
     "ntu": (NTUDataset, {"train": "train", "val": "train", "test": "test"}, True),
 }
@@ -64,7 +66,7 @@ def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
             f"data.val_fraction = {cfg.data.val_fraction}: hold out a share (e.g. 0.1) or "
             f"drop it from data.val (never validate on the test split)"
         )
-    if carved and stage == "val":
+    if carved and stage == "val" and clips:
         kwargs["clip_sampling"] = "middle"  # a training-split reader evaluating: the test default
     for options in (source.options, source[f"{stage}_options"]):
         kwargs |= OmegaConf.to_container(options, resolve=True)

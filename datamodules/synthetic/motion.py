@@ -2,7 +2,7 @@
 
 Each action is a function of the phase φ (T,) and an amplitude factor giving joint angles in degrees
 (see ``skeleton.forward_kinematics``) and a jump height. ``drink`` and ``phone`` share one motion:
-only the colour of the object held in the right hand tells them apart.
+only the object held in the right hand (a white cup, a black phone) tells them apart.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ ACTIONS: tuple[str, ...] = (
     "drink",
     "phone",
 )
-# RGB colour of the object held in the right hand (actions without an object are absent).
-OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {"drink": (30, 210, 60), "phone": (230, 40, 210)}
+# RGB colour of the object held in the right hand (actions without an object are absent): a white
+# cup and a black phone, achromatic so that no clothing hue (any hue occurs) can mimic them.
+OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {"drink": (245, 245, 235), "phone": (22, 22, 26)}
 SIDE_ANGLES = ("sh_abd", "sh_flex", "elbow", "hip_abd", "hip_flex", "knee")
 ANGLES = ("torso_pitch", "torso_roll", "torso_yaw", "head_pitch") + tuple(
     f"{s}_{a}" for s in "lr" for a in SIDE_ANGLES

@@ -25,7 +25,7 @@ from datamodules.synthetic.skeleton import BONES, HEAD_RADIUS, joint_index
 _SHIFT = 4  # cv2 sub-pixel bits
 _BONE_IDX = np.array([[joint_index(a), joint_index(b)] for a, b, _ in BONES])
 _BONE_WIDTH = np.array([w for *_, w in BONES])
-OBJECT_SIZE = (0.15, 0.08)  # metres: along the forearm, across
+OBJECT_SIZE = (0.2, 0.1)  # metres: along the forearm, across
 
 
 PARTS = ("torso", "l_arm", "r_arm", "l_leg", "r_leg")
@@ -165,7 +165,10 @@ def _draw_object(img, uv: np.ndarray, px_per_m: float, colour) -> None:
     angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
     size = (OBJECT_SIZE[0] * px_per_m, OBJECT_SIZE[1] * px_per_m)
     box = cv2.boxPoints(((float(centre[0]), float(centre[1])), size, angle))
-    cv2.fillPoly(img, [np.round(box * (1 << _SHIFT)).astype(np.int32)], colour, cv2.LINE_AA, _SHIFT)
+    corners = [np.round(box * (1 << _SHIFT)).astype(np.int32)]
+    cv2.fillPoly(img, corners, colour, cv2.LINE_AA, _SHIFT)
+    rim = tuple(0.3 * float(v) for v in colour)  # outlined like the limbs
+    cv2.polylines(img, corners, True, rim, 1, cv2.LINE_AA, _SHIFT)
 
 
 def film(world: np.ndarray, camera: Camera, action: str, rng: np.random.Generator, bg=None) -> Clip:

@@ -145,3 +145,39 @@ def test_carve_falls_back_to_unstratified_when_every_stratum_is_single():
     held = carve(["a", "b", "c"], ["x", "y", "z"], 0.1, seed=0)
     assert len(held) == 1 and held == carve(["c", "b", "a"], ["z", "y", "x"], 0.1, seed=0)
     assert carve(["a"], ["x"], 0.1, seed=0) == set()  # one key: nothing to hold out
+
+
+@pytest.fixture(scope="module")
+def image_world(tmp_path_factory) -> Path:
+    """Human3.6M S1 S5 S9 × 2 actions × 4 cameras × 4 frames; MPII 20 / 4 / 0 images."""
+    from datamodules.synthetic.write_h36m import write_h36m
+    from datamodules.synthetic.write_mpii import write_mpii
+
+    root = tmp_path_factory.mktemp("images")
+    write_h36m(root / "h36m", (1, 5, 9), 2, 4, seed=0)
+    write_mpii(root / "mpii", 20, 4, 0, seed=0)
+    return root
+
+
+def test_h36m_holds_out_whole_recordings_of_the_training_subjects(image_world):
+    """Human3.6M: validation = recordings (all four cameras) of S1/S5, never the test subject."""
+    cfg = load_config("demo_pose", [f"data.root={image_world}", "data.val_fraction=0.25"])
+    sets = {stage: build_dataset(cfg, "h36m", stage) for stage in ("train", "val", "test")}
+    ids = {s: [d[i]["sample_id"] for i in range(len(d))] for s, d in sets.items()}
+    recording = {s: {i.split("/")[1] + "/" + i.split("/")[2].rpartition(".")[0] for i in v}
+                 for s, v in ids.items()}  # fmt: skip  # "S1/Directions 1"
+    assert recording["val"] and not recording["val"] & recording["train"]
+    assert {r.split("/")[0] for r in recording["train"] | recording["val"]} == {"S1", "S5"}
+    assert {r.split("/")[0] for r in recording["test"]} == {"S9"}
+    cameras = {i.split("/")[2].rpartition(".")[2] for i in ids["val"]}
+    assert len(cameras) == 4  # a held-out recording takes its four cameras along
+
+
+def test_mpii_holds_out_training_images_and_tests_on_the_validation_images(image_world):
+    cfg = load_config("mpii", [f"data.root={image_world / 'mpii'}", "data.val_fraction=0.25",
+                               "model.input_size=64"])  # fmt: skip
+    sets = {stage: build_dataset(cfg, "mpii", stage) for stage in ("train", "val", "test")}
+    images = {s: {d[i]["sample_id"].split("/")[1] for i in range(len(d))} for s, d in sets.items()}
+    assert images["val"] and not images["val"] & images["train"]
+    assert not (images["val"] | images["train"]) & images["test"]
+    assert len(images["val"]) == 5 and len(images["train"]) == 15  # 25 % of the 20 images

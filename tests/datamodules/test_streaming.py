@@ -94,13 +94,15 @@ def test_config_switches_select_prepared_and_streaming_sources(chunks, tmp_path)
     from experiments.config import ConfigError, load_config, validate
     from experiments.data import build_dataset
 
+    # streaming holds the whole training split: no validation carved from it (data.val_fraction)
     base = ["data.sources={h36m: {dataset: h36m, stage: pose}}", "data.train=[h36m]",
-            "data.val=[h36m]", "data.test=[]", f"data.sources.h36m.prepared={chunks['prepared']}",
-            "model.input_size=32", "data.sources.h36m.val_options.subjects=[9]"]  # fmt: skip
+            "data.val=[]", "data.val_fraction=0", "data.test=[h36m]",
+            f"data.sources.h36m.prepared={chunks['prepared']}", "model.input_size=32",
+            "data.sources.h36m.test_options.subjects=[9]"]  # fmt: skip
     cfg = load_config("h36m", base)
     validate(cfg)  # no data.root: the prepared folder replaces the download
-    val = build_dataset(cfg, "h36m", "val")
-    assert val.dataset.prepared is not None and len(val) == 4  # S9 every 64th frame, 4 cameras
+    test = build_dataset(cfg, "h36m", "test")
+    assert test.dataset.prepared is not None and len(test) == 4  # S9 every 64th frame, 4 cameras
     stream = f"data.sources.h36m.streaming={chunks['chunks'] / 'train'}"
     train = build_dataset(load_config("h36m", [*base, stream]), "h36m", "train")
     assert isinstance(train.dataset, StreamingSource) and len(train) == 32
