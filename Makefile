@@ -43,7 +43,7 @@ bench-keras-env: ## the official-architecture Keras reference for `make bench` (
 synthetic: ## write the demo-sized synthetic world in the four real formats into $(DATA)/synthetic
 	$(PY) -m datamodules.synthetic --out $(DATA)/synthetic --size demo --seed 0
 
-demo: ## the whole multitask pipeline on the synthetic world, on the CPU (~10 min on 2 cores)
+demo: ## the whole multitask pipeline on the synthetic world, on the CPU (~10 min on 2 idle cores)
 	$(PY) -m experiments.demo
 
 ablation: ## Table 5 structure (provided/estimated poses, +FT, +multi-clip); DATASET=ntu|penn|synthetic

@@ -36,7 +36,8 @@ from benchmarks.run import (
     table,
 )
 from deephar.config import MPII_2D
-from deephar.models.inference import for_inference
+from deephar.models.inference import choose_runtime, for_inference
+from deephar.models.openvino_trunk import openvino_available
 from deephar.models.pose import PoseNet
 from deephar.models.precision import choose_precision, cpu_flags, isa_name
 
@@ -89,35 +90,31 @@ def _torch_runner(net: torch.nn.Module) -> Runner:
     return run
 
 
+def _fast(model: torch.nn.Module, precision: str, runtime: str, compile: bool = False) -> Runner:
+    net = for_inference(model, precision=precision, compile=compile, verbose=False,
+                        runtime=runtime)  # fmt: skip
+    return _torch_runner(net)
+
+
 def build_variants(model: torch.nn.Module, ctx: BenchContext, work: Path) -> list[Variant]:
-    """Eager, for_inference fp32/bf16 (± compile), ONNX Runtime fp32/int8, OpenVINO int8."""
+    """Eager, for_inference fp32/bf16 (PyTorch ± compile, OpenVINO engine), ONNX Runtime
+    fp32/int8, OpenVINO int8."""
     native = choose_precision("cpu").name == "bf16"
+    # emulated bf16 is 12–18× slower than fp32 (issue 13): not worth the bench's time
+    precisions = ["fp32", "bf16"] if native else ["fp32"]
     specs: list[tuple[str, Callable[[], Runner]]] = [
-        ("eager NCHW fp32", lambda: _torch_runner(model)),
-        (
-            "BN folded + channels_last, fp32",
-            lambda: _torch_runner(for_inference(model, precision="fp32", verbose=False)),
-        ),
-        (
-            "BN folded + channels_last, fp32, torch.compile",
-            lambda: _torch_runner(
-                for_inference(model, precision="fp32", compile=True, verbose=False)
-            ),
-        ),
+        ("eager NCHW fp32", lambda: _torch_runner(model))
     ]
-    if native:  # emulated bf16 is 12–18× slower than fp32 (issue 13): not worth the bench's time
+    for p in precisions:
+        label = "fp32" if p == "fp32" else "bf16 trunk"
         specs += [
-            (
-                "BN folded + channels_last, bf16 trunk",
-                lambda: _torch_runner(for_inference(model, precision="bf16", verbose=False)),
-            ),
-            (
-                "BN folded + channels_last, bf16 trunk, torch.compile",
-                lambda: _torch_runner(
-                    for_inference(model, precision="bf16", compile=True, verbose=False)
-                ),
-            ),
-        ]
+            (f"BN folded + channels_last, {label}", lambda p=p: _fast(model, p, "torch")),
+            (f"BN folded + channels_last, {label}, torch.compile",
+             lambda p=p: _fast(model, p, "torch", compile=True)),
+        ]  # fmt: skip
+        if openvino_available():
+            specs.append((f"BN folded, OpenVINO engine, {label}",
+                          lambda p=p: _fast(model, p, "openvino")))  # fmt: skip
     specs += onnx_specs(model, ctx, work)
     variants = []
     size = MPII_2D.input_size
@@ -250,6 +247,8 @@ def measure(ctx: BenchContext) -> tuple[list[Variant], dict[int, list[float]], d
 def picked_variant() -> str:
     """The variant ``for_inference(net)`` (predict, evaluate, the demo) builds on this machine."""
     name = "bf16 trunk" if choose_precision("cpu").name == "bf16" else "fp32"
+    if choose_runtime(torch.device("cpu")) == "openvino":
+        return f"BN folded, OpenVINO engine, {name}"
     return f"BN folded + channels_last, {name}"
 
 
@@ -293,8 +292,9 @@ def cpu_pose(ctx: BenchContext) -> BenchReport:
     flags = cpu_flags()
     extra = {
         "ISA": isa_name(flags),
-        "precision for_inference picks": f"{choose_precision('cpu').name} "
-        f"({choose_precision('cpu').reason}) → row marked ← predict",
+        "what for_inference picks": f"{choose_runtime(torch.device('cpu'))} engine, "
+        f"{choose_precision('cpu').name} ({choose_precision('cpu').reason}) → row marked "
+        "← predict",
         "work": f"{gflop:.1f} GFLOP per 256² image (torch.utils.flop_counter, eager fp32)",
         "fp32 peak": f"{peak:.0f} GFLOP/s = {how}",
         "load average (1 min) before / after": f"{load0[0]:.1f} / {load1[0]:.1f}",

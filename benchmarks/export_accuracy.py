@@ -3,8 +3,8 @@
     python -m benchmarks.export_accuracy CKPT [--config demo_pose] [key=value ...]
 
 Evaluates the network of CKPT (e.g. the demo's pose checkpoint) on its experiment's test sets
-with ``experiments.evaluate``'s protocol, once per variant: eager fp32, ``for_inference`` fp32,
-``for_inference`` bf16 trunk, and the ONNX Runtime int8 graph (``deephar.export``) calibrated on
+with ``experiments.evaluate``'s protocol, once per variant: eager fp32, ``for_inference`` fp32 and
+bf16 trunk (PyTorch and OpenVINO engines), and the ONNX Runtime int8 graph (``deephar.export``) calibrated on
 crops of the TRAINING subjects. Prints each variant's metrics and the largest / mean deviation of
 its poses from eager fp32 on the test crops, in pixels of the network input. Not part of
 ``make bench`` (it needs a trained checkpoint and a data set).
@@ -81,8 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         int8 = quantize_int8(fp32, Path(tmp) / "pose.int8.onnx", batches)
         variants = {
             "eager fp32": eager,
-            "for_inference fp32": for_inference(eager, precision="fp32"),
-            "for_inference bf16 trunk": for_inference(eager, precision="bf16"),
+            "for_inference fp32": for_inference(eager, precision="fp32", runtime="torch"),
+            "for_inference bf16 trunk": for_inference(eager, precision="bf16", runtime="torch"),
+            "for_inference OpenVINO fp32": for_inference(
+                eager, precision="fp32", runtime="openvino"
+            ),
+            "for_inference OpenVINO bf16": for_inference(
+                eager, precision="bf16", runtime="openvino"
+            ),
             "ONNX Runtime int8 trunk": OrtPose(int8, eager.cfg, args.threads),
         }
         test = torch.from_numpy(crops(cfg, key, 256))

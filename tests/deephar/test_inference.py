@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from deephar.config import NetworkConfig
-from deephar.models.inference import LowPrecisionStage, for_inference, prepare_for_inference
+from deephar.models.inference import (
+    LowPrecisionStage,
+    choose_runtime,
+    for_inference,
+    prepare_for_inference,
+)
 from deephar.models.multitask import build_model
 from deephar.models.pose import PoseNet
 from deephar.models.precision import Precision, choose_precision, cpu_flags, isa_name
@@ -58,7 +63,7 @@ def _action_net() -> torch.nn.Module:
 
 def test_for_inference_fp32_is_folded_channels_last_and_exact():
     net = _action_net()
-    fast = for_inference(net, precision=FP32, verbose=False)
+    fast = for_inference(net, precision=FP32, verbose=False, runtime="torch")
     assert type(fast) is type(net) and fast is not net
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     convs = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -72,7 +77,7 @@ def test_for_inference_fp32_is_folded_channels_last_and_exact():
 
 def test_for_inference_bf16_runs_the_trunk_in_bf16_and_decodes_in_fp32():
     net = _action_net()
-    fast = for_inference(net, precision=BF16, verbose=False)
+    fast = for_inference(net, precision=BF16, verbose=False, runtime="torch")
     stages = [m for m in fast.modules() if isinstance(m, LowPrecisionStage)]
     assert len(stages) == 1 + net.cfg.pose_blocks  # stem + every prediction block
     assert all(p.dtype == torch.bfloat16 for s in stages for p in s.parameters())
@@ -128,7 +133,7 @@ def test_for_inference_follows_the_chosen_precision(monkeypatch):
     for flags, stages in (({"avx2"}, 0), ({"avx512_bf16"}, 2)):
         monkeypatch.delenv("DEEPHAR_PRECISION", raising=False)
         monkeypatch.setattr("deephar.models.precision.cpu_flags", lambda f=flags: f)
-        fast = for_inference(net, verbose=False)
+        fast = for_inference(net, verbose=False, runtime="torch")
         assert sum(isinstance(m, LowPrecisionStage) for m in fast.modules()) == stages
 
 
@@ -142,7 +147,58 @@ def test_predict_runs_the_fast_path(tmp_path, monkeypatch):
     torch.save(network_payload(net, model="mpii"), tmp_path / "net.pt")
     fast = predict.load_network(tmp_path / "net.pt").model
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    runtime = fast.pose.runtime  # the CPU engine choose_runtime picks here
+    assert (runtime is not None) == (choose_runtime(torch.device("cpu")) == "openvino")
     conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     eager = predict.load_network(tmp_path / "net.pt", fast=False).model
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in eager.modules())
+
+
+# ---- the OpenVINO engine (CPU) ----
+def test_runtime_choice(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("DEEPHAR_RUNTIME", raising=False)
+    monkeypatch.setattr("deephar.models.inference.openvino_available", lambda: True)
+    assert choose_runtime(cpu) == "openvino"
+    assert choose_runtime(cpu, compile=True) == "torch"  # torch.compile is PyTorch's
+    assert choose_runtime(torch.device("cuda")) == "torch"
+    monkeypatch.setenv("DEEPHAR_RUNTIME", "torch")
+    assert choose_runtime(cpu) == "torch"
+    monkeypatch.delenv("DEEPHAR_RUNTIME")
+    monkeypatch.setattr("deephar.models.inference.openvino_available", lambda: False)
+    assert choose_runtime(cpu) == "torch"
+    with pytest.raises(ValueError, match="openvino"):
+        choose_runtime(cpu, "openvino")
+
+
+@pytest.mark.parametrize(("precision", "atol"), [(FP32, 1e-4), (BF16, 1e-2)])
+def test_openvino_trunk_gives_the_same_clip_outputs(precision, atol):
+    """Poses, appearance features and action scores through OpenVINO match eager PyTorch (fp32:
+    1e-4; bf16 keeps ~3 significant digits); any batch, decoding in fp32."""
+    pytest.importorskip("openvino")
+    net = _action_net()
+    fast = for_inference(net, precision=precision, verbose=False, runtime="openvino")
+    assert fast.pose.runtime is not None
+    for batch in (1, 2):
+        clips = torch.rand(batch, 4, 3, 64, 64) * 2 - 1
+        with torch.inference_mode():
+            ref, out = net.forward_clip(clips), fast.forward_clip(clips)
+        assert out.final.dtype == torch.float32 and out.poses.pose[-1].dtype == torch.float32
+        torch.testing.assert_close(out.poses.pose[-1], ref.poses.pose[-1], atol=atol, rtol=0)
+        torch.testing.assert_close(out.final.softmax(-1), ref.final.softmax(-1), atol=atol, rtol=0)
+    with pytest.raises(ValueError, match="compiled for"):
+        fast.forward_pose(torch.zeros(1, 3, 32, 32))
+
+
+def test_openvino_pose_network_skips_the_appearance_features():
+    pytest.importorskip("openvino")
+    net = build_model(NetworkConfig(input_size=64, pose_blocks=2, width=0.25)).eval()
+    _randomise_bn(net)
+    fast = for_inference(net, precision=FP32, verbose=False, runtime="openvino")
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        ref, out = net.forward_pose(images), fast.forward_pose(images)
+    assert out.features is None and len(out.pose) == len(ref.pose) == 2
+    for a, b in zip(ref.pose, out.pose):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=0)

@@ -89,6 +89,8 @@ class PoseNet(nn.Module):
             PredictionBlock(cfg.num_heatmaps, cfg.kernel_size, last=i == k - 1, channels=channels)
             for i in range(k)
         )
+        # another engine running ``trunk`` (deephar.models.openvino_trunk), inference copies only
+        self.runtime: nn.Module | None = None
 
     def decode(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Logits (B, N_h, H, W) → pose (B, J, D), visibility (B, J), joint logits (B, J, H, W)."""
@@ -96,20 +98,29 @@ class PoseNet(nn.Module):
             return decode_2d(h, self.cfg.num_joints)
         return decode_3d(h, self.cfg.num_joints)
 
+    def trunk(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(B, 3, H, W) → appearance features (B, C, H/8, W/8) (stem + first reception block) and
+        the logits (B, N_h, H/8, W/8) of every prediction block: the convolutional part."""
+        if self.runtime is not None:
+            return self.runtime(x)
+        x = self.stem(x)
+        features, logits = None, []
+        for block in self.blocks:
+            r, h, x = block(x)
+            features = r if features is None else features
+            logits.append(h)
+        return features, logits
+
     def forward(self, x: Tensor) -> PoseOutput:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"PoseNet expects (B, 3, H, W) images, got {tuple(x.shape)}")
-        out = PoseOutput(pose=[], visibility=[], heatmaps=[], logits=[])
-        x = self.stem(x)
-        for block in self.blocks:
-            r, h, x = block(x)
-            if out.features is None:
-                out.features = r
+        features, logits = self.trunk(x)
+        out = PoseOutput(pose=[], visibility=[], heatmaps=[], logits=logits, features=features)
+        for h in logits:
             pose, vis, hm = self.decode(h)
             out.pose.append(pose)
             out.visibility.append(vis)
             out.heatmaps.append(hm)
-            out.logits.append(h)
         return out
 
 
