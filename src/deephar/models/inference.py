@@ -53,10 +53,15 @@ def fold_batchnorm(block: ConvBN) -> None:
 
 
 def prepare_for_inference(
-    model: nn.Module, channels_last: bool = True, fuse: bool = True
+    model: nn.Module, channels_last: bool = True, fuse: bool = True, final_only: bool = False
 ) -> nn.Module:
-    """A frozen eval-mode copy of ``model`` with BN folded and (optionally) channels_last."""
+    """A frozen eval-mode copy of ``model`` with BN folded and (optionally) channels_last;
+    ``final_only``: its ``PoseNet``s return the last prediction block's outputs only (the
+    earlier ones are intermediate supervision: still computed, as they feed the next block, but
+    not decoded nor returned)."""
     model = copy.deepcopy(model).eval()
+    for posenet in [m for m in model.modules() if isinstance(m, PoseNet)]:
+        posenet.decode_all = not final_only
     if fuse:
         for module in model.modules():
             if isinstance(module, ConvBN):
@@ -142,10 +147,11 @@ def for_inference(
 
     ``fast``: BN folded, channels_last, trunk in the machine's precision (``precision``: None =
     chosen by ``choose_precision`` for the device of ``net``'s parameters, or "fp32"/"bf16", or a
-    ``Precision``) and engine (``runtime``: see ``choose_runtime``); ``compile``: PyTorch runtime
-    with ``torch.compile`` on every ``PoseNet`` (frozen weights). With ``fast`` False: ``net``
-    itself in eval mode (eager NCHW fp32, the reference). The choice is printed once per process
-    when ``verbose``.
+    ``Precision``) and engine (``runtime``: see ``choose_runtime``), pose outputs of the last
+    prediction block only (``PoseOutput`` lists of length 1: what predict / evaluate read);
+    ``compile``: PyTorch runtime with ``torch.compile`` on every ``PoseNet`` (frozen weights).
+    With ``fast`` False: ``net`` itself in eval mode (eager NCHW fp32, the reference, every
+    block). The choice is printed once per process when ``verbose``.
     """
     if not fast:
         if verbose:
@@ -158,7 +164,7 @@ def for_inference(
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
         precision = Precision(dtype, "requested")
     engine = choose_runtime(device, runtime, compile)
-    model = prepare_for_inference(net)
+    model = prepare_for_inference(net, final_only=True)
     if engine == "openvino":
         features = getattr(model, "action", None) is not None  # read by the appearance branch
         for posenet in [m for m in model.modules() if isinstance(m, PoseNet)]:

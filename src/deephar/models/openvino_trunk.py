@@ -38,7 +38,8 @@ def _core():
 
 class TrunkGraph(nn.Module):
     """What is converted: images (B, 3, H, W) → ([features,] logits of block 1, …, block K);
-    the appearance features only when an action head will read them."""
+    the appearance features only when an action head will read them, the blocks before the last
+    only when ``posenet.decode_all``."""
 
     def __init__(self, posenet: nn.Module, features: bool) -> None:
         super().__init__()
@@ -46,6 +47,7 @@ class TrunkGraph(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         features, logits = self.posenet.trunk(x)
+        logits = logits if self.posenet.decode_all else logits[-1:]
         return (features, *logits) if self.features else tuple(logits)
 
 

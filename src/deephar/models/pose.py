@@ -89,8 +89,10 @@ class PoseNet(nn.Module):
             PredictionBlock(cfg.num_heatmaps, cfg.kernel_size, last=i == k - 1, channels=channels)
             for i in range(k)
         )
-        # another engine running ``trunk`` (deephar.models.openvino_trunk), inference copies only
+        # inference copies only (deephar.models.inference): another engine running ``trunk``
+        # (deephar.models.openvino_trunk), and whether the blocks before the last are decoded
         self.runtime: nn.Module | None = None
+        self.decode_all = True
 
     def decode(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Logits (B, N_h, H, W) → pose (B, J, D), visibility (B, J), joint logits (B, J, H, W)."""
@@ -100,7 +102,8 @@ class PoseNet(nn.Module):
 
     def trunk(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """(B, 3, H, W) → appearance features (B, C, H/8, W/8) (stem + first reception block) and
-        the logits (B, N_h, H/8, W/8) of every prediction block: the convolutional part."""
+        the logits (B, N_h, H/8, W/8) of every prediction block (of the last only when
+        ``decode_all`` is off and an engine runs it): the convolutional part."""
         if self.runtime is not None:
             return self.runtime(x)
         x = self.stem(x)
@@ -115,6 +118,7 @@ class PoseNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"PoseNet expects (B, 3, H, W) images, got {tuple(x.shape)}")
         features, logits = self.trunk(x)
+        logits = logits if self.decode_all else logits[-1:]
         out = PoseOutput(pose=[], visibility=[], heatmaps=[], logits=logits, features=features)
         for h in logits:
             pose, vis, hm = self.decode(h)
