@@ -267,9 +267,10 @@ def crop_sample(
     frames: uint8 ([T,] H, W, 3) or None (poses only, no ``image`` key); joints_px ([T,] J, 2|3);
     valid ([T,] J). stored: ([T,] 2, 3) original → ``frames`` pixels when ``frames`` are stored
     crops or a reduced decode (prepared data, JPEG DCT scaling), None when they are the originals;
-    the crop is one warp either way, and the photometric augmentation follows it. With ``params.flip`` the joints are mirrored by the matrix *and* re-indexed with
-    ``flip_perm`` so that index j stays the layout's joint j; ``pose_px`` is re-indexed the same way
-    so that predictions mapped back through ``crop`` compare with it directly.
+    the crop is one warp either way, and the photometric augmentation follows it. With
+    ``params.flip`` the joints are mirrored by the matrix *and* re-indexed with ``flip_perm`` so
+    that index j stays the layout's joint j; ``pose_px`` is re-indexed the same way so that
+    predictions mapped back through ``crop`` compare with it directly.
     Returns image, pose, pose_valid, visible, crop, pose_px, pose_px_valid.
     """
     joints_px = np.asarray(joints_px, dtype=np.float64)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from deephar.layers import ConvBN, SeparableConv2d
-from deephar.models.openvino_trunk import OpenVINOTrunk, openvino_available
+from deephar.models.openvino_trunk import OpenVINOTrunk, openvino_available, openvino_version
 from deephar.models.pose import PoseNet
 from deephar.models.precision import Precision, choose_precision
 
@@ -52,6 +52,11 @@ def fold_batchnorm(block: ConvBN) -> None:
     block.bn = nn.Identity()
 
 
+def posenets(model: nn.Module) -> list[PoseNet]:
+    """Every ``PoseNet`` inside ``model`` (the model itself included)."""
+    return [m for m in model.modules() if isinstance(m, PoseNet)]
+
+
 def prepare_for_inference(
     model: nn.Module, channels_last: bool = True, fuse: bool = True, final_only: bool = False
 ) -> nn.Module:
@@ -60,7 +65,7 @@ def prepare_for_inference(
     earlier ones are intermediate supervision: still computed, as they feed the next block, but
     not decoded nor returned)."""
     model = copy.deepcopy(model).eval()
-    for posenet in [m for m in model.modules() if isinstance(m, PoseNet)]:
+    for posenet in posenets(model):
         posenet.decode_all = not final_only
     if fuse:
         for module in model.modules():
@@ -107,7 +112,7 @@ def lower_trunk_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     A block returns (reception output r, logits h, next input): h always and r of the first
     block (the appearance features) come back in fp32 for decoding and the action head.
     """
-    for posenet in [m for m in model.modules() if isinstance(m, PoseNet)]:
+    for posenet in posenets(model):
         posenet.stem = LowPrecisionStage(posenet.stem, dtype)
         for i, block in enumerate(posenet.blocks):
             posenet.blocks[i] = LowPrecisionStage(block, dtype, (0, 1) if i == 0 else (1,))
@@ -167,10 +172,9 @@ def for_inference(
     model = prepare_for_inference(net, final_only=True)
     if engine == "openvino":
         features = getattr(model, "action", None) is not None  # read by the appearance branch
-        for posenet in [m for m in model.modules() if isinstance(m, PoseNet)]:
-            size = posenet.cfg.input_size
-            posenet.runtime = OpenVINOTrunk(posenet, size, precision, features)
-        engine = f"OpenVINO {posenet.runtime.version}"
+        for posenet in posenets(model):
+            posenet.runtime = OpenVINOTrunk(posenet, posenet.cfg.input_size, precision, features)
+        engine = f"OpenVINO {openvino_version()}"
     elif precision.dtype != torch.float32:
         model = lower_trunk_precision(model, precision.dtype)
     if compile and engine == "torch":

@@ -28,6 +28,12 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
+def openvino_version() -> str:
+    import openvino as ov
+
+    return ov.get_version().split("-")[0]
+
+
 @functools.cache
 def _core():
     """One OpenVINO ``Core`` per process (its CPU plugin and thread pools are shared)."""
@@ -87,7 +93,6 @@ class OpenVINOTrunk(nn.Module):
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = _core().compile_model(model, "CPU", config)
-        self.version = ov.get_version().split("-")[0]
 
     def forward(self, x: Tensor) -> tuple[Tensor | None, list[Tensor]]:
         if x.shape[1:] != (3, self.size, self.size):
