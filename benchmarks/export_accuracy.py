@@ -6,8 +6,10 @@ Evaluates the network of CKPT (e.g. the demo's pose checkpoint) on its experimen
 with ``experiments.evaluate``'s protocol, once per variant: eager fp32, ``for_inference`` fp32 and
 bf16 trunk (PyTorch and OpenVINO engines), and the ONNX Runtime int8 graph (``deephar.export``) calibrated on
 crops of the TRAINING subjects. Prints each variant's metrics and the largest / mean deviation of
-its poses from eager fp32 on the test crops, in pixels of the network input. Not part of
-``make bench`` (it needs a trained checkpoint and a data set).
+its poses from eager fp32 on the test crops, in pixels of the network input, and the deviation
+when ONE stage of the trunk (the stem or one prediction block) runs in bf16 and the rest in fp32:
+how far mixed precision can bring the bf16 paths towards fp32. Not part of ``make bench`` (it
+needs a trained checkpoint and a data set).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 
 from deephar.export import export_onnx, onnx_session
 from deephar.export.quantize import quantize_int8
-from deephar.models.inference import for_inference
+from deephar.models.inference import for_inference, posenets
 from deephar.outputs import PoseOutput
 from experiments import evaluate
 from experiments.config import load_config
@@ -49,6 +51,18 @@ def crops(cfg, key: str, count: int, **overrides) -> np.ndarray:
         if total >= count:
             break
     return np.concatenate(out)[:count].astype(np.float32)
+
+
+def one_stage_bf16(posenet: nn.Module, images: Tensor, stage: int) -> Tensor:
+    """Final 2D pose (B, J, 2) in [0, 1] with stage ``stage`` (0: stem, k: block k) in bf16
+    autocast and every other stage in fp32."""
+    x, logits = images, None
+    for i, module in enumerate([posenet.stem, *posenet.blocks]):
+        with torch.autocast("cpu", torch.bfloat16, enabled=i == stage):
+            out = module(x)
+        x, logits = (out, logits) if i == 0 else (out[2], out[1])
+        x = x.float() if x is not None else None
+    return posenet.decode(logits.float())[0][..., :2]
 
 
 def scalars(results: dict) -> dict[str, float]:
@@ -105,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
                     + ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items())),
                     flush=True,
                 )
+            posenet = posenets(eager)[0]
+            for stage in range(len(posenet.blocks) + 1):
+                dev = (one_stage_bf16(posenet, test, stage) - reference).abs() * size
+                where = f"block {stage}" if stage else "stem"
+                print(f"bf16 in the {where} only: Δpose max {dev.max():.3f} px, "
+                      f"mean {dev.mean():.4f} px", flush=True)  # fmt: skip
     return 0
 
 

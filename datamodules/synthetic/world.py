@@ -19,7 +19,8 @@ from datamodules.synthetic.write_mpii import write_mpii
 from datamodules.synthetic.write_ntu import NTU_ACTIONS, write_ntu
 from datamodules.synthetic.write_penn import PENN_ACTIONS, write_penn
 
-VERSION = 3  # 2: per-part clothing, outlined segments, thicker arms; 3: white cup, black phone
+VERSION = 4  # 2: per-part clothing, outlined segments, thicker arms; 3: white cup, black phone;
+# 4: NTU clips in their own lighting (write_ntu.lab_look)
 DATASETS = ("mpii", "h36m", "penn", "ntu")
 
 

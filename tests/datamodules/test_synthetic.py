@@ -18,6 +18,7 @@ from datamodules.synthetic.render import PARTS, Style, render_clip, sample_style
 from datamodules.synthetic.skeleton import BODY, joint_index, to_layout
 from datamodules.synthetic.world import SIZES
 from datamodules.synthetic.write_mpii import person
+from datamodules.synthetic.write_ntu import LAB_GAIN, LAB_NOISE, lab_look
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +208,23 @@ def test_clothes_tell_limbs_from_the_torso_and_each_other():
         parts = list(sample_style(np.random.default_rng(seed), "wave").parts.values())
         gaps = [np.linalg.norm(a - b) for i, a in enumerate(parts) for b in parts[i + 1 :]]
         assert min(gaps) > 20, seed
+
+
+def test_ntu_clips_have_a_look_of_their_own():
+    """NTU's lab: dimmer and warmer than the pose data (MPII / H36M), softer, noisier; one light
+    per clip, drawn from the clip's generator."""
+    frames = np.random.default_rng(0).integers(0, 256, (2, 180, 320, 3)).astype(np.uint8)
+    flat = np.full((4, 36, 64, 3), 200, np.uint8)
+    lab = lab_look(flat, np.random.default_rng(1)).astype(float)
+    r, g, b = lab.reshape(-1, 3).mean(0)
+    assert 200 * LAB_GAIN[0] - 1 <= r <= 200 * LAB_GAIN[1] + 1 and r > g > b
+    assert 0 < np.abs(lab - lab.mean((0, 1, 2))).max() <= LAB_NOISE + 1
+    gain = lab.mean((1, 2)) / lab[0].mean((0, 1))
+    np.testing.assert_allclose(gain, 1.0, atol=0.01)  # the same light in every frame
+    soft = lab_look(frames, np.random.default_rng(1)).astype(float)
+    lit = frames * (soft.mean() / frames.mean())
+    assert np.abs(np.diff(soft, axis=2)).mean() < 0.8 * np.abs(np.diff(lit, axis=2)).mean()
+    np.testing.assert_array_equal(lab_look(frames, np.random.default_rng(1)), soft.astype(np.uint8))
 
 
 def test_actions_differ_and_objects_differ_only_in_colour():
