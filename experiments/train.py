@@ -107,6 +107,19 @@ class LogDataFailures(Callback):
         for key in [k for k in getattr(trainer.datamodule, "missing", {}) if k.startswith("val/")]:
             trainer.datamodule.missing[key] = MissingLog()
 
+    def on_validation_end(self, trainer, module):
+        """A validation source of which no sample could be read stops the run, named: the
+        checkpoint, early stopping and the schedule would have nothing to go on (runs before
+        ``ModelCheckpoint``, which Lightning orders last)."""
+        if trainer.sanity_checking:  # a few batches only
+            return
+        for key, log in getattr(trainer.datamodule, "missing", {}).items():
+            if key.startswith("val/") and log.unreadable and not log.scored:
+                raise MissingSamples(
+                    f"{key}: {log.summary()}: no validation sample of this source could be "
+                    f"read; repair its files or drop it from data.val"
+                )
+
     def on_train_epoch_end(self, trainer, module):
         self._log(trainer, module)
 

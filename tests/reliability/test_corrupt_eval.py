@@ -107,3 +107,20 @@ def test_missing_log_counts_and_summarises():
     assert (log.scored, log.total) == (2, 4)
     assert log.summary() == "scored 2 of 4 samples; 2 unreadable: c.jpg (truncated), d.jpg (empty)"
     assert MissingLog.from_dict(log.as_dict()).summary() == log.summary()
+
+
+def test_validation_with_no_readable_sample_names_its_source(world, tmp_path, capsys):
+    """Every MPII image truncated, validation on MPII only: the run stops with the source named
+    (not Lightning's "monitored metric not found"), exit 3."""
+    root = tmp_path / "world"
+    for part in ("mpii", "h36m"):
+        shutil.copytree(world / part, root / part)
+    for image in (root / "mpii" / "images").glob("*.jpg"):
+        image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    args = ["demo_pose", f"data.root={root}", f"out_dir={tmp_path / 'runs'}", *TINY,
+            "data.train=[h36m]", "data.val=[mpii]", "data.test=[]"]  # fmt: skip
+    code = train.main(args)
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert re.search(r"val/mpii: scored 0 of \d+ samples; \d+ unreadable", err), err
+    assert "data.val" in err
