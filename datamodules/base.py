@@ -85,21 +85,28 @@ def truncation(data: bytes) -> str:
     return ""
 
 
+def decode_image(data: bytes, name: str | Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of an encoded image (JPEG, PNG…); SampleReadError naming ``name``
+    when empty, truncated (OpenCV decodes a cut JPEG without an error) or undecodable."""
+    if not data:
+        raise SampleReadError(name, "empty file")
+    if reason := truncation(data):
+        raise SampleReadError(name, reason)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SampleReadError(name, "OpenCV could not decode the image (corrupt?)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """uint8 (H, W, 3) RGB image; FileNotFoundError / SampleReadError naming ``path`` (empty,
     truncated or undecodable files)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    data = path.read_bytes()
-    if not data:
-        raise SampleReadError(path, "empty file")
-    if reason := truncation(data):
-        raise SampleReadError(path, reason)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SampleReadError(path, "OpenCV could not decode the image (corrupt?)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise FileNotFoundError(f"image not found: {path}") from None
+    return decode_image(data, path)
 
 
 def sample_rng() -> np.random.Generator:

@@ -38,7 +38,7 @@ from typing import Literal
 import numpy as np
 from torch.utils.data import Dataset
 
-from datamodules.base import SampleReadError, require_dir, sample_rng, to_tensors
+from datamodules.base import SampleReadError, read_image, require_dir, sample_rng, to_tensors
 from datamodules.h36m_cameras import (  # noqa: F401  (re-exported: the reader's public names)
     CAMERA_FILES,
     Camera,
@@ -48,7 +48,7 @@ from datamodules.h36m_cameras import (  # noqa: F401  (re-exported: the reader's
 )
 from datamodules.layouts import H36M32, convert, get_layout
 from datamodules.prepare.runner import load_prepared
-from datamodules.prepare.store import Margin, read_jpeg, store_matrix
+from datamodules.prepare.store import Margin, store_matrix
 from datamodules.transforms import (
     AugmentParams,
     AugmentRanges,
@@ -244,7 +244,7 @@ class Human36MDataset(Dataset):
             fr = p.frames
             stored = store_matrix(fr["x0"][row : row + 1], fr["side"][row : row + 1],
                                   fr["stored"][row : row + 1])[0]  # fmt: skip
-            image = read_jpeg(p.file(row))
+            image = read_image(p.file(row))
             uv, xyz = np.asarray(p.poses["uv"][row]), np.asarray(p.poses["xyz"][row])
             f_px = np.array([v.fx, v.fy], np.float64)
             intrinsics = np.float32([v.fx, v.fy, v.cx, v.cy])

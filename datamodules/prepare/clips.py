@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.base import SampleReadError
+from datamodules.base import SampleReadError, read_image
 from datamodules.prepare.runner import load_prepared
-from datamodules.prepare.store import Margin, read_jpeg, store_matrix
+from datamodules.prepare.store import Margin, store_matrix
 
 Loaded = tuple[np.ndarray, np.ndarray, np.ndarray, Callable | None, tuple[int, int], np.ndarray]
 
@@ -53,7 +53,7 @@ class PreparedVideos:
                               p.frames["stored"][first][:1])[0]  # fmt: skip
 
         def read(idx) -> np.ndarray:
-            return np.stack([read_jpeg(folder / f"{int(i):06d}.jpg") for i in idx])
+            return np.stack([read_image(folder / f"{int(i):06d}.jpg") for i in idx])
 
         size = (int(row.width), int(row.height))
         return xyz, uv, valid, read if images else None, size, stored

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from datamodules.prepare.store import read_jpeg
+from datamodules.base import read_image
 
 VERSION = 1
 MANIFEST = "prepared.json"
@@ -152,7 +152,7 @@ def _verify_chunk(out: Path, files: list[str], stored: list[int]) -> list[str]:
     problems = []
     for name, q in zip(files, stored):
         try:
-            image = read_jpeg(out / name)
+            image = read_image(out / name)
             if image.shape[:2] != (q, q):
                 problems.append(f"{out / name}: {image.shape[1::-1]} instead of {q}×{q}")
         except OSError as err:

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datamodules.base import SampleReadError, read_image, truncation
+from datamodules.base import decode_image, read_image, truncation
 from datamodules.transforms import REFERENCE_CROP
 
 
@@ -84,24 +84,20 @@ def cut(frame: np.ndarray, x0: tuple[int, int], side: int, stored: int) -> np.nd
     return cv2.resize(out, (stored, stored), interpolation=cv2.INTER_AREA)
 
 
-def write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> int:
-    """Write RGB uint8 (H, W, 3) as JPEG; returns the file size in bytes."""
+def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 85) -> int:
+    """Write RGB uint8 (H, W, 3) as JPEG (folders created); returns the file size in bytes."""
     ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise OSError(f"{path}: cv2 could not encode the JPEG")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.tobytes())
     return len(buf)
 
 
 def decode_jpeg(data: bytes | np.ndarray, name: str | Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3) from JPEG bytes; SampleReadError naming ``name`` when undecodable."""
-    raw = data if isinstance(data, bytes) else np.asarray(data, np.uint8).tobytes()
-    if reason := truncation(raw):  # OpenCV decodes a cut JPEG without an error
-        raise SampleReadError(name, reason)
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SampleReadError(name, "cannot decode the prepared JPEG (corrupt?)")
-    return image[..., ::-1]
+    """RGB uint8 (H, W, 3) from JPEG bytes (or a uint8 array of them, as streamed chunks hold);
+    SampleReadError naming ``name`` when undecodable."""
+    return decode_image(data if isinstance(data, bytes) else np.asarray(data).tobytes(), name)
 
 
 REDUCED = {
@@ -124,12 +120,3 @@ def read_for_crop(path: Path, window: float, size: int) -> tuple[np.ndarray, np.
     if image is None:  # missing, empty, truncated (decoded greyed, no error) or corrupt
         return read_image(path), None  # FileNotFoundError / SampleReadError naming the file
     return image[..., ::-1], store_matrix(np.zeros((1, 2)), np.array([r]), np.array([1]))[0]
-
-
-def read_jpeg(path: Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3) of a prepared JPEG; FileNotFoundError / SampleReadError naming it."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"prepared frame not found: {path}") from None
-    return decode_jpeg(data, path)

@@ -179,12 +179,6 @@ def film(world: np.ndarray, camera: Camera, action: str, rng: np.random.Generato
     return Clip(frames, world, cam, camera.project(cam))
 
 
-def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 85) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality]):
-        raise OSError(f"{path}: cv2 could not write the JPEG")
-
-
 @cache
 def video_codec() -> str:
     """libx264 when this PyAV build has it, else mpeg4."""

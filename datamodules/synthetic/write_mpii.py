@@ -16,9 +16,10 @@ import numpy as np
 import scipy.io
 
 from datamodules.layouts import MPII
+from datamodules.prepare.store import write_jpeg
 from datamodules.synthetic.camera import framing_camera, in_image
 from datamodules.synthetic.motion import ACTIONS, perform, place
-from datamodules.synthetic.render import film, write_jpeg
+from datamodules.synthetic.render import film
 from datamodules.synthetic.skeleton import joint_index, to_layout
 
 SIZES = ((320, 240), (240, 320), (288, 288))

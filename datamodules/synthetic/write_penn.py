@@ -15,9 +15,10 @@ import numpy as np
 import scipy.io
 
 from datamodules.layouts import PENN
+from datamodules.prepare.store import write_jpeg
 from datamodules.synthetic.camera import framing_camera, in_image
 from datamodules.synthetic.motion import ACTIONS, perform, place
-from datamodules.synthetic.render import film, write_jpeg
+from datamodules.synthetic.render import film
 from datamodules.synthetic.skeleton import to_layout
 
 # Synthetic action → the official Penn Action class string it is stored as (labels only).
