@@ -23,7 +23,7 @@ Alphabet: T frames, J joints, N body records.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -157,6 +157,17 @@ def read_missing_list(path: str | Path) -> set[str]:
         raise FileNotFoundError(f"cannot read NTU missing-skeleton list {path}: {err}") from None
 
 
+def release_names(names: Iterable[str], version: int) -> list[str]:
+    """The sample names (``SsssCcccPpppRrrrAaaa``) of NTU RGB+D ``version`` among ``names``,
+    sorted: NTU60 holds actions A001–A060, NTU120 all."""
+    return sorted(n for n in names if NAME.fullmatch(n) and (version == 120 or int(n[-3:]) <= 60))
+
+
+def skeleton_names(skeletons: Path, version: int) -> list[str]:
+    """``release_names`` of the ``*.skeleton`` files in the folder ``skeletons``."""
+    return release_names((p.stem for p in skeletons.glob("*.skeleton")), version)
+
+
 def is_train(name: str, benchmark: str, version: int) -> bool:
     """Official splits: xsub (subjects), xview (cameras 2, 3), xset (NTU120: even setups)."""
     s, c, p, _, _ = (int(v) for v in NAME.fullmatch(name).groups())
@@ -251,13 +262,11 @@ class NTUDataset(Dataset):
             raise FileNotFoundError(f"NTU videos: none of {VIDEO_DIRS} found in {self.root}")
         skip = self._missing(missing_list, version)
         names = (
-            sorted(p.stem for p in self.skeletons.glob("*.skeleton") if NAME.fullmatch(p.stem))
-            if self.prepared is None else self.prepared.names()
+            skeleton_names(self.skeletons, version) if self.prepared is None
+            else release_names(self.prepared.names(), version)
         )  # fmt: skip
         self.names = [
-            n for n in names
-            if n not in skip and (version == 120 or int(n[-3:]) <= 60)
-            and is_train(n, benchmark, version) == (split == "train")
+            n for n in names if n not in skip and is_train(n, benchmark, version) == (split == "train")
         ]  # fmt: skip
         self.items = self._clips() if self.clip_sampling == "multi" else None
 
@@ -371,8 +380,7 @@ SPLIT_SIZES_60 = {"xsub": (40091, 16487), "xview": (37646, 18932)}
 def check_download(root: str | Path, version: int = 60, videos: bool = True) -> list[str]:
     """Skeleton count of the release, missing list, NTU60 split sizes, one video per skeleton."""
     root = require_dir(root, "NTU root")
-    names = sorted(p.stem for p in (root / "nturgb+d_skeletons").glob("*.skeleton"))
-    names = [n for n in names if NAME.fullmatch(n) and (version == 120 or int(n[-3:]) <= 60)]
+    names = skeleton_names(root / "nturgb+d_skeletons", version)
     problems = []
     print(f"ntu{version}: {len(names)} skeleton files (release: {TOTAL_SAMPLES[version]})")
     if len(names) != TOTAL_SAMPLES[version]:

@@ -30,7 +30,14 @@ from datamodules.h36m import (
     Recording,
 )
 from datamodules.layouts import get_layout
-from datamodules.ntu import NTU_AUG, TEST_SUBSAMPLE, TRAIN_SUBSAMPLE, NTUDataset, is_train
+from datamodules.ntu import (
+    NTU_AUG,
+    TEST_SUBSAMPLE,
+    TRAIN_SUBSAMPLE,
+    NTUDataset,
+    is_train,
+    release_names,
+)
 from datamodules.prepare.runner import load_prepared
 from datamodules.prepare.store import decode_jpeg, store_matrix
 from datamodules.transforms import AugmentRanges
@@ -98,9 +105,9 @@ def split_inputs(prepared: str | Path, dataset: str, split: str, benchmark: str 
         rows = np.flatnonzero(chosen & (p.frames["frame"] % step == 0))
         return [(root, int(r)) for r in rows]
     names = p.videos["name"].tolist()
+    release = set(release_names(names, version))
     return [(root, v) for v, n in enumerate(names)
-            if (version == 120 or int(n[-3:]) <= 60)
-            and is_train(n, benchmark, version) == (split == "train")]  # fmt: skip
+            if n in release and is_train(n, benchmark, version) == (split == "train")]  # fmt: skip
 
 
 def write_chunks(prepared: str | Path, out: str | Path, dataset: str, workers: int = 1,

@@ -20,13 +20,13 @@ from datamodules.base import clip_indices
 from datamodules.layouts import NTU25, convert, get_layout
 from datamodules.ntu import (
     MISSING_LISTS,
-    NAME,
     NTU_AUG,
     TEST_SUBSAMPLE,
     TRAIN_SUBSAMPLE,
     main_actor,
     parse_skeleton,
     read_missing_list,
+    skeleton_names,
     video_path,
 )
 from datamodules.prepare.runner import Job, Part
@@ -42,9 +42,7 @@ def jobs(root: str | Path, version: int = 60) -> list[Job]:
     root = Path(root)
     missing = root / MISSING_LISTS[version]
     skip = read_missing_list(missing) if missing.is_file() else set()
-    names = sorted(p.stem for p in (root / "nturgb+d_skeletons").glob("*.skeleton"))
-    keep = [n for n in names if NAME.fullmatch(n) and n not in skip
-            and (version == 120 or int(n[-3:]) <= 60)]  # fmt: skip
+    keep = [n for n in skeleton_names(root / "nturgb+d_skeletons", version) if n not in skip]
     return [
         Job(
             n,

@@ -11,7 +11,14 @@ import pytest
 
 from datamodules.base import SampleReadError
 from datamodules.layouts import PA20J
-from datamodules.ntu import NTUDataset, is_train, main_actor, parse_skeleton, read_missing_list
+from datamodules.ntu import (
+    NTUDataset,
+    is_train,
+    main_actor,
+    parse_skeleton,
+    read_missing_list,
+    release_names,
+)
 from datamodules.sample import missing_keys
 from datamodules.video import VideoReader
 
@@ -265,3 +272,11 @@ def test_download_check_counts_the_release(root, capsys):
     assert any("the release has 56880" in p for p in problems)
     assert any("3 videos missing" in p for p in problems)
     assert "ntu60 xsub: train/test (2, 1)" in capsys.readouterr().out
+
+
+def test_release_names_keep_sample_names_of_the_release_sorted():
+    names = ["S018C001P008R002A120", "S001C002P001R001A060", "S001C001P001R001A061", "notes",
+             "S001C001P001R001A001_rgb", "S001C001P001R001A001"]  # fmt: skip
+    assert release_names(names, 60) == ["S001C001P001R001A001", "S001C002P001R001A060"]
+    assert release_names(names, 120) == ["S001C001P001R001A001", "S001C001P001R001A061",
+                                         "S001C002P001R001A060", "S018C001P008R002A120"]  # fmt: skip
