@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -70,6 +71,12 @@ KNOWN_MISSING = {(11, "Directions.54138969")}
 H36M_AUG = AugmentRanges(angle=10.0, scales=(0.8, 1.0, 1.2), flip=True)
 WINDOW_FACTOR = 2.25
 BODY_BOX_MM = 1000.0  # the official crop's W = H: a 1 m box at the root depth
+
+
+def crop_window(f_px: Sequence[float] | np.ndarray, root_depth_mm: float | np.ndarray):
+    """The official crop's side in pixels, 2.25 · 1000 mm · max(fx, fy) / d, for the root depth
+    d (mm): a float, or (N,) for an array of depths."""
+    return WINDOW_FACTOR * BODY_BOX_MM * float(np.max(f_px)) / root_depth_mm
 
 
 def normalise_action(name: str) -> str | None:
@@ -281,7 +288,7 @@ class Human36MDataset(Dataset):
         )
         root = self.layout.index("pelvis")
         d = float(joints[root, 4])
-        window = WINDOW_FACTOR * BODY_BOX_MM * max(f_px[0], f_px[1]) / d
+        window = crop_window(f_px, d)
         origin, span = depth_range(d, params.scale)
         z = (joints[:, 4:5] - origin) / span
         out = crop_sample(

@@ -17,15 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from datamodules.h36m import (
-    BODY_BOX_MM,
     H36M_AUG,
     TEST_STEP,
     TEST_SUBJECTS,
     TRAIN_STEP,
     TRAIN_SUBJECTS,
-    WINDOW_FACTOR,
     Human36MDataset,
     cdf_frames,
+    crop_window,
     read_cdf_pose,
 )
 from datamodules.layouts import H36M32
@@ -74,7 +73,7 @@ def run(job: Job, folder: Path, options: dict) -> Part:
     n = min(cdf_frames(d3), cdf_frames(d2), video.num_frames)
     keep = np.arange(0, n, a["step"])
     uv, xyz = read_cdf_pose(d2, 2)[keep], read_cdf_pose(d3, 3)[keep]  # (n, 32, 2|3)
-    window = WINDOW_FACTOR * BODY_BOX_MM * max(a["f"]) / xyz[:, ROOT, 2].astype(np.float64)
+    window = crop_window(a["f"], xyz[:, ROOT, 2].astype(np.float64))
     x0, side, stored = store_box(uv[:, ROOT].astype(np.float64), window, margin)
     total = 0
     for lo in range(0, len(keep), CHUNK):
