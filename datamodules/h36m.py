@@ -73,7 +73,9 @@ WINDOW_FACTOR = 2.25
 BODY_BOX_MM = 1000.0  # the official crop's W = H: a 1 m box at the root depth
 
 
-def crop_window(f_px: Sequence[float] | np.ndarray, root_depth_mm: float | np.ndarray):
+def crop_window(
+    f_px: Sequence[float] | np.ndarray, root_depth_mm: float | np.ndarray
+) -> float | np.ndarray:
     """The official crop's side in pixels, 2.25 · 1000 mm · max(fx, fy) / d, for the root depth
     d (mm): a float, or (N,) for an array of depths."""
     return WINDOW_FACTOR * BODY_BOX_MM * float(np.max(f_px)) / root_depth_mm
