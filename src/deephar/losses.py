@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from deephar.outputs import ActionOutput, PoseOutput
-from deephar.soft_argmax import split_volumetric
+from deephar.soft_argmax import visibility_logits as soft_argmax_logits
 
 
 def _check_same_shape(**tensors: Tensor) -> None:
@@ -64,9 +64,9 @@ def visibility_bce(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 
 
 def visibility_logits(output: PoseOutput) -> list[Tensor]:
-    """Per block k, fp32 logits (…, J) whose sigmoid is ``output.visibility[k]``: from the block's
-    heat-map logits (2D: max of the joint map; 3D: max hxy + max hz, ``soft_argmax.decode_*``).
-    Without ``output.logits``: logit(visibility)."""
+    """Per block k, fp32 logits (…, J) whose sigmoid is ``output.visibility[k]``
+    (``soft_argmax.visibility_logits`` of the block's heat-map logits); without
+    ``output.logits``: logit(visibility)."""
     out = []
     for k, vis in enumerate(output.visibility):
         if output.logits is None or output.logits[k] is None:
@@ -74,12 +74,7 @@ def visibility_logits(output: PoseOutput) -> list[Tensor]:
             continue
         num_joints, dim = output.pose[k].shape[-2:]
         h = output.logits[k].float().flatten(0, -4)  # (N, N_h, H, W)
-        if dim == 2:
-            z = h[:, :num_joints].amax(dim=(-2, -1))  # (N, J)
-        else:
-            hxy, hz = split_volumetric(h, num_joints)
-            z = hxy.amax(dim=(-2, -1)) + hz.amax(dim=-1)
-        out.append(z.reshape(vis.shape))
+        out.append(soft_argmax_logits(h, num_joints, dim).reshape(vis.shape))
     return out
 
 

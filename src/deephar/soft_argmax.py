@@ -73,10 +73,23 @@ def split_volumetric(h: Tensor, num_joints: int) -> tuple[Tensor, Tensor]:
     return v.mean(dim=1), v.mean(dim=(-2, -1)).transpose(1, 2)
 
 
+def volumetric_visibility_logits(hxy: Tensor, hz: Tensor) -> Tensor:
+    """hxy (B, J, H, W), hz (B, J, Nd) (``split_volumetric``) → (B, J) max hxy + max hz, the
+    logits of the 3D joint visibility."""
+    return hxy.amax(dim=(-2, -1)) + hz.amax(dim=-1)
+
+
+def visibility_logits(h: Tensor, num_joints: int, dim: int) -> Tensor:
+    """A block's heat-map logits (B, N_h, H, W) → (B, J) logits whose sigmoid is the visibility
+    ``decode_2d`` (max of the joint map) or ``decode_3d`` returns."""
+    if dim == 2:
+        return h[:, :num_joints].amax(dim=(-2, -1))
+    return volumetric_visibility_logits(*split_volumetric(h, num_joints))
+
+
 def decode_3d(h: Tensor, num_joints: int) -> tuple[Tensor, ...]:
     """3D heat maps (B, Nd·J, H, W) → pose (B, J, 3) = x, y, z, visibility (B, J) =
     sigmoid(max hxy + max hz), depth-averaged logits hxy (B, J, H, W)."""
     hxy, hz = split_volumetric(h, num_joints)
     pose = torch.cat([soft_argmax_2d(hxy), soft_argmax_1d(hz)[..., None]], dim=-1)
-    vis = torch.sigmoid(hxy.amax(dim=(-2, -1)) + hz.amax(dim=-1))
-    return pose, vis, hxy
+    return pose, torch.sigmoid(volumetric_visibility_logits(hxy, hz)), hxy
