@@ -249,14 +249,14 @@ class Human36MDataset(Dataset):
         seq, f = self.sequences[self.item_seq[i]], int(self.item_frame[i])
         if self.prepared is not None:
             p, row = self.prepared, int(self.item_row[i])
-            v = p.videos.iloc[int(p.frames["video"][row])]
+            v = p.video(int(p.frames["video"][row]))
             fr = p.frames
             stored = store_matrix(fr["x0"][row : row + 1], fr["side"][row : row + 1],
                                   fr["stored"][row : row + 1])[0]  # fmt: skip
             image = read_image(p.file(row))
             uv, xyz = np.asarray(p.poses["uv"][row]), np.asarray(p.poses["xyz"][row])
-            f_px = np.array([v.fx, v.fy], np.float64)
-            intrinsics = np.float32([v.fx, v.fy, v.cx, v.cy])
+            f_px = np.array([v["fx"], v["fy"]], np.float64)
+            intrinsics = np.float32([v["fx"], v["fy"], v["cx"], v["cy"]])
         else:
             paths = self.paths(seq.subject, seq.stem)
             xyz = read_cdf_pose(paths["d3"], 3)[f]

@@ -53,17 +53,17 @@ def h36m_record(args: tuple[str, int]) -> dict:
     """One Human3.6M chunk item from (prepared folder, frame row)."""
     root, row = args
     p = _prepared(root, "h36m")
-    v = p.videos.iloc[int(p.frames["video"][row])]
+    v = p.video(int(p.frames["video"][row]))
     region = np.r_[p.frames["x0"][row], p.frames["side"][row], p.frames["stored"][row]]
-    meta = {"subject": int(v.subject), "stem": v.stem, "action": v.action,
-            "camera": str(v.camera), "num_frames": int(v.num_frames),
+    meta = {"subject": int(v["subject"]), "stem": v["stem"], "action": v["action"],
+            "camera": str(v["camera"]), "num_frames": int(v["num_frames"]),
             "frame": int(p.frames["frame"][row])}  # fmt: skip
     return {
         "jpeg": p.file(row).read_bytes(),
         "region": region.astype(np.int32),
         "uv": np.asarray(p.poses["uv"][row], np.float32),
         "xyz": np.asarray(p.poses["xyz"][row], np.float32),
-        "camera": np.float64([v.fx, v.fy, v.cx, v.cy]),
+        "camera": np.float64([v["fx"], v["fy"], v["cx"], v["cy"]]),
         "meta": json.dumps(meta),
     }
 
@@ -72,12 +72,12 @@ def ntu_record(args: tuple[str, int]) -> dict:
     """One NTU chunk item from (prepared folder, video index)."""
     root, v = args
     p = _prepared(root, "ntu")
-    row = p.videos.iloc[v]
+    row = p.video(v)
     rows = np.flatnonzero(p.frames["video"] == v)
     blobs = [p.file(r).read_bytes() for r in rows]
     region = (np.r_[p.frames["x0"][rows[0]], p.frames["side"][rows[0]], p.frames["stored"][rows[0]]]
               if len(rows) else np.zeros(4))  # fmt: skip
-    a, b = int(row.pose_start), int(row.pose_start + row.pose_count)
+    a, b = int(row["pose_start"]), int(row["pose_start"] + row["pose_count"])
     meta = {k: (str(row[k]) if k == "name" else int(row[k]))
             for k in ("name", "num_frames", "width", "height", "skeleton_frames")}  # fmt: skip
     return {

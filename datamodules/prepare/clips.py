@@ -42,11 +42,11 @@ class PreparedVideos:
         (T, Q, Q, 3) uint8 stored crops) or None, the video (W, H), the (2, 3) original → stored
         matrix shared by the video's crops."""
         p, v = self.data, self.row(name)
-        row = self.table.iloc[v]
+        row = p.video(v)
         folder = p.root / "frames" / name
-        if row.num_frames == 0:
+        if row["num_frames"] == 0:
             raise SampleReadError(folder, "no body in any frame of the skeleton")
-        a, b = int(row.pose_start), int(row.pose_start + row.pose_count)
+        a, b = int(row["pose_start"]), int(row["pose_start"] + row["pose_count"])
         xyz, uv, valid = (np.asarray(p.poses[k][a:b]) for k in ("xyz", "uv", "valid"))
         first = slice(int(np.searchsorted(p.frames["video"], v)), None)
         stored = store_matrix(p.frames["x0"][first][:1], p.frames["side"][first][:1],
@@ -55,7 +55,7 @@ class PreparedVideos:
         def read(idx) -> np.ndarray:
             return np.stack([read_image(folder / f"{int(i):06d}.jpg") for i in idx])
 
-        size = (int(row.width), int(row.height))
+        size = (int(row["width"]), int(row["height"]))
         return xyz, uv, valid, read if images else None, size, stored
 
     def check(self, reader, version: int, subsamples: set[int]) -> None:

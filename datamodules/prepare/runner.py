@@ -208,10 +208,17 @@ class Prepared:
     videos: pd.DataFrame
     frames: dict[str, np.ndarray]
     poses: dict[str, np.ndarray]
+    _rows: list[dict] | None = field(default=None, repr=False)
+
+    def video(self, v: int) -> dict:
+        """Row ``v`` of videos.csv as a dict (a list lookup per sample, not a pandas ``iloc``)."""
+        if self._rows is None:  # built once per process, on first use
+            self._rows = self.videos.to_dict("records")
+        return self._rows[v]
 
     def file(self, row: int) -> Path:
         """The JPEG of frame row ``row`` (derived, so no per-frame strings are kept)."""
-        key = self.videos["key"].iat[int(self.frames["video"][row])]
+        key = self.video(int(self.frames["video"][row]))["key"]
         return self.root / "frames" / key / f"{int(self.frames['frame'][row]):06d}.jpg"
 
 
