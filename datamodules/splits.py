@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from torch.utils.data import Dataset, Subset
@@ -78,37 +79,64 @@ def carve(
     return held
 
 
-def item_groups(dataset: Dataset) -> tuple[list[str], list[Hashable] | None]:
-    """(group key, stratum) of every item of a training reader (see the module doc); strata None =
-    not stratified."""
+@dataclass(frozen=True)
+class Groups:
+    """The held-out units of a training reader: ``keys`` (G,) group keys (several groups may share
+    one, e.g. a Human3.6M recording's four cameras), ``strata`` (G,) or None (not stratified),
+    ``of_item`` (N,) the group of every item. Only groups that hold items are listed."""
+
+    keys: list[str]
+    strata: list[Hashable] | None
+    of_item: np.ndarray
+
+    def item_keys(self, items: Sequence[int] | np.ndarray) -> list[str]:
+        """The group key of each item of ``items``."""
+        return [self.keys[g] for g in self.of_item[np.asarray(items, np.int64)]]
+
+
+def _groups(unit_of_item: Sequence[int] | np.ndarray, key, stratum=None) -> Groups:
+    """Groups from the unit (video, recording, person…) of every item: ``key(unit)`` and
+    ``stratum(unit)`` for the units that hold items."""
+    units, of_item = np.unique(np.asarray(unit_of_item, np.int64), return_inverse=True)
+    keys = [key(int(u)) for u in units]
+    strata = None if stratum is None else [stratum(int(u)) for u in units]
+    return Groups(keys, strata, of_item.astype(np.int64))
+
+
+def item_groups(dataset: Dataset) -> Groups:
+    """The groups of a training reader (see the module doc)."""
     if isinstance(dataset, PennActionDataset):
-        videos = [dataset.videos[v] for v, _ in dataset.items]
-        return [v.video_id for v in videos], [v.action for v in videos]
+        videos = dataset.videos
+        return _groups([v for v, _ in dataset.items], lambda v: videos[v].video_id,
+                       lambda v: videos[v].action)  # fmt: skip
     if isinstance(dataset, NTUDataset):
         rows = [v for v, _ in dataset.items] if dataset.items is not None else range(len(dataset))
-        names = [dataset.names[v] for v in rows]
-        subjects = [n[8:12] for n in names]  # Pppp
-        if dataset.benchmark == "xsub" and len(set(subjects)) > 1:
-            return subjects, None
-        return [n[:4] + n[8:] for n in names], [n[-4:] for n in names]  # SsssPpppRrrrAaaa, Aaaa
+        names = dataset.names
+        subjects = {names[v][8:12] for v in rows}  # Pppp
+        if dataset.benchmark == "xsub" and len(subjects) > 1:
+            return _groups(rows, lambda v: names[v][8:12])
+        # SsssPpppRrrrAaaa, stratified by Aaaa
+        return _groups(rows, lambda v: names[v][:4] + names[v][8:], lambda v: names[v][-4:])
     if isinstance(dataset, Human36MDataset):
         recordings = [f"S{r.subject}/{r.stem.rpartition('.')[0]}" for r in dataset.sequences]
-        return [recordings[s] for s in dataset.item_seq], None
+        return _groups(dataset.item_seq, lambda s: recordings[s])
     if isinstance(dataset, MPIIDataset):
-        return [str(name) for name in dataset.ann.image], None
+        images = [str(name) for name in dataset.ann.image]
+        return _groups(np.arange(len(images)), lambda i: images[i])
     raise TypeError(f"no carved validation split for {type(dataset).__name__}")
 
 
 def held_out_keys(dataset: Dataset, fraction: float, seed: int) -> set[str]:
-    """The validation group keys of a training reader (``carve`` over ``item_groups``)."""
-    keys, strata = item_groups(dataset)
-    return carve(keys, strata, fraction, seed)
+    """The validation group keys of a training reader (``carve`` over its ``item_groups``)."""
+    groups = item_groups(dataset)
+    return carve(groups.keys, groups.strata, fraction, seed)
 
 
 def carved_part(dataset: Dataset, held: set[str], part: str) -> Subset:
     """The items of ``dataset`` in the held-out groups (part "val") or the others ("train")."""
     if part not in ("train", "val"):
         raise ValueError(f"carved part must be 'train' or 'val', got {part!r}")
-    keys, _ = item_groups(dataset)
-    keep = [i for i, k in enumerate(keys) if (k in held) == (part == "val")]
-    return Subset(dataset, keep)
+    groups = item_groups(dataset)
+    in_held = np.array([k in held for k in groups.keys], bool)
+    keep = np.flatnonzero(in_held[groups.of_item] == (part == "val"))
+    return Subset(dataset, keep.tolist())

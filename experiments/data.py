@@ -158,8 +158,7 @@ def write_carved_splits(datamodule: MixedRatioDataModule, folder: Path) -> list[
     for key, dataset in datamodule.val_sets.items():
         while isinstance(dataset, (Subset, RobustDataset, ReportingDataset)):
             if isinstance(dataset, Subset) and isinstance(dataset.dataset, READERS_CARVED):
-                groups_, _ = item_groups(dataset.dataset)
-                held = sorted({groups_[i] for i in dataset.indices})
+                held = sorted(set(item_groups(dataset.dataset).item_keys(dataset.indices)))
                 path = folder / "splits" / f"{key}_val.txt"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text("\n".join(held) + "\n")

@@ -98,7 +98,7 @@ def test_penn_multi_clip_validation_keeps_whole_videos(penn_root):
     held = held_out_keys(multi, 0.25, seed=0)
     assert held == held_out_keys(PennActionDataset(penn_root, "train", mode="poses"), 0.25, 0)
     val = carved_part(multi, held, "val")
-    keys, _ = item_groups(multi)
+    keys = item_groups(multi).item_keys(range(len(multi)))
     assert {keys[i] for i in val.indices} == held
     assert len(val) == sum(k in held for k in keys) > len(held)
 
