@@ -120,14 +120,10 @@ def gpu_demand() -> tuple[float, str]:
 
         _, rate = measure("pose", MPII_2D, GPU_BATCH, GPU_STEPS, "cuda", "bf16+channels_last")
         return rate, f"measured: bench_train pose K=8 256² bf16 on {torch.cuda.get_device_name()}"
-    from torch.utils.flop_counter import FlopCounterMode
-
+    from benchmarks.bench_cpu_pose import gflop_per_image
     from deephar.models.pose import PoseNet
 
-    net = PoseNet(MPII_2D).eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(torch.zeros(1, 3, MPII_2D.input_size, MPII_2D.input_size))
-    fwd = counter.get_total_flops()
+    fwd = gflop_per_image(PoseNet(MPII_2D).eval(), MPII_2D.input_size) * 1e9
     rate = H100_BF16_DENSE * ASSUMED_MFU / (3 * fwd)
     how = (f"estimate: {fwd / 1e9:.1f} GFLOP forward per image × 3, H100 bf16 "
            f"{H100_BF16_DENSE / 1e12:.0f} TFLOP/s × {ASSUMED_MFU:.0%} utilisation")  # fmt: skip
