@@ -18,13 +18,13 @@ import json
 import math
 import time
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from datamodules.penn import PennActionDataset
 from datamodules.splits import carved_part, held_out_keys
 from deephar.losses import action_loss
+from deephar.metrics import VideoAccuracy
 from deephar.models.multitask import build_model
 from deephar.tasks import set_bn_momentum
 from deephar.tasks.action import action_forward
@@ -50,19 +50,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def video_accuracy(net, val) -> tuple[float, float]:
-    """(clip accuracy, multi-clip video accuracy: log-softmax summed over a video's clips)."""
+    """(clip accuracy, multi-clip video accuracy: log-softmax summed over a video's clips,
+    ``deephar.metrics.VideoAccuracy("prod")``)."""
     net.eval()
-    scores, labels, correct = {}, {}, 0
+    video, correct = VideoAccuracy("prod"), 0
     with torch.no_grad():
         for batch in DataLoader(val, batch_size=64):
-            logp = action_forward(net, batch).final.log_softmax(-1)
-            correct += int((logp.argmax(-1) == batch["action"]).sum())
-            for vid, s, y in zip(batch["video_id"], logp, batch["action"]):
-                scores[vid] = scores.get(vid, 0) + s
-                labels[vid] = int(y)
+            logits = action_forward(net, batch).final
+            correct += int((logits.argmax(-1) == batch["action"]).sum())
+            video.update(logits, batch["action"], batch["video_id"])
     net.train()
-    video = np.mean([int(scores[v].argmax()) == labels[v] for v in scores])
-    return correct / len(val), float(video)
+    return correct / len(val), float(video.compute())
 
 
 def main(argv: list[str] | None = None) -> float:
