@@ -94,7 +94,8 @@ def build_module(cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float |
 class LogDataFailures(Callback):
     """Logs the corrupt training samples replaced so far (``data/failures_<stage>/<source>``) and
     the validation / test samples that could not be read (``data/unreadable_<stage>``, not
-    replaced: ``datamodules.missing``); each validation epoch counts its own."""
+    replaced: ``datamodules.missing``); each validation epoch counts its own, and one with no
+    readable sample of a source stops the run."""
 
     def _log(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.datamodule is not None and not trainer.sanity_checking:
