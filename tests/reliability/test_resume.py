@@ -27,12 +27,13 @@ def train_args(world: Path, out: Path, workers: int, *extra: str) -> list[str]:
             *extra]  # fmt: skip
 
 
-def start(args: list[str], tmp: Path, sleep: float = 0.0) -> tuple[subprocess.Popen, Path]:
+def start(args: list[str], tmp: Path, sleep: float = 0.0,
+          val_sleep: float = 0.0) -> tuple[subprocess.Popen, Path]:  # fmt: skip
     """The child training process and its beacon file; TMPDIR is a folder of its own."""
     beacon = tmp / f"beacon-{time.monotonic_ns()}"
     (tmp / "tmpdir").mkdir(exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", BEACON=str(beacon), STEP_SLEEP=str(sleep),
-               TMPDIR=str(tmp / "tmpdir"))  # fmt: skip
+               VAL_SLEEP=str(val_sleep), TMPDIR=str(tmp / "tmpdir"))  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.child", *args], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     return proc, beacon
@@ -118,3 +119,18 @@ def test_signal_saves_the_current_step_and_exits_nonzero(world, tmp_path, refere
     assert int(beacon.read_text()) == step  # the very step it stopped at, nothing lost
     run_to_end([*args, "resume=auto"], tmp_path)
     assert_same_run(last(tmp_path / "runs"), reference(workers))
+
+
+def test_sigterm_during_validation_saves_and_resumes_to_the_same_run(world, tmp_path, reference):
+    """Stopped inside epoch 1's validation: the epoch's step is saved, exit 143, and the resumed
+    run equals the uninterrupted one (no validation, plateau step or best-so-far lost)."""
+    args = train_args(world, tmp_path / "runs", 0)
+    proc, beacon = start(args, tmp_path, val_sleep=1.0)
+    wait_for_step(proc, Path(f"{beacon}.val"), STEPS)  # a validation batch after epoch 1
+    proc.send_signal(signal.SIGTERM)
+    returned, err = finish(proc)
+    assert returned == 143, err
+    step = last(tmp_path / "runs")["global_step"]
+    assert STEPS <= step < STEPS * EPOCHS and f"step {step} saved to" in err, err
+    run_to_end([*args, "resume=auto"], tmp_path)
+    assert_same_run(last(tmp_path / "runs"), reference(0))
