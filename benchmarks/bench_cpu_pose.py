@@ -289,12 +289,11 @@ def cpu_pose(ctx: BenchContext) -> BenchReport:
     load1 = os.getloadavg()
     gflop = gflop_per_image(PoseNet(MPII_2D).eval(), MPII_2D.input_size)
     peak, how = cpu_peak_gflops(ctx.threads)
-    flags = cpu_flags()
+    flags, picked = cpu_flags(), choose_precision("cpu")
     extra = {
         "ISA": isa_name(flags),
         "what for_inference picks": f"{choose_runtime(torch.device('cpu'))} engine, "
-        f"{choose_precision('cpu').name} ({choose_precision('cpu').reason}) → row marked "
-        "← predict",
+        f"{picked.name} ({picked.reason}) → row marked ← predict",
         "work": f"{gflop:.1f} GFLOP per 256² image (torch.utils.flop_counter, eager fp32)",
         "fp32 peak": f"{peak:.0f} GFLOP/s = {how}",
         "load average (1 min) before / after": f"{load0[0]:.1f} / {load1[0]:.1f}",

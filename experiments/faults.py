@@ -10,8 +10,8 @@
   ``EXIT_CODES[signal]``: 143 for SIGTERM (128 + 15, the status a job killed by SIGTERM reports;
   list it in slurm.conf ``RequeueExit`` or requeue on it in the batch script), 130 for SIGINT.
   A signal during validation lets the validation finish first (the epoch's checkpoint, learning
-  rate step and best-so-far are written as in an uninterrupted run), then stops after the next
-  step. A second Ctrl+C aborts at once. A rerun with ``resume=auto`` continues from that step.
+  rate step and best-so-far are written as in an uninterrupted run) and stops when it ends, at
+  the step it validated. A second Ctrl+C aborts at once. A rerun with ``resume=auto`` continues from that step.
   Outside ``fit`` (building datasets, testing) there is no step to save and the signals keep their
   default action (the process ends at once).
 - ``RNGState`` puts the process RNG states into every checkpoint. With the resumable training
@@ -99,8 +99,9 @@ class SaveOnSignal(Callback):
             raise SystemExit(EXIT_CODES[signal.Signals(signum)])
         self.received = signum
         if self.trainer.validating:  # let it finish: ``on_validation_end`` stops training
-            self.trainer._signal_connector.received_sigterm = False  # Lightning's SIGTERM hook
-            return  # set it before calling this handler
+            # Lightning's own SIGTERM hook set the flag before calling this handler: hold it back
+            self.trainer._signal_connector.received_sigterm = False
+            return
         self._stop(self.trainer)
 
     @staticmethod
@@ -109,7 +110,7 @@ class SaveOnSignal(Callback):
         trainer._signal_connector.received_sigterm = True
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """A signal received during validation stops training after it: a checkpoint saved
+        """A signal received during validation stops training when it ends: a checkpoint saved
         inside the validation would resume past it (its plateau step and best-so-far lost)."""
         if self.received is not None:
             self._stop(trainer)
