@@ -36,6 +36,7 @@ from deephar.tasks.base import OptimSettings, TaskModule
 from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config, validate
 from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
+from experiments.distributed import ReleaseProcessGroup
 from experiments.faults import (
     AtomicCheckpointIO,
     Interrupted,
@@ -136,8 +137,9 @@ def poses_only(cfg: DictConfig) -> bool:
 
 def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
     """Trainer of ``cfg.trainer`` with best/last checkpoints in the stage folder, the logger,
-    the lr monitor, the corrupt-sample counter, one plain line per epoch and early stopping
-    (``optim.early_stop_patience`` > 0) on the validation metric."""
+    the lr monitor, the corrupt-sample counter, one plain line per epoch, the process group's
+    release at exit and early stopping (``optim.early_stop_patience`` > 0) on the validation
+    metric."""
     folder = stage_dir(cfg, stage)
     args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
     if args["strategy"] == "ddp" and poses_only(cfg):
@@ -168,6 +170,7 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
         RNGState(),
         FreshResumedEpoch(),
         EpochLine(),
+        ReleaseProcessGroup(),
     ]
     if monitor and cfg.optim.early_stop_patience > 0:
         callbacks.append(EarlyStopping(monitor, patience=cfg.optim.early_stop_patience,

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from datamodules.mixed import MixedCollate, MixedRatioDataModule, default_steps, split_counts
+from experiments.distributed import ReleaseProcessGroup
 
 
 class Tiny(Dataset):
@@ -176,6 +177,7 @@ def test_ddp_spawn_ranks_see_disjoint_samples(tmp_path, monkeypatch):
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[ReleaseProcessGroup()],  # as experiments.train: no rank aborts at exit
     )  # fmt: skip
     trainer.fit(RecordIds(str(tmp_path)), datamodule=dm)
     per_rank = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
