@@ -127,6 +127,15 @@ class MissingLog:
         return {"scored": self.scored, "total": self.total, "unreadable": dict(self.unreadable)}
 
     @classmethod
+    def merge(cls, logs: Iterable[MissingLog]) -> MissingLog:
+        """One log of several (e.g. the ranks' shares of one evaluation)."""
+        merged = cls()
+        for log in logs:
+            merged.scored += log.scored
+            merged.unreadable.update(log.unreadable)
+        return merged
+
+    @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> MissingLog:
         """The log of an ``as_dict`` (e.g. read back from results.json)."""
         log = cls()

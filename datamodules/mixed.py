@@ -26,10 +26,13 @@ Batch structure (training):
 - ``groups={"pose": ["mpii", "h36m"], "action": ["penn"]}``: ``{"pose": batch, "action": batch}``,
   each the concatenation of its sources — still images and clips cannot share one batch, so a
   JointModule receives both kinds in the same step.
-Validation / test: one plain DataLoader per named dataset (``val_names`` / ``test_names`` give the
-order of ``dataloader_idx``); Lightning shards them with its DistributedSampler under DDP. Their
-collate (``datamodules.missing.collate_readable``) lists unreadable samples under
-``batch["unreadable"]`` instead of replacing them.
+Validation / test: one DataLoader per named dataset (``val_names`` / ``test_names`` give the
+order of ``dataloader_idx``). Under DDP each rank takes every world_size-th sample (``EvalShard``),
+so every sample is scored exactly once — Lightning's DistributedSampler would pad the ranks to equal
+lengths by scoring up to world_size - 1 samples twice. The metrics (torchmetrics) gather their
+states across the ranks when computed. Their collate (``datamodules.missing.collate_readable``)
+lists unreadable samples under ``batch["unreadable"]`` instead of replacing them;
+``gather_missing`` sums those reports over the ranks.
 """
 
 from __future__ import annotations
@@ -152,6 +155,21 @@ class MixedCollate:
         return {g: self._concat(parts, names) for g, names in self.groups.items()}
 
 
+class EvalShard(DistributedSampler):
+    """Evaluation indices of one rank: ``rank, rank + world_size, …`` in order, unpadded — over
+    the ranks every sample comes exactly once. A ``DistributedSampler``, so Lightning keeps it."""
+
+    def __init__(self, size: int, rank: int = 0, world_size: int = 1):
+        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=False)
+        self.indices = range(rank, size, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class MixedRatioDataModule(pl.LightningDataModule):
     """Training on fixed per-source counts per batch; validation / test per dataset.
 
@@ -251,16 +269,31 @@ class MixedRatioDataModule(pl.LightningDataModule):
         )
 
     def _eval_loaders(self, datasets: Mapping[str, Dataset]) -> list[DataLoader]:
+        rank, world_size = self.distributed()
+        if small := {k: len(d) for k, d in datasets.items() if 0 < len(d) < world_size}:
+            raise ValueError(f"evaluation sets {small} have fewer samples than the {world_size} "
+                             f"ranks: every rank must score at least one")  # fmt: skip
         return [
             DataLoader(
                 d,
                 batch_size=self.eval_batch_size,
-                shuffle=False,
+                sampler=EvalShard(len(d), rank, world_size),
                 collate_fn=collate_readable,
                 **self.loader_kwargs,
             )  # fmt: skip
             for d in datasets.values()
         ]
+
+    def gather_missing(self, stage: str) -> None:
+        """Under DDP: every rank's ``missing["<stage>/…"]`` becomes the sum over the ranks (all
+        ranks must call it)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        mine = {k: log for k, log in self.missing.items() if k.startswith(f"{stage}/")}
+        ranks: list[dict[str, MissingLog]] = [{} for _ in range(dist.get_world_size())]
+        dist.all_gather_object(ranks, mine)
+        for key in sorted({k for logs in ranks for k in logs}):
+            self.missing[key] = MissingLog.merge([logs[key] for logs in ranks if key in logs])
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         """Evaluation batches: their unreadable samples go to ``missing["<stage>/<source>"]``

@@ -146,9 +146,12 @@ def silence_known_warnings() -> None:
     """Warnings a run always shows that say nothing about it: the frozen pose network is in eval
     mode on purpose (its BNs keep their statistics), the run folder holds ``config.yaml`` and the
     logs beside the checkpoints by design, and Lightning's own use of torch's deprecated
-    ``LeafSpec`` (fixed upstream, not in our code)."""
+    ``LeafSpec`` (fixed upstream, not in our code); under DDP, Lightning's advice to sync logged
+    epoch values: the torchmetrics metrics gather their states over the ranks when computed, and
+    the data counters are summed (``LogDataFailures``)."""
     import warnings
 
     for message in (r"Found \d+ module\(s\) in eval mode", r"Checkpoint directory .* exists and is not empty",
-                    r".*isinstance\(treespec, LeafSpec\)"):  # fmt: skip
+                    r".*isinstance\(treespec, LeafSpec\)",
+                    r"It is recommended to use `self\.log\(.*sync_dist=True\)`"):  # fmt: skip
         warnings.filterwarnings("ignore", message=message)

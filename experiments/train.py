@@ -92,16 +92,21 @@ def build_module(cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float |
     )
 
 
+def _gather_missing(trainer: pl.Trainer, stage: str) -> None:
+    if hasattr(trainer.datamodule, "gather_missing"):
+        trainer.datamodule.gather_missing(stage)
+
+
 class LogDataFailures(Callback):
     """Logs the corrupt training samples replaced so far (``data/failures_<stage>/<source>``) and
     the validation / test samples that could not be read (``data/unreadable_<stage>``, not
-    replaced: ``datamodules.missing``); each validation epoch counts its own, and one with no
-    readable sample of a source stops the run."""
+    replaced: ``datamodules.missing``), summed over the DDP ranks; each validation epoch counts
+    its own, and one with no readable sample of a source stops the run."""
 
     def _log(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.datamodule is not None and not trainer.sanity_checking:
-            for key, count in failures(trainer.datamodule).items():
-                module.log(f"data/failures_{key}", float(count))
+            for key, count in failures(trainer.datamodule).items():  # each rank's own
+                module.log(f"data/failures_{key}", float(count), sync_dist=True, reduce_fx="sum")
             for key, log in getattr(trainer.datamodule, "missing", {}).items():
                 module.log(f"data/unreadable_{key}", float(len(log.unreadable)))
 
@@ -115,6 +120,7 @@ class LogDataFailures(Callback):
         ``ModelCheckpoint``, which Lightning orders last)."""
         if trainer.sanity_checking:  # a few batches only
             return
+        _gather_missing(trainer, "val")
         for key, log in getattr(trainer.datamodule, "missing", {}).items():
             if key.startswith("val/") and log.unreadable and not log.scored:
                 raise MissingSamples(
@@ -126,6 +132,7 @@ class LogDataFailures(Callback):
         self._log(trainer, module)
 
     def on_test_epoch_end(self, trainer, module):
+        _gather_missing(trainer, "test")
         self._log(trainer, module)
 
 

@@ -11,8 +11,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from datamodules.base import SampleReadError
+from datamodules.missing import ReportingDataset
 from datamodules.mixed import MixedCollate, MixedRatioDataModule, default_steps, split_counts
 from experiments.distributed import ReleaseProcessGroup
+from experiments.train import LogDataFailures
 
 
 class Tiny(Dataset):
@@ -142,6 +145,21 @@ def test_eval_loaders_per_dataset():
     assert dm.test_dataloader() == []
 
 
+def test_simulated_ddp_evaluation_scores_every_sample_exactly_once():
+    shards = []
+    for rank in (0, 1, 2):
+        dm = _module({"a": 8}, {"a": 1}, 4, val={"v": Tiny("v", 7)}, eval_batch_size=2,
+                     rank=rank, world_size=3)  # fmt: skip
+        (loader,) = dm.val_dataloader()
+        assert isinstance(loader.sampler, DistributedSampler)  # Lightning will not replace it
+        shards.append([i for b in loader for i in b["sample_id"]])
+    assert [len(s) for s in shards] == [3, 2, 2]  # not padded to 3 each (DistributedSampler)
+    assert sorted(i for s in shards for i in s) == sorted(f"v/{i}" for i in range(7))
+    too_small = _module({"a": 8}, {"a": 1}, 4, test={"t": Tiny("t", 2)}, rank=0, world_size=3)
+    with pytest.raises(ValueError, match=r"\{'t': 2\}.*3 ranks"):
+        too_small.test_dataloader()
+
+
 def test_bad_configuration_is_reported():
     with pytest.raises(ValueError, match="differ"):
         _module({"a": 4}, {"b": 1}, 2)
@@ -150,20 +168,37 @@ def test_bad_configuration_is_reported():
 
 
 # ---- a real 2-process DDP run (gloo on CPU) through the Trainer ----
+class Flaky(Tiny):
+    """Tiny whose sample ``bad`` cannot be read."""
+
+    def __init__(self, name: str, n: int, bad: int):
+        super().__init__(name, n)
+        self.bad = bad
+
+    def __getitem__(self, i: int) -> dict:
+        if i == self.bad:
+            raise SampleReadError(f"{self.name}/{i}.jpg", "truncated")
+        return super().__getitem__(i)
+
+
 class RecordIds(pl.LightningModule):
     def __init__(self, out_dir: str):
         super().__init__()
-        self.out_dir, self.ids = out_dir, []
+        self.out_dir, self.ids, self.val_ids = out_dir, [], []
         self.weight = torch.nn.Parameter(torch.zeros(()))
 
     def training_step(self, batch, batch_idx):
         self.ids.append(batch["sample_id"])
         return (batch["pose"].mean() * self.weight) ** 2
 
+    def validation_step(self, batch, batch_idx):
+        self.val_ids += batch.get("sample_id", [])
+
     def on_train_end(self):
+        missing = {k: log.as_dict() for k, log in self.trainer.datamodule.missing.items()}
         path = f"{self.out_dir}/rank{self.global_rank}.json"
         with open(path, "w") as f:
-            json.dump(self.ids, f)
+            json.dump({"train": self.ids, "val": self.val_ids, "missing": missing}, f)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -173,16 +208,25 @@ class RecordIds(pl.LightningModule):
 def test_ddp_spawn_ranks_see_disjoint_samples(tmp_path, monkeypatch):
     # the spawned workers unpickle this module's classes: make `tests.…` importable there
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
-    dm = _module({"a": 40, "b": 10}, {"a": 3, "b": 1}, 4, steps=4)
+    val = {"v": ReportingDataset(Flaky("v", 7, bad=3))}  # 4 + 3 batches on the two ranks, one bad
+    dm = _module({"a": 40, "b": 10}, {"a": 3, "b": 1}, 4, steps=4, val=val, eval_batch_size=1)
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[ReleaseProcessGroup()],  # as experiments.train: no rank aborts at exit
+        num_sanity_val_steps=0,
+        callbacks=[ReleaseProcessGroup(), LogDataFailures()],  # as experiments.train
     )  # fmt: skip
     trainer.fit(RecordIds(str(tmp_path)), datamodule=dm)
     per_rank = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    for batches in per_rank:
-        assert len(batches) == 4
-        assert all(Counter(i.split("/")[0] for i in b) == {"a": 3, "b": 1} for b in batches)
-    seen = [{i for b in batches for i in b} for batches in per_rank]
+    for record in per_rank:
+        assert len(record["train"]) == 4
+        assert all(Counter(i.split("/")[0] for i in b) == {"a": 3, "b": 1} for b in record["train"])
+        # every rank reports the whole validation: 6 scored over both ranks, the bad one named
+        assert record["missing"] == {
+            "val/v": {"scored": 6, "total": 7, "unreadable": {"v/3.jpg": "truncated"}}
+        }
+    seen = [{i for b in record["train"] for i in b} for record in per_rank]
     assert not seen[0] & seen[1]
+    # validation: each readable sample scored exactly once, none twice (no padding)
+    scored = per_rank[0]["val"] + per_rank[1]["val"]
+    assert sorted(scored) == sorted(f"v/{i}" for i in range(7) if i != 3)
