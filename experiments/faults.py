@@ -12,6 +12,11 @@
   A signal during validation lets the validation finish first (the epoch's checkpoint, learning
   rate step and best-so-far are written as in an uninterrupted run) and stops when it ends, at
   the step it validated. A second Ctrl+C aborts at once. A rerun with ``resume=auto`` continues from that step.
+  Under DDP all ranks stop at the same step, whichever of them got the signal (all of them, as
+  under SLURM, or rank 0 alone): the handler only records it, and the ranks agree at the end of
+  every step and validation (one all-reduce) — Lightning's own SIGTERM handler, which broadcasts
+  from inside the handler and forwards the signal to the other ranks, left the ranks in
+  unmatched collectives (a hang) and is replaced once the training starts.
   Outside ``fit`` (building datasets, testing) there is no step to save and the signals keep their
   default action (the process ends at once).
 - ``RNGState`` puts the process RNG states into every checkpoint. With the resumable training
@@ -32,6 +37,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -97,23 +103,37 @@ class SaveOnSignal(Callback):
             raise KeyboardInterrupt  # a second Ctrl+C: abort now
         if self.trainer is None:  # before the Trainer's set-up or after its teardown: no step
             raise SystemExit(EXIT_CODES[signal.Signals(signum)])
-        self.received = signum
-        if self.trainer.validating:  # let it finish: ``on_validation_end`` stops training
-            # Lightning's own SIGTERM hook set the flag before calling this handler: hold it back
-            self.trainer._signal_connector.received_sigterm = False
-            return
-        self._stop(self.trainer)
+        self.received = signum  # acted upon where all ranks agree (``_agree_and_stop``)
 
-    @staticmethod
-    def _stop(trainer: pl.Trainer) -> None:
-        # Lightning's own stop flag: the loops stop at the next step boundary (SIGTERMException)
-        trainer._signal_connector.received_sigterm = True
+    def _take_over(self) -> None:
+        """Ours alone: Lightning registers its SIGTERM handler inside ``fit`` (restored after)."""
+        for signum in EXIT_CODES:
+            signal.signal(signum, self._handle)
+
+    def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_over()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take_over()
+
+    def _agree_and_stop(self, trainer: pl.Trainer) -> None:
+        """Every rank asks, at the same point, whether any rank got a signal; if so all stop:
+        Lightning's stop flag ends the loops at this step boundary (SIGTERMException)."""
+        signum = torch.tensor([self.received or 0])
+        if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
+            signum = signum.to(trainer.strategy.root_device)
+            dist.all_reduce(signum, op=dist.ReduceOp.MAX)
+        if signum.item():
+            self.received = int(signum.item())
+            trainer._signal_connector.received_sigterm = True
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._agree_and_stop(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A signal received during validation stops training when it ends: a checkpoint saved
         inside the validation would resume past it (its plateau step and best-so-far lost)."""
-        if self.received is not None:
-            self._stop(trainer)
+        self._agree_and_stop(trainer)
 
     @contextlib.contextmanager
     def handling(self) -> Iterator[SaveOnSignal]:

@@ -34,6 +34,8 @@ class Beacon(Callback):
     @staticmethod
     def _write(trainer: pl.Trainer, suffix: str) -> None:
         path = os.environ.get("BEACON")
+        if path and trainer.global_rank > 0:  # DDP: one beacon per rank
+            path = f"{path}.rank{trainer.global_rank}"
         if path:
             with open(f"{path}{suffix}.tmp", "w") as file:
                 file.write(str(trainer.global_step))
