@@ -97,6 +97,7 @@ class SaveOnSignal(Callback):
         self.received: int | None = None
         self.trainer: pl.Trainer | None = None
         self.saved_step: int | None = None
+        self.ranks: Any = None  # the process group the ranks agree in (None: one process)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None and signum == signal.SIGINT:
@@ -120,9 +121,8 @@ class SaveOnSignal(Callback):
         """Every rank asks, at the same point, whether any rank got a signal; if so all stop:
         Lightning's stop flag ends the loops at this step boundary (SIGTERMException)."""
         signum = torch.tensor([self.received or 0])
-        if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
-            signum = signum.to(trainer.strategy.root_device)
-            dist.all_reduce(signum, op=dist.ReduceOp.MAX)
+        if self.ranks is not None:
+            dist.all_reduce(signum, op=dist.ReduceOp.MAX, group=self.ranks)
         if signum.item():
             self.received = int(signum.item())
             trainer._signal_connector.received_sigterm = True
@@ -153,10 +153,14 @@ class SaveOnSignal(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             self.trainer = trainer
+            if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
+                # the agreement goes through the CPU (gloo): no GPU synchronisation per step
+                gloo = dist.get_backend() == "gloo"
+                self.ranks = dist.group.WORLD if gloo else dist.new_group(backend="gloo")
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
-            self.trainer = None
+            self.trainer, self.ranks = None, None
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
