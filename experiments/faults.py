@@ -18,7 +18,7 @@
   from inside the handler and forwards the signal to the other ranks, left the ranks in
   unmatched collectives (a hang) and is replaced once the training starts.
   Outside ``fit`` (building datasets, testing) there is no step to save and the signals keep their
-  default action (the process ends at once).
+  default action (the process ends at once; SIGTERM: status 143 in a shell, -15 for a parent).
 - ``RNGState`` puts the process RNG states into every checkpoint. With the resumable training
   loader (``datamodules.resume``) and the task modules' own plateau step (``deephar.tasks.base``)
   a resumed run equals the uninterrupted one.
@@ -116,6 +116,12 @@ class SaveOnSignal(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._take_over()
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Testing has no step to save: SIGTERM ends the process at once, as outside ``fit``.
+        Lightning's handler, registered inside ``test``, ended it with status 0 as if the test
+        had succeeded (and, under DDP, left the other ranks in a collective)."""
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def _agree_and_stop(self, trainer: pl.Trainer) -> None:
         """Every rank asks, at the same point, whether any rank got a signal; if so all stop:

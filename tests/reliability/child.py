@@ -3,7 +3,7 @@
 After every training step the global step is written to the file ``$BEACON`` (atomically) and
 the process sleeps ``$STEP_SLEEP`` seconds, so that a test can signal or kill it at a chosen step;
 after every validation batch (sanity check excluded) ``$BEACON.val`` gets the global step and the
-process sleeps ``$VAL_SLEEP`` seconds.
+process sleeps ``$VAL_SLEEP`` seconds; after every test batch, ``$BEACON.test`` and the same sleep.
 The beacon only observes: the run is the real entry point, in a real process.
 """
 
@@ -30,6 +30,10 @@ class Beacon(Callback):
         if not trainer.sanity_checking:
             self._write(trainer, ".val")
             time.sleep(float(os.environ.get("VAL_SLEEP", "0")))
+
+    def on_test_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        self._write(trainer, ".test")
+        time.sleep(float(os.environ.get("VAL_SLEEP", "0")))
 
     @staticmethod
     def _write(trainer: pl.Trainer, suffix: str) -> None:

@@ -164,3 +164,17 @@ def test_ddp_sigterm_stops_every_rank_at_one_step_and_resumes_to_the_same_run(wo
     assert err.count(f"stopped by SIGTERM: step {step} saved to") == 2, err  # both ranks
     run_to_end([*args, "resume=auto"], tmp_path)
     assert_same_run(last(tmp_path / "runs"), reference(0, *DDP))
+
+
+@pytest.mark.parametrize("ranks", [(), DDP])
+def test_sigterm_while_testing_ends_the_run_by_the_signal(world, tmp_path, ranks):
+    """No step to save while testing: the process ends by SIGTERM (not with status 0, as if the
+    test had passed), every rank, the checkpoints of the finished training in place."""
+    args = train_args(world, tmp_path / "runs", 0, *ranks, "data.test=[h36m]",
+                      "data.eval_batch_size=1", "trainer.max_epochs=1")  # fmt: skip
+    proc, beacon = start(args, tmp_path, val_sleep=0.5)
+    wait_for_step(proc, Path(f"{beacon}.test"), STEPS)  # a test batch after training
+    os.killpg(proc.pid, signal.SIGTERM)
+    returned, err = finish(proc, timeout=120)
+    assert returned == -signal.SIGTERM, err
+    assert last(tmp_path / "runs")["global_step"] == STEPS
