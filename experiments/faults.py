@@ -126,11 +126,13 @@ class SaveOnSignal(Callback):
     def _agree_and_stop(self, trainer: pl.Trainer) -> None:
         """Every rank asks, at the same point, whether any rank got a signal; if so all stop:
         Lightning's stop flag ends the loops at this step boundary (SIGTERMException)."""
-        signum = torch.tensor([self.received or 0])
+        signum = self.received or 0
         if self.ranks is not None:
-            dist.all_reduce(signum, op=dist.ReduceOp.MAX, group=self.ranks)
-        if signum.item():
-            self.received = int(signum.item())
+            agreed = torch.tensor([signum])
+            dist.all_reduce(agreed, op=dist.ReduceOp.MAX, group=self.ranks)
+            signum = int(agreed.item())
+        if signum:
+            self.received = signum
             trainer._signal_connector.received_sigterm = True
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:

@@ -32,12 +32,3 @@ def test_the_process_group_is_destroyed_at_exit(tmp_path, mode, alive):
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("alive at exit:") == 1
     assert f"alive at exit: {alive}" in done.stdout
-
-
-def test_release_without_a_process_group_does_nothing():
-    import torch.distributed as dist
-
-    from experiments.distributed import ReleaseProcessGroup
-
-    ReleaseProcessGroup().setup(None, None, "fit")
-    assert not dist.is_initialized()
