@@ -57,6 +57,8 @@ class DataConfig:
     limit_val: int = 0  # validate on N evenly spaced samples per source (0: all; test: all)
     val_fraction: float = 0.1  # penn / ntu: share of the training videos (NTU X-Sub: subjects)
     split_seed: int = 0  # held out as their validation split (datamodules.splits), this seed
+    folds: int = 0  # >= 2: validate on fold `fold` of a grouped k-fold (experiments.crossval)
+    fold: int = 0
 
 
 @dataclass

@@ -79,7 +79,8 @@ def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
     except TypeError as err:
         raise TypeError(f"data.sources.{key} ({reader.__name__}): {err}") from err
     if carved:
-        held = held_out_keys(dataset, cfg.data.val_fraction, cfg.data.split_seed)
+        held = held_out_keys(dataset, cfg.data.val_fraction, cfg.data.split_seed,
+                             cfg.data.folds, cfg.data.fold)  # fmt: skip
         dataset = carved_part(dataset, held, stage)
         if stage == "val" and not held:
             warnings.warn(f"data.sources.{key}: the carved validation split is empty (too few "

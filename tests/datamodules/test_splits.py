@@ -1,4 +1,5 @@
-"""datamodules.splits: validation splits carved from the training data (Penn Action, NTU)."""
+"""datamodules.splits: validation splits carved by source from the training data (Penn Action, NTU,
+Human3.6M, MPII), and the grouped k-fold of experiments.crossval."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from omegaconf import OmegaConf
 
 from datamodules.ntu import NTUDataset
 from datamodules.penn import ACTIONS, PennActionDataset
-from datamodules.splits import carve, carved_part, held_out_keys, item_groups
+from datamodules.splits import (
+    carve,
+    carved_part,
+    fold_keys,
+    held_out_keys,
+    item_groups,
+    penn_runs,
+)
 from datamodules.synthetic.write_ntu import sample_name
 from experiments.config import load_config
 from experiments.data import build_dataset
@@ -19,8 +27,9 @@ from experiments.data import build_dataset
 FRAMES = 48
 
 
-def write_penn_labels(folder: Path, videos_per_action: int) -> Path:
-    """Tiny real-format Penn Action label files: alternately train / test, every action."""
+def write_penn_labels(folder: Path, videos_per_action: int, train: str = "") -> Path:
+    """Tiny real-format Penn Action label files, every action: alternately train / test, or by
+    ``train`` ("1" train, "0" test per video of an action, e.g. "1101110")."""
     labels = folder / "labels"
     labels.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -31,7 +40,7 @@ def write_penn_labels(folder: Path, videos_per_action: int) -> Path:
             x, y = rng.uniform(20, 100, (2, FRAMES, 13))
             scipy.io.savemat(labels / f"{index:04d}.mat", {
                 "action": action, "x": x, "y": y, "visibility": np.ones((FRAMES, 13), np.uint8),
-                "train": np.array([[1 if k % 2 == 0 else -1]]),
+                "train": np.array([[1 if (train[k] == "1" if train else k % 2 == 0) else -1]]),
                 "bbox": np.tile([10.0, 10.0, 110.0, 110.0], (FRAMES, 1)),
                 "dimensions": np.array([[120, 160, FRAMES]]), "nframes": np.array([[FRAMES]]),
             })  # fmt: skip
@@ -159,8 +168,9 @@ def image_world(tmp_path_factory) -> Path:
     return root
 
 
-def test_h36m_holds_out_whole_recordings_of_the_training_subjects(image_world):
-    """Human3.6M: validation = recordings (all four cameras) of S1/S5, never the test subject."""
+def test_h36m_holds_out_a_whole_training_subject(image_world):
+    """Human3.6M: validation = one whole training subject (S1 or S5, all its recordings and
+    cameras), never the test subject S9."""
     cfg = load_config("demo_pose", [f"data.root={image_world}", "data.val_fraction=0.25"])
     sets = {stage: build_dataset(cfg, "h36m", stage) for stage in ("train", "val", "test")}
     ids = {s: [d[i]["sample_id"] for i in range(len(d))] for s, d in sets.items()}
@@ -169,6 +179,9 @@ def test_h36m_holds_out_whole_recordings_of_the_training_subjects(image_world):
     assert recording["val"] and not recording["val"] & recording["train"]
     assert {r.split("/")[0] for r in recording["train"] | recording["val"]} == {"S1", "S5"}
     assert {r.split("/")[0] for r in recording["test"]} == {"S9"}
+    subjects = {s: {r.split("/")[0] for r in recording[s]} for s in ("train", "val")}
+    assert len(subjects["val"]) == 1 and not subjects["val"] & subjects["train"]
+    assert len(recording["val"]) == 2  # both recordings of the held-out subject
     cameras = {i.split("/")[2].rpartition(".")[2] for i in ids["val"]}
     assert len(cameras) == 4  # a held-out recording takes its four cameras along
 
@@ -181,3 +194,89 @@ def test_mpii_holds_out_training_images_and_tests_on_the_validation_images(image
     assert images["val"] and not images["val"] & images["train"]
     assert not (images["val"] | images["train"]) & images["test"]
     assert len(images["val"]) == 5 and len(images["train"]) == 15  # 25 % of the 20 images
+
+
+def test_penn_runs_are_recovered_from_ids_with_gaps():
+    """A run ends at a missing id (a test video) or a change of action."""
+    ids = ["0001", "0002", "0003", "0005", "0006", "0009", "0010"]
+    actions = [0, 0, 1, 1, 1, 2, 2]
+    runs = penn_runs(ids[::-1], actions[::-1])[::-1]  # order-free
+    assert runs == ["0001-0002", "0001-0002", "0003-0003", "0005-0006", "0005-0006",
+                    "0009-0010", "0009-0010"]  # fmt: skip
+    with pytest.raises(ValueError, match="numeric"):
+        penn_runs(["a01"], [0])
+
+
+def test_fold_keys_partition_whole_groups_deterministically():
+    keys = [f"g{i // 3:02d}" for i in range(60)]  # 20 groups of 3 occurrences
+    strata = [(i // 3) % 4 for i in range(60)]
+    folds = [fold_keys(keys, strata, 5, f, seed=3) for f in range(5)]
+    assert set().union(*folds) == set(keys) and sum(map(len, folds)) == 20  # each key once
+    assert all(len(f) == 4 and len({int(k[1:]) % 4 for k in f}) == 4 for f in folds)  # stratified
+    assert folds[2] == fold_keys(keys[::-1], strata[::-1], 5, 2, seed=3)
+    assert folds != [fold_keys(keys, strata, 5, f, seed=4) for f in range(5)]
+    with pytest.raises(ValueError, match="folds"):
+        fold_keys(keys, strata, 1, 0, seed=0)
+    with pytest.raises(ValueError, match="groups"):
+        fold_keys(["a", "b"], None, 3, 0, seed=0)
+
+
+def assert_no_shared_run(train: PennActionDataset, held: set[str]) -> None:
+    """No held-out video is a consecutive id of the same action as a training video."""
+    groups = item_groups(train)
+    side = {train.videos[v].video_id: k in held for v, k in enumerate(groups.keys)}
+    action = {v.video_id: v.action for v in train.videos}
+    for vid, is_held in side.items():
+        nxt = f"{int(vid) + 1:04d}"
+        if nxt in side and action[nxt] == action[vid]:
+            assert side[nxt] == is_held, f"{vid} and {nxt} (one run) are on both sides"
+
+
+@pytest.fixture(scope="module")
+def penn_runs_root(tmp_path_factory) -> Path:
+    """Per action: runs of 2, 3 and 1 training videos between test videos."""
+    return write_penn_labels(tmp_path_factory.mktemp("runs"), 9, train="110111010")
+
+
+def test_penn_carve_and_folds_hold_out_whole_runs(penn_runs_root):
+    train = PennActionDataset(penn_runs_root, "train", mode="poses")
+    groups = item_groups(train)
+    assert len(set(groups.keys)) == 3 * len(ACTIONS) and len(train.videos) == 6 * len(ACTIONS)
+    held = held_out_keys(train, 0.34, seed=0)
+    assert len(held) == len(ACTIONS)  # one run of three per action
+    assert held == held_out_keys(train, 0.34, seed=0) != held_out_keys(train, 0.34, seed=1)
+    assert_no_shared_run(train, held)
+    folds = [held_out_keys(train, 0.0, 0, folds=3, fold=f) for f in range(3)]
+    assert set().union(*folds) == set(groups.keys) and sum(map(len, folds)) == len(set(groups.keys))
+    for held in folds:
+        assert_no_shared_run(train, held)
+    multi = PennActionDataset(penn_runs_root, "train", mode="poses", clip_sampling="multi")
+    assert held_out_keys(multi, 0.0, 0, folds=3, fold=1) == folds[1]  # the evaluating reader
+
+
+def test_experiment_folds_partition_the_training_videos(penn_runs_root):
+    ids = []
+    for fold in range(2):
+        cfg = load_config("penn_poses", [f"data.root={penn_runs_root}", "data.folds=2",
+                                         f"data.fold={fold}"])  # fmt: skip
+        val, train = (build_dataset(cfg, "penn", s) for s in ("val", "train"))
+        ids.append({val[i]["video_id"] for i in range(len(val))})
+        assert not ids[-1] & {train[i]["video_id"] for i in range(len(train))}
+    assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == 6 * len(ACTIONS)
+
+
+# the real training labels in a ``shared/`` beside the checkout or a folder above it
+REAL_PENN = next((p / "shared/data/penn_action_train" for p in Path(__file__).resolve().parents[2].parents
+                  if (p / "shared/data/penn_action_train/labels").is_dir()), Path("/nonexistent"))  # fmt: skip
+
+
+@pytest.mark.skipif(not (REAL_PENN / "labels").is_dir(), reason="no real Penn Action labels")
+def test_real_penn_folds_keep_every_run_whole():
+    """On the real training labels: runs as the issue counted them, folds disjoint and whole."""
+    train = PennActionDataset(REAL_PENN, "train", mode="poses")
+    groups = item_groups(train)
+    assert len(train.videos) == 1258 and 300 < len(set(groups.keys)) < 500
+    folds = [held_out_keys(train, 0.0, 0, folds=5, fold=f) for f in range(5)]
+    assert set().union(*folds) == set(groups.keys) and sum(map(len, folds)) == len(set(groups.keys))
+    for held in [*folds, held_out_keys(train, 0.1, 0)]:
+        assert_no_shared_run(train, held)
