@@ -245,7 +245,8 @@ def format_table(metrics: dict[str, float], title: str = "") -> str:
 
 
 def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
-    """Validate, fit (and fine-tune), test; returns the test metrics {"test/acc": …}.
+    """Validate, fit (and fine-tune), test; returns the test metrics {"test/acc": …} and the
+    last validation epoch's metrics {"val/acc": …} (``experiments.crossval`` scores a fold by them).
 
     net: a network to train (e.g. the one of a previous stage); default ``build_model`` of
     ``cfg.model`` initialised from ``cfg.init``.
@@ -273,6 +274,7 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
             finish_logger(trainer.logger)
         module = build_module(cfg, net, "finetune", finetune_lr(cfg))
         trainer = _fit(cfg, module, data, "finetune")
+    last_val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     metrics = test_metrics(trainer, module, data)
     metrics |= {f"{key}/unreadable": float(len(log.unreadable))
                 for key, log in data.missing.items() if log.unreadable}  # fmt: skip
@@ -281,7 +283,7 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
     finish_logger(trainer.logger, metrics)
     for line in check_missing(data.missing, cfg.eval.allow_missing, "eval.allow_missing=true"):
         print(f"warning: {line}", file=sys.stderr)  # allowed: reported, not scored
-    return metrics
+    return metrics | last_val
 
 
 def finetune_lr(cfg: DictConfig) -> float:
