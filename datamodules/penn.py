@@ -93,11 +93,27 @@ def load_label(path: str | Path) -> PennVideo:
     )
 
 
+def whole_video_indices(
+    num_frames: int, T: int, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """(T,) frame indices spread over the whole video: the video cut into T equal segments, one
+    frame of each — its middle, or with ``rng`` a random one (temporal jitter and speed
+    augmentation at once). A video shorter than T repeats frames."""
+    edges = np.linspace(0.0, num_frames, T + 1)
+    if rng is None:
+        position = (edges[:-1] + edges[1:]) / 2
+    else:
+        position = rng.uniform(edges[:-1], edges[1:])
+    return np.clip(np.floor(position), 0, num_frames - 1).astype(np.int64)
+
+
 class PennActionDataset(Dataset):
     """Penn Action clips as sample dicts (see ``datamodules.sample``), 2D, merged ``layout``.
 
     clip_sampling defaults to "random" on train, "middle" on test; "multi" yields every clip of
-    every video (``clip_step`` apart, default T // 2), each carrying its ``video_id``.
+    every video (``clip_step`` apart, default T // 2), each carrying its ``video_id``; "whole"
+    one clip of T frames spread over the whole video (``whole_video_indices``: segment middles),
+    "whole_random" the same with a random frame per segment (training); subsample is unused there.
     subsample: frame step, or a set to draw from per clip (default (1, 2) for random clips, else 2).
     mode="poses" reads only ``labels/`` and yields no ``image``: poses normalised to the clip box;
     ``root`` may then also be the labels folder itself (a folder of NNNN.mat files).
@@ -115,7 +131,7 @@ class PennActionDataset(Dataset):
         layout: str = "pa16j",
         clip_length: int = 16,
         mode: Literal["images", "poses"] = "images",
-        clip_sampling: Literal["random", "middle", "multi"] | None = None,
+        clip_sampling: Literal["random", "middle", "multi", "whole", "whole_random"] | None = None,
         subsample: int | Sequence[int] | None = None,
         input_size: int = 256,
         augment: bool | None = None,
@@ -153,8 +169,13 @@ class PennActionDataset(Dataset):
     def _index(self, clip_step: int | None) -> list[tuple[int, np.ndarray | None]]:
         """(video, fixed clip indices or None = drawn at load time) per item; with
         ``flip_clips`` the fixed clips once more, mirrored, after ``self.num_plain`` items."""
-        if self.sampling == "random":
+        if self.sampling in ("random", "whole_random"):
             return [(v, None) for v in range(len(self.videos))]
+        if self.sampling == "whole":
+            items = [(v, whole_video_indices(video.num_frames, self.T))
+                     for v, video in enumerate(self.videos)]  # fmt: skip
+            self.num_plain = len(items)
+            return items + items if self.flip_clips else items
         sub = self.subsample[0]
         items = [
             (v, clip)
@@ -171,7 +192,9 @@ class PennActionDataset(Dataset):
         v, frames_idx = self.items[i]
         video = self.videos[v]
         rng = sample_rng()
-        if frames_idx is None:
+        if frames_idx is None and self.sampling == "whole_random":
+            frames_idx = whole_video_indices(video.num_frames, self.T, rng)
+        elif frames_idx is None:
             sub = int(rng.choice(self.subsample))
             frames_idx = clip_indices(video.num_frames, self.T, "random", sub, rng)[0]
         mask = video.annotated if self.occluded else video.valid

@@ -12,7 +12,7 @@ import torch
 
 from datamodules.check import check_penn
 from datamodules.layouts import PA16J, PENN, index_map
-from datamodules.penn import ACTIONS, PennActionDataset, load_label
+from datamodules.penn import ACTIONS, PennActionDataset, load_label, whole_video_indices
 from datamodules.sample import missing_keys
 from datamodules.transforms import clip_box
 
@@ -214,3 +214,29 @@ def test_flip_clips_adds_every_clip_mirrored(samples_dir: Path):
         mirrored = 1.0 - a["pose"][:, flip, 0].numpy()
         np.testing.assert_allclose(b["pose"][..., 0].numpy()[ok], mirrored[ok], atol=1e-5)
         assert ok.any()
+
+
+def test_whole_video_indices_cover_the_video():
+    """T segment middles (fixed) or one random frame per segment: sorted, first and last
+    segments reached, a short video repeats frames."""
+    np.testing.assert_array_equal(whole_video_indices(8, 4), [1, 3, 5, 7])
+    rng = np.random.default_rng(0)
+    for n in (5, 40, 301):
+        idx = whole_video_indices(n, 16, rng)
+        edges = np.linspace(0, n, 17)
+        assert len(idx) == 16 and (np.diff(idx) >= 0).all()
+        assert ((idx >= np.floor(edges[:-1])) & (idx < np.maximum(edges[1:], 1))).all()
+    draws = {tuple(whole_video_indices(100, 4, rng)) for _ in range(5)}
+    assert len(draws) > 1  # random per call
+
+
+def test_whole_sampling_gives_one_clip_per_video(samples_dir: Path):
+    penn = samples_dir / "penn_action"
+    fixed = PennActionDataset(penn, "train", mode="poses", clip_length=32, clip_sampling="whole",
+                              flip_clips=True, augment=False)  # fmt: skip
+    assert len(fixed) == 2 * len(fixed.videos)  # plain + mirrored
+    n = fixed.videos[0].num_frames
+    assert fixed[0]["sample_id"] == f"penn/{fixed.videos[0].video_id}/{n // 64}-{n - 1 - n // 64}"
+    drawn = PennActionDataset(penn, "train", mode="poses", clip_length=32,
+                              clip_sampling="whole_random", augment=False)  # fmt: skip
+    assert len(drawn) == len(drawn.videos) and drawn[0]["pose"].shape[0] == 32
