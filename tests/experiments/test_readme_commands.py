@@ -31,6 +31,7 @@ NOT_RUN = {
     "make help": "tests/experiments/test_readme_commands.py::test_make_help_lists_every_target",
     "make demo": "tests/experiments/test_demo.py runs the same pipeline at --size tiny",
     "python -m experiments.demo": "tests/experiments/test_demo.py runs it at --size tiny",
+    "python -m experiments.crossval": "tests/experiments/test_crossval.py runs it at tiny size",
     "make bench": "benchmarks: minutes of timing",
     "make bench-keras-env": "installs TensorFlow into a second environment",
     "python -m benchmarks.": "benchmarks: minutes of timing",
