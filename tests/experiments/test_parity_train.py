@@ -111,7 +111,7 @@ def test_parity_passes_and_writes_plain_tensors(tmp_path, capsys):
 @pytest.mark.parametrize(
     "override",
     ["loss.pose=l1l2", "loss.visibility_joints=annotated", "optim.rho=0.99", "optim.eps=1e-8",
-     "optim.schedule=cosine"],
+     "optim.schedule=cosine", "trainer.gradient_clip_val=1.0"],
 )  # fmt: skip
 def test_parity_fails_when_any_part_of_the_recipe_changes(override, capsys):
     from experiments.parity_train import main
