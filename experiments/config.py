@@ -17,7 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from deephar.config import NetworkConfig
+from deephar.losses import POSE_LOSSES, VISIBILITY_JOINTS
 from deephar.tasks.base import OptimSettings
+from deephar.tasks.schedule import SCHEDULES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DATASETS = ("mpii", "h36m", "penn", "ntu")
@@ -64,6 +66,9 @@ class DataConfig:
 @dataclass
 class LossConfig:
     visibility_weight: float = 0.01  # official weight of the visibility BCE
+    pose: str = "l1l2"  # pose task: l1l2 | l1l2bincross (official MPII script) | l1 | l2
+    visibility_joints: str = "annotated"  # pose task: annotated | all (official: target 0 if not)
+    keras_bce: bool = False  # pose task: visibility BCE on probabilities clipped at 1e-7 (official)
     pose_weight: float = 1.0  # joint task: pose loss weight
     action_weight: float = 1.0  # joint task: action loss weight
 
@@ -256,12 +261,17 @@ RANGES: dict[str, str] = {
     "model.depth_maps": POSITIVE, "model.context_maps": NON_NEGATIVE,
     "model.num_actions": NON_NEGATIVE, "model.width": POSITIVE,
     "optim.lr": POSITIVE, "optim.momentum": NON_NEGATIVE, "optim.weight_decay": NON_NEGATIVE,
+    "optim.rho": FRACTION, "optim.eps": NON_NEGATIVE, "optim.gamma": FRACTION,
     "optim.plateau_factor": FRACTION, "optim.plateau_patience": NON_NEGATIVE,
     "loss.visibility_weight": NON_NEGATIVE, "loss.pose_weight": NON_NEGATIVE,
     "loss.action_weight": NON_NEGATIVE, "finetune.epochs": NON_NEGATIVE,
     "finetune.lr_divisor": POSITIVE, "trainer.num_nodes": POSITIVE,
     "trainer.gradient_clip_val": NON_NEGATIVE, "trainer.accumulate_grad_batches": POSITIVE,
     "trainer.log_every_n_steps": POSITIVE, "trainer.check_val_every_n_epoch": POSITIVE,
+}  # fmt: skip
+CHOICES: dict[str, tuple[str, ...]] = {
+    "loss.pose": POSE_LOSSES, "loss.visibility_joints": VISIBILITY_JOINTS,
+    "optim.schedule": SCHEDULES,
 }  # fmt: skip
 # -1 means "no limit" to Lightning; any other negative number is an error
 LIMITS = ("trainer.max_epochs", "trainer.max_steps")
@@ -276,13 +286,16 @@ def _in_range(value: float, rule: str) -> bool:
 
 
 def check_ranges(cfg: DictConfig) -> None:
-    """Every numeric key of ``RANGES`` (and each source's ``share`` > 0, ``bn_momentum`` ≤ 1,
+    """Every numeric key of ``RANGES``, every key of ``CHOICES`` (and each source's ``share`` > 0, ``bn_momentum`` ≤ 1,
     the trainer's epoch / step limits ≥ -1) in range, else a ConfigError naming the key."""
     checks = [(key, OmegaConf.select(cfg, key), rule) for key, rule in RANGES.items()]
     checks += [(f"data.sources.{k}.share", s.share, POSITIVE) for k, s in cfg.data.sources.items()]
     for key, value, rule in checks:
         if value is not None and not _in_range(value, rule):
             raise ConfigError(f"{key} = {value!r}: must be {rule}")
+    for key, choices in CHOICES.items():
+        if (value := OmegaConf.select(cfg, key)) is not None and value not in choices:
+            raise ConfigError(f"{key} = {value!r}: one of {choices}")
     if cfg.bn_momentum > 1:
         raise ConfigError(f"bn_momentum = {cfg.bn_momentum!r}: must be in [0, 1] (0: official)")
     for key in LIMITS:

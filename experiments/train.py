@@ -76,7 +76,9 @@ def build_module(cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float |
     exclude = pckh_exclude(cfg.data.layout)
     if cfg.task == "pose":
         return Pose2D3DModule(net, visibility_weight=cfg.loss.visibility_weight,
-                              pckh_exclude=exclude, **common)  # fmt: skip
+                              pckh_exclude=exclude, pose_loss=cfg.loss.pose,
+                              visibility_joints=cfg.loss.visibility_joints,
+                              keras_bce=cfg.loss.keras_bce, **common)  # fmt: skip
     if cfg.task == "action":
         return ActionModule(net, freeze_pose=frozen, video_reduction=cfg.eval.video_reduction,
                             **common)  # fmt: skip

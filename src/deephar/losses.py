@@ -1,4 +1,5 @@
-"""Training losses of the official code: elastic net on valid coordinates, visibility BCE, action CE.
+"""Training losses of the official code: elastic net (and its variants) on valid coordinates,
+visibility BCE, action CE.
 
 Alphabet: B batch, T frames, J joints, D pose dimension (2|3), A actions.
 
@@ -38,18 +39,52 @@ def masked_sample_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (total / count).mean()
 
 
-def elastic_net(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
-    """Official pose loss: Σ(|Δ| + Δ²) over valid elements / max(1, count), averaged over samples.
+POSE_LOSSES = ("l1l2", "l1l2bincross", "l1", "l2")  # ``loss.pose``: the official options
+VISIBILITY_JOINTS = ("annotated", "all")  # ``loss.visibility_joints``
+KERAS_EPSILON = 1e-7  # Keras 2.1.4 ``K.epsilon()``: the clip of probabilities in its BCE
+BINCROSS_WEIGHT = 0.01  # l1l2bincross: weight of the per-coordinate BCE (official constant)
+
+
+def keras_binary_crossentropy(prob: Tensor, target: Tensor) -> Tensor:
+    """Keras 2.1.4 ``K.binary_crossentropy(target, prob)`` on probabilities, per element: the
+    prediction clipped to [ε, 1 − ε] (ε = 1e-7; no gradient where clipped), then the sigmoid
+    cross-entropy of its logit log(p / (1 − p)). prob, target (…) → (…)."""
+    prob = prob.float().clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+    logit = torch.log(prob / (1.0 - prob))
+    return F.binary_cross_entropy_with_logits(logit, target.float(), reduction="none")
+
+
+def coordinate_loss(pred: Tensor, target: Tensor, valid: Tensor, kind: str = "l1l2") -> Tensor:
+    """Official pose losses (``pose_regression_loss(kind, …)``, ``losses.POSE_LOSSES``): per valid
+    element ``l1l2`` |Δ| + Δ², ``l1l2bincross`` |Δ| + Δ² + 0.01·BCE(target, pred), ``l1`` |Δ|,
+    ``l2`` Δ²; summed over valid elements / max(1, count) per sample, averaged over samples.
 
     pred, target (…, J, D); valid (…, J, D) bool. The count is taken per sample (per frame for
     clips) as ``elasticnet_loss_on_valid_joints`` does. Invalid elements contribute nothing, even
     when their target holds NaN or garbage.
     """
+    if kind not in POSE_LOSSES:
+        raise ValueError(f"loss.pose = {kind!r}: one of {POSE_LOSSES}")
     _check_same_shape(pred=pred, target=target, valid=valid)
     valid = valid.bool()
-    delta = torch.where(valid, pred - target, torch.zeros((), dtype=pred.dtype))
-    per_element = delta.abs() + delta.square()  # (…, J, D)
+    zero = torch.zeros((), dtype=pred.dtype)
+    delta = torch.where(valid, pred - target, zero)
+    if kind == "l1":
+        per_element = delta.abs()  # (…, J, D)
+    elif kind == "l2":
+        per_element = delta.square()
+    else:
+        per_element = delta.abs() + delta.square()
+    if kind == "l1l2bincross":
+        safe_target = torch.where(valid, target, zero)
+        per_element = per_element + BINCROSS_WEIGHT * keras_binary_crossentropy(pred, safe_target)
     return masked_sample_mean(per_element.flatten(0, -3), valid.flatten(0, -3))
+
+
+def elastic_net(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Official pose loss ``l1l2``: Σ(|Δ| + Δ²) over valid elements / max(1, count), averaged
+    over samples (``coordinate_loss(…, "l1l2")``); shapes as there."""
+    return coordinate_loss(pred, target, valid, "l1l2")
 
 
 def visibility_bce(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -60,6 +95,15 @@ def visibility_bce(logits: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     bce = F.binary_cross_entropy_with_logits(
         logits.float(), target.float(), reduction="none"
     )  # (…, J)
+    return masked_sample_mean(bce.flatten(0, -2), mask.bool().flatten(0, -2))
+
+
+def keras_visibility_bce(prob: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``visibility_bce`` as the official Keras code computes it: on the probabilities (…, J),
+    ``keras_binary_crossentropy`` (clipped to [1e-7, 1 − 1e-7] in fp32: a saturated visibility
+    costs at most ≈ 16 and gets no gradient), per-sample mean over masked joints."""
+    _check_same_shape(prob=prob, target=target, mask=mask)
+    bce = keras_binary_crossentropy(prob, target)  # (…, J)
     return masked_sample_mean(bce.flatten(0, -2), mask.bool().flatten(0, -2))
 
 
@@ -78,37 +122,72 @@ def visibility_logits(output: PoseOutput) -> list[Tensor]:
     return out
 
 
-def _visibility_mask(batch: Mapping[str, Tensor]) -> Tensor:
-    """Joints whose visibility target is known: annotated ones (``pose_px_valid``).
+def _visibility_mask(batch: Mapping[str, Tensor], joints: str = "annotated") -> Tensor:
+    """Joints whose visibility BCE counts (``loss.visibility_joints``).
 
-    The target is 1 iff the joint is inside the crop, so an annotated joint outside the crop is a
-    genuine negative; only unannotated joints are left out. Without ``pose_px_valid`` the joints
-    valid in x and y are used.
+    ``annotated`` (ours): annotated joints (``pose_px_valid``). The target is 1 iff the joint is
+    inside the crop, so an annotated joint outside the crop is a genuine negative; only
+    unannotated joints are left out. Without ``pose_px_valid`` the joints valid in x and y are
+    used. ``all`` (official ``train_mpii_singleperson.py``): every joint, an unannotated one being
+    a target 0 like one outside the crop.
     """
+    if joints not in VISIBILITY_JOINTS:
+        raise ValueError(f"loss.visibility_joints = {joints!r}: one of {VISIBILITY_JOINTS}")
+    if joints == "all":
+        return torch.ones_like(batch["visible"], dtype=torch.bool)
     if "pose_px_valid" in batch:
         return batch["pose_px_valid"].bool()
     return batch["pose_valid"][..., :2].all(-1)
 
 
-def pose_loss(
-    output: PoseOutput, batch: Mapping[str, Tensor], visibility_weight: float = 0.01
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Intermediate supervision: elastic net + ``visibility_weight``·BCE summed over all K blocks.
+def pose_block_losses(
+    output: PoseOutput,
+    batch: Mapping[str, Tensor],
+    visibility_weight: float = 0.01,
+    pose: str = "l1l2",
+    visibility_joints: str = "annotated",
+    keras_bce: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per block k the official per-output loss ``coordinate_loss`` + ``visibility_weight``·BCE
+    (what Keras' multi-output loss sums) → (total (K,), coordinate part (K,), BCE part (K,)).
 
     output.pose[k] (…, J, D) is compared with batch["pose"][..., :D] under
     batch["pose_valid"][..., :D] (so z only counts where it is valid: 3D samples);
-    the visibility logits of block k (``visibility_logits``) with batch["visible"] on annotated
-    joints (see ``_visibility_mask``).
-    Returns (total, parts) with parts "pose" (Σ_k elastic net), "visibility" (Σ_k BCE, unweighted)
-    and "pose_last" (the last block's elastic net, for logging).
+    the visibility logits of block k (``visibility_logits``) with batch["visible"] on the joints
+    of ``_visibility_mask(batch, visibility_joints)``; with ``keras_bce`` (``loss.keras_bce``)
+    the visibility probabilities through ``keras_visibility_bce`` instead, as the official code.
     """
     dim = output.pose[0].shape[-1]
     target, valid = batch["pose"][..., :dim], batch["pose_valid"][..., :dim]
-    vis_target, vis_mask = batch["visible"], _visibility_mask(batch)
-    per_block = torch.stack([elastic_net(p, target, valid) for p in output.pose])  # (K,)
-    vis = torch.stack([visibility_bce(z, vis_target, vis_mask) for z in visibility_logits(output)])
-    parts = {"pose": per_block.sum(), "visibility": vis.sum(), "pose_last": per_block[-1].detach()}
-    return parts["pose"] + visibility_weight * parts["visibility"], parts
+    vis_target, vis_mask = batch["visible"], _visibility_mask(batch, visibility_joints)
+    coords = torch.stack([coordinate_loss(p, target, valid, pose) for p in output.pose])  # (K,)
+    if keras_bce:
+        vis = [keras_visibility_bce(p, vis_target, vis_mask) for p in output.visibility]
+    else:
+        vis = [visibility_bce(z, vis_target, vis_mask) for z in visibility_logits(output)]
+    vis = torch.stack(vis)  # (K,)
+    return coords + visibility_weight * vis, coords, vis
+
+
+def pose_loss(
+    output: PoseOutput,
+    batch: Mapping[str, Tensor],
+    visibility_weight: float = 0.01,
+    pose: str = "l1l2",
+    visibility_joints: str = "annotated",
+    keras_bce: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Intermediate supervision: the per-block losses of ``pose_block_losses`` summed over all K
+    blocks (``pose``: ``loss.pose``, one of ``POSE_LOSSES``; ``visibility_joints``:
+    ``loss.visibility_joints``, one of ``VISIBILITY_JOINTS``; ``keras_bce``: ``loss.keras_bce``).
+    Returns (total, parts) with parts "pose" (Σ_k coordinate loss), "visibility" (Σ_k BCE,
+    unweighted) and "pose_last" (the last block's coordinate loss, for logging).
+    """
+    per_block, coords, vis = pose_block_losses(
+        output, batch, visibility_weight, pose, visibility_joints, keras_bce
+    )
+    parts = {"pose": coords.sum(), "visibility": vis.sum(), "pose_last": coords[-1].detach()}
+    return per_block.sum(), parts
 
 
 def action_loss(output: ActionOutput, labels: Tensor) -> Tensor:

@@ -191,3 +191,22 @@ def test_action_loss_without_appearance_branch():
     labels = torch.tensor([1, 2, 3, 0])
     expected = sum(torch.nn.functional.cross_entropy(z, labels) for z in out.pose_branch)
     assert action_loss(out, labels).item() == pytest.approx(expected.item())
+
+
+def test_visibility_joints_all_counts_unannotated_joints_as_targets_zero():
+    """Official MPII script: BCE over every joint; ours (default): annotated joints only."""
+    from deephar.losses import pose_block_losses
+
+    p = torch.tensor([[0.9, 0.2, 0.7]])  # (B=1, J=3); joint 2 unannotated
+    out = PoseOutput(pose=[torch.full((1, 3, 2), 0.5)], visibility=[p], heatmaps=[None])
+    batch = {"pose": torch.full((1, 3, 3), 0.5), "pose_valid": torch.ones(1, 3, 3, dtype=bool),
+             "visible": torch.tensor([[1.0, 0.0, 0.0]]),
+             "pose_px_valid": torch.tensor([[True, True, False]])}  # fmt: skip
+    annotated = (-math.log(0.9) - math.log(0.8)) / 2
+    every = (-math.log(0.9) - math.log(0.8) - math.log(0.3)) / 3
+    for joints, expected, keras in (("annotated", annotated, False), ("all", every, False),
+                                    ("all", every, True)):  # fmt: skip
+        vis = pose_block_losses(out, batch, 0.01, "l1l2", joints, keras)[2]
+        assert vis.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="loss.visibility_joints"):
+        pose_block_losses(out, batch, 0.01, "l1l2", "visible")

@@ -10,7 +10,7 @@ Alphabet: B batch, T frames, J joints, D 2|3, A actions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pytorch_lightning as pl
@@ -31,10 +31,14 @@ class OptimSettings:
 
     name: str = "rmsprop"  # rmsprop | sgd | adam
     lr: float = 1e-3
+    rho: float = 0.99  # rmsprop: a ← rho·a + (1 − rho)·g² (torch alpha; official Keras: 0.9)
+    eps: float = 1e-8  # rmsprop / adam: g / (√a + eps), outside the root (official Keras: 1e-7)
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | plateau | constant (deephar.tasks.schedule)
+    schedule: str = "cosine"  # cosine | plateau | milestones | constant (deephar.tasks.schedule)
+    milestones: list[int] = field(default_factory=list)  # milestones: epochs where lr ×= gamma
+    gamma: float = 0.2  # milestones: the factor (official MPII: ×0.2 at epochs 80 and 100)
     warmup: float = 0.0  # cosine: share of the steps with a linear warm-up
     min_lr_ratio: float = 1e-3  # the rate never goes below min_lr_ratio × lr
     plateau_factor: float = 0.2  # plateau: lr ×= factor when `monitor` stops improving
@@ -45,10 +49,20 @@ class OptimSettings:
 
 
 def build_optimizer(params, settings: OptimSettings) -> torch.optim.Optimizer:
-    """The optimiser named by ``settings.name`` over ``params``."""
+    """The optimiser named by ``settings.name`` over ``params``.
+
+    ``rmsprop`` is Keras' RMSprop exactly when momentum = weight_decay = 0: torch's update
+    a ← alpha·a + (1 − alpha)·g², p ← p − lr·g / (√a + eps) from a = 0 is Keras 2.1.4's with
+    rho = alpha and its epsilon outside the root (tested against ``parity/train``).
+    """
     if settings.name == "rmsprop":
         return torch.optim.RMSprop(
-            params, settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+            params,
+            settings.lr,
+            alpha=settings.rho,
+            eps=settings.eps,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
         )
     if settings.name == "sgd":
         return torch.optim.SGD(
@@ -59,7 +73,9 @@ def build_optimizer(params, settings: OptimSettings) -> torch.optim.Optimizer:
             weight_decay=settings.weight_decay,
         )
     if settings.name == "adam":
-        return torch.optim.Adam(params, settings.lr, weight_decay=settings.weight_decay)
+        return torch.optim.Adam(
+            params, settings.lr, eps=settings.eps, weight_decay=settings.weight_decay
+        )
     raise ValueError(f"unknown optimiser {settings.name!r} (rmsprop | sgd | adam)")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from deephar.losses import pose_loss
+from deephar.losses import POSE_LOSSES, VISIBILITY_JOINTS, pose_loss
 from deephar.metrics import MPJPE, PCK, PCKh, decode_pose_mm, decode_pose_px
 from deephar.models.multitask import DeepHAR
 from deephar.outputs import PoseOutput
@@ -91,10 +91,20 @@ class PoseMetrics(nn.Module):
             metric.reset()
 
 
-def pose_step(net: DeepHAR, images: Tensor, batch: Mapping[str, Any], visibility_weight: float):
-    """Forward still images (B, 3, H, W) and the official pose loss → (output, loss, parts)."""
+def pose_step(
+    net: DeepHAR,
+    images: Tensor,
+    batch: Mapping[str, Any],
+    visibility_weight: float,
+    pose: str = "l1l2",
+    visibility_joints: str = "annotated",
+    keras_bce: bool = False,
+):
+    """Forward still images (B, 3, H, W) and the official pose loss → (output, loss, parts);
+    ``pose`` / ``visibility_joints`` / ``keras_bce``: ``loss.pose`` / ``loss.visibility_joints``
+    / ``loss.keras_bce`` (``deephar.losses.pose_loss``)."""
     output = net.forward_pose(images)
-    loss, parts = pose_loss(output, batch, visibility_weight)
+    loss, parts = pose_loss(output, batch, visibility_weight, pose, visibility_joints, keras_bce)
     return output, loss, parts
 
 
@@ -102,7 +112,9 @@ class Pose2D3DModule(TaskModule):
     """Pose regression on still images with the multitask network's pose part.
 
     net: ``build_model(cfg)``; optim: ``OptimSettings`` (or its dict); pckh_exclude: joint
-    indices left out of PCKh/PCK (``datamodules.layouts.PCKH_EXCLUDED`` in the training layout).
+    indices left out of PCKh/PCK (``datamodules.layouts.PCKH_EXCLUDED`` in the training layout);
+    pose_loss / visibility_joints / keras_bce: ``loss.pose`` / ``loss.visibility_joints`` /
+    ``loss.keras_bce`` of the config.
     Logs ``train/loss``, ``val/loss``, ``val/pckh@0.5``, ``test/mpjpe``, … and
     ``<optim.monitor>_best``.
     """
@@ -115,13 +127,26 @@ class Pose2D3DModule(TaskModule):
         pckh_exclude: Sequence[int] = (),
         channels_last: bool = False,
         compile: bool = False,
+        pose_loss: str = "l1l2",
+        visibility_joints: str = "annotated",
+        keras_bce: bool = False,
     ) -> None:
         super().__init__(net, optim, channels_last, compile)
+        if pose_loss not in POSE_LOSSES:
+            raise ValueError(f"loss.pose = {pose_loss!r}: one of {POSE_LOSSES}")
+        if visibility_joints not in VISIBILITY_JOINTS:
+            raise ValueError(
+                f"loss.visibility_joints = {visibility_joints!r}: one of {VISIBILITY_JOINTS}"
+            )
         self.visibility_weight = visibility_weight
+        self.pose_loss, self.visibility_joints = pose_loss, visibility_joints
+        self.keras_bce = keras_bce
         cfg = net.cfg
         self.val_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
         self.test_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
-        self.save_settings(visibility_weight=visibility_weight, pckh_exclude=list(pckh_exclude))
+        self.save_settings(visibility_weight=visibility_weight, pckh_exclude=list(pckh_exclude),
+                           pose_loss=pose_loss, visibility_joints=visibility_joints,
+                           keras_bce=keras_bce)  # fmt: skip
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_pose")]
@@ -131,9 +156,9 @@ class Pose2D3DModule(TaskModule):
             raise ValueError(
                 f"Pose2D3DModule expects still images (B, 3, H, W), got {tuple(batch['image'].shape)}"
             )
-        output, loss, parts = pose_step(
-            self.net, self.to_input(batch["image"]), batch, self.visibility_weight
-        )
+        output, loss, parts = pose_step(self.net, self.to_input(batch["image"]), batch,
+                                        self.visibility_weight, self.pose_loss,
+                                        self.visibility_joints, self.keras_bce)  # fmt: skip
         self.log_loss(stage, loss, parts, len(batch["image"]))
         if stage != "train":
             getattr(self, f"{stage}_pose").update(output.final, batch)

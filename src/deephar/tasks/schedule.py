@@ -9,6 +9,9 @@
   epochs without improvement of ``monitor``), floored at ``min_lr_ratio`` × ``lr``. With a short
   patience on a noisy metric it collapses the rate early (Penn Action: 2e-4 → 3e-7 by epoch 39 of
   100, docs/penn_action.md).
+- ``milestones``: the official MPII script's step schedule: lr × ``gamma`` at each epoch of
+  ``milestones`` (0-based epoch index, as Keras' ``LearningRateScheduler`` counts: [80, 100]
+  means the 81st and 101st epochs run at 0.2 and 0.04 × lr), stepped per epoch.
 - ``constant``: no schedule.
 """
 
@@ -19,7 +22,7 @@ from typing import Any
 
 import torch
 
-SCHEDULES = ("cosine", "plateau", "constant")
+SCHEDULES = ("cosine", "plateau", "milestones", "constant")
 
 
 def cosine_factor(step: int, total: int, warmup: float = 0.0, min_ratio: float = 1e-3) -> float:
@@ -55,4 +58,13 @@ def build_scheduler(
             min_lr=settings.lr * settings.min_lr_ratio,
         )
         return {"scheduler": scheduler, "monitor": settings.monitor, "strict": False}
+    if settings.schedule == "milestones":
+        milestones = [int(m) for m in settings.milestones]
+        if not milestones or milestones != sorted(set(milestones)) or milestones[0] <= 0:
+            raise ValueError(
+                f"optim.milestones = {list(settings.milestones)!r}: schedule=milestones needs "
+                f"increasing epochs > 0"
+            )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, settings.gamma)
+        return {"scheduler": scheduler, "interval": "epoch"}
     raise ValueError(f"unknown optim.schedule {settings.schedule!r} (one of {SCHEDULES})")
