@@ -46,9 +46,9 @@ def test_zero_byte_h36m_video_excludes_its_samples_not_the_run(world, tmp_path, 
     args = ["demo_pose", f"data.root={root}", f"out_dir={tmp_path / 'runs'}", *TINY,
             "data.steps_per_epoch=6"]  # fmt: skip
     val = build_dataset(load_config(args[0], args[1:]), "h36m", "val")
-    held = {val[i]["sample_id"].split("/")[2].rpartition(".")[0] for i in range(len(val))}
-    video = next(v for v in sorted((root / "h36m" / "S1" / "Videos").glob("*.mp4"))
-                 if v.stem.rpartition(".")[0] not in held)  # fmt: skip  # a training recording
+    held = {val[i]["sample_id"].split("/")[1] for i in range(len(val))}  # whole subjects
+    video = next(v for v in sorted((root / "h36m").glob("S[15]/Videos/*.mp4"))
+                 if v.parts[-3] not in held)  # fmt: skip  # a training subject's recording
     video.write_bytes(b"")
     data = Human36MDataset(root / "h36m", split="train", subjects=[1, 5], input_size=64)
     bad = [i for i in range(len(data)) if isinstance(ReportingDataset(data)[i], Unreadable)]
