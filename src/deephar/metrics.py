@@ -23,15 +23,33 @@ AUC_THRESHOLDS = torch.arange(51, dtype=torch.float64) / 100
 
 
 # ---- crop-normalised predictions ↔ original pixels / camera millimetres ----
+def _full_precision(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """``tensors`` in float32 at least (float64 stays): bf16 holds 8 bits, 4 px at 1000 px."""
+    dtype = torch.promote_types(tensors[0].dtype, torch.float32)
+    return tuple(t.to(dtype) for t in tensors)
+
+
+def _no_autocast(device: torch.device) -> torch.autocast:
+    """A region where autocast (Lightning's bf16-mixed) leaves the matmuls in the inputs' dtype."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def encode_pose_px(pose_px: Tensor, crop: Tensor) -> Tensor:
     """Original pixels (…, J, 2) → crop-normalised (…, J, 2) through ``crop`` (…, 2, 3)."""
-    return pose_px[..., :2] @ crop[..., :2].transpose(-1, -2) + crop[..., None, :, 2]
+    pose_px, crop = _full_precision(pose_px, crop)
+    with _no_autocast(crop.device):
+        return pose_px[..., :2] @ crop[..., :2].transpose(-1, -2) + crop[..., None, :, 2]
 
 
 def decode_pose_px(pose: Tensor, crop: Tensor) -> Tensor:
-    """Crop-normalised pose (…, J, 2|3) → original pixels (…, J, 2): inverse of ``crop`` (…, 2, 3)."""
-    inverse = torch.linalg.inv(crop[..., :2])  # (…, 2, 2)
-    return (pose[..., :2] - crop[..., None, :, 2]) @ inverse.transpose(-1, -2)
+    """Crop-normalised pose (…, J, 2|3) → original pixels (…, J, 2): inverse of ``crop`` (…, 2, 3).
+
+    Computed in float32 at least and outside autocast, whatever the network's precision.
+    """
+    pose, crop = _full_precision(pose, crop)
+    with _no_autocast(crop.device):
+        inverse = torch.linalg.inv(crop[..., :2])  # (…, 2, 2)
+        return (pose[..., :2] - crop[..., None, :, 2]) @ inverse.transpose(-1, -2)
 
 
 def encode_pose_mm(pose_mm: Tensor, crop: Tensor, depth: Tensor, camera: Tensor) -> Tensor:
@@ -51,6 +69,7 @@ def decode_pose_mm(pose: Tensor, crop: Tensor, depth: Tensor, camera: Tensor) ->
     with camera (…, 4) = (fx, fy, cx, cy) — lens distortion is ignored, as in the official
     evaluation. Leading dimensions must broadcast: for clips pass ``camera[:, None]``.
     """
+    pose, crop, depth, camera = _full_precision(pose, crop, depth, camera)
     uv = decode_pose_px(pose, crop)  # (…, J, 2)
     z_mm = depth[..., None, :1] + pose[..., 2:] * depth[..., None, 1:]  # (…, J, 1)
     focal, centre = camera[..., None, :2], camera[..., None, 2:]

@@ -16,13 +16,22 @@ CONTEXT_ALPHA = 0.8  # official, frozen: weight of the joint's own estimate vs. 
 
 
 def _grid(n: int, like: Tensor) -> Tensor:
-    """(n,) linspace(0, 1, n) on the device/dtype of ``like``."""
-    return torch.linspace(0.0, 1.0, n, device=like.device, dtype=like.dtype)
+    """(n,) linspace(0, 1, n) on the device of ``like``, in its dtype but never below float32.
+
+    Under bf16 autocast the logits are bf16 while the softmax is float32: a bf16 grid would put
+    the coordinates on 1/256 steps (0.6 px at 256², 6 mm of 2 m depth) in training only.
+    """
+    dtype = torch.promote_types(like.dtype, torch.float32)
+    return torch.linspace(0.0, 1.0, n, device=like.device, dtype=dtype)
 
 
 def spatial_softmax(h: Tensor) -> Tensor:
-    """(B, N, H, W) logits → probability maps, softmax over H·W per channel (max-subtracted)."""
-    return torch.softmax(h.flatten(-2), dim=-1).view_as(h)
+    """(B, N, H, W) logits → probability maps, softmax over H·W per channel (max-subtracted).
+
+    Float32 at least: bf16 probabilities would carry 3 significant digits into the expectations.
+    """
+    p = torch.softmax(h.flatten(-2), dim=-1, dtype=torch.promote_types(h.dtype, torch.float32))
+    return p.view(h.shape)
 
 
 def soft_argmax_2d(h: Tensor) -> Tensor:
@@ -35,7 +44,8 @@ def soft_argmax_2d(h: Tensor) -> Tensor:
 
 def soft_argmax_1d(hz: Tensor) -> Tensor:
     """(B, N, Nd) depth logits → (B, N) expected z ∈ [0, 1] under the softmax over Nd."""
-    return (torch.softmax(hz, dim=-1) * _grid(hz.shape[-1], hz)).sum(dim=-1)
+    p = torch.softmax(hz, dim=-1, dtype=torch.promote_types(hz.dtype, torch.float32))
+    return (p * _grid(hz.shape[-1], hz)).sum(dim=-1)
 
 
 def visibility(h: Tensor) -> Tensor:

@@ -285,3 +285,20 @@ def test_video_accuracy_rejects_inconsistent_labels():
     metric.update(torch.zeros(2, 3), torch.tensor([0, 1]), ["x", "x"])
     with pytest.raises(ValueError, match="different labels"):
         metric.compute()
+
+
+def test_decoding_under_bf16_autocast_equals_fp32():
+    """Lightning's bf16-mixed wraps validation in autocast: the pixel decoding must not follow it."""
+    g = torch.Generator().manual_seed(3)
+    crop = _crops(64, g).float()
+    px = torch.rand(64, 16, 2, generator=g) * 600 + 390  # 390–990 px, as MPII images
+    norm = encode_pose_px(px, crop)
+    camera = torch.tensor([[1145.0, 1144.0, 512.0, 515.0]]).expand(64, 4)
+    depth = torch.tensor([[4000.0, 2000.0]]).expand(64, 2)
+    pose = torch.cat([norm, torch.rand(64, 16, 1, generator=g)], -1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        px_amp = decode_pose_px(norm, crop)
+        mm_amp = decode_pose_mm(pose, crop, depth, camera)
+    assert px_amp.dtype == torch.float32
+    assert (px_amp - decode_pose_px(norm, crop)).abs().max() < 0.01  # px
+    assert (mm_amp - decode_pose_mm(pose, crop, depth, camera)).abs().max() < 0.1  # mm

@@ -95,3 +95,14 @@ def test_decode_3d_channel_layout():
     pose, vis, _ = decode_3d(h * 8, j)
     torch.testing.assert_close(pose[0, 1], torch.tensor([1 / 7, 6 / 7, 2 / 3]), atol=1e-3, rtol=0)
     torch.testing.assert_close(vis, torch.sigmoid(hxy.amax((-2, -1)) * 8 + hz.amax(-1) * 8))
+
+
+def test_soft_argmax_of_bf16_logits_decodes_in_fp32():
+    """bf16 logits (autocast's conv output) decode on float32 grids and probabilities."""
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(2, 16, 64, 64, generator=g) * 4).bfloat16()
+    depth = (torch.randn(2, 16, 16, generator=g) * 4).bfloat16()
+    xy, z = soft_argmax_2d(logits), soft_argmax_1d(depth)
+    assert xy.dtype == z.dtype == torch.float32
+    assert (xy - soft_argmax_2d(logits.float())).abs().max() < 1e-5
+    assert (z - soft_argmax_1d(depth.float())).abs().max() < 1e-5
