@@ -94,14 +94,14 @@ def load_label(path: str | Path) -> PennVideo:
 
 
 def whole_video_indices(
-    num_frames: int, T: int, rng: np.random.Generator | None = None
+    num_frames: int, T: int, rng: np.random.Generator | None = None, offset: float = 0.5
 ) -> np.ndarray:
     """(T,) frame indices spread over the whole video: the video cut into T equal segments, one
-    frame of each — its middle, or with ``rng`` a random one (temporal jitter and speed
-    augmentation at once). A video shorter than T repeats frames."""
+    frame of each — at ``offset`` of the segment (0.5: its middle), or with ``rng`` a random one
+    (temporal jitter and speed augmentation at once). A video shorter than T repeats frames."""
     edges = np.linspace(0.0, num_frames, T + 1)
     if rng is None:
-        position = (edges[:-1] + edges[1:]) / 2
+        position = edges[:-1] + offset * (edges[1:] - edges[:-1])
     else:
         position = rng.uniform(edges[:-1], edges[1:])
     return np.clip(np.floor(position), 0, num_frames - 1).astype(np.int64)
@@ -113,7 +113,9 @@ class PennActionDataset(Dataset):
     clip_sampling defaults to "random" on train, "middle" on test; "multi" yields every clip of
     every video (``clip_step`` apart, default T // 2), each carrying its ``video_id``; "whole"
     one clip of T frames spread over the whole video (``whole_video_indices``: segment middles),
-    "whole_random" the same with a random frame per segment (training); subsample is unused there.
+    "whole_random" the same with a random frame per segment (training); subsample is unused there;
+    whole_offsets: "whole" yields one clip per offset in the segments (default (0.5,): middles),
+    all with the video's ``video_id`` (several views of the video for its multi-clip score).
     subsample: frame step, or a set to draw from per clip (default (1, 2) for random clips, else 2).
     mode="poses" reads only ``labels/`` and yields no ``image``: poses normalised to the clip box;
     ``root`` may then also be the labels folder itself (a folder of NNNN.mat files).
@@ -139,6 +141,7 @@ class PennActionDataset(Dataset):
         clip_step: int | None = None,
         occluded: bool = False,
         flip_clips: bool = False,
+        whole_offsets: Sequence[float] = (0.5,),
     ):
         if split not in SPLIT_SIZES or mode not in ("images", "poses"):
             raise ValueError(f"PennActionDataset: bad split {split!r} or mode {mode!r}")
@@ -151,7 +154,7 @@ class PennActionDataset(Dataset):
             self.frames = require_dir(self.root / "frames", "Penn Action frames")
         self.layout, self.mode, self.T = get_layout(layout), mode, clip_length
         self.occluded, self.flip_clips = occluded, flip_clips
-        self.num_plain = 0
+        self.num_plain, self.whole_offsets = 0, tuple(whole_offsets)
         self.input_size = input_size
         self.sampling = clip_sampling or ("random" if split == "train" else "middle")
         default_sub = (1, 2) if self.sampling == "random" else 2
@@ -172,8 +175,8 @@ class PennActionDataset(Dataset):
         if self.sampling in ("random", "whole_random"):
             return [(v, None) for v in range(len(self.videos))]
         if self.sampling == "whole":
-            items = [(v, whole_video_indices(video.num_frames, self.T))
-                     for v, video in enumerate(self.videos)]  # fmt: skip
+            items = [(v, whole_video_indices(video.num_frames, self.T, offset=offset))
+                     for v, video in enumerate(self.videos) for offset in self.whole_offsets]  # fmt: skip
             self.num_plain = len(items)
             return items + items if self.flip_clips else items
         sub = self.subsample[0]
