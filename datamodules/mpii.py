@@ -31,8 +31,8 @@ from torch.utils.data import Dataset
 
 from datamodules.base import no_3d, require_dir, sample_rng, to_tensors
 from datamodules.layouts import MPII, convert, get_layout
-from datamodules.prepare.store import read_for_crop
-from datamodules.transforms import AugmentParams, AugmentRanges, crop_sample
+from datamodules.storage.crops import read_for_crop
+from datamodules.transforms import AugmentParams, AugmentRanges, augment_ranges, crop_sample
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class MPIIDataset(Dataset):
         self.layout = get_layout(layout)
         self.input_size = input_size
         self.augment = split == "train" if augment is None else augment
-        self.aug = AugmentRanges(**aug) if isinstance(aug, dict) else (aug or MPII_AUG)
+        self.aug = augment_ranges(aug, MPII_AUG)
         ann = load_annotations(self.root, annotation)
         self.ann = ann.select(ann.is_val == (split == "val"))
         s = 1.25 * self.ann.scale

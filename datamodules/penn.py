@@ -34,7 +34,13 @@ from datamodules.base import (
     to_tensors,
 )
 from datamodules.layouts import PENN, convert, get_layout
-from datamodules.transforms import AugmentParams, AugmentRanges, clip_box, crop_sample
+from datamodules.transforms import (
+    AugmentParams,
+    AugmentRanges,
+    augment_ranges,
+    clip_box,
+    crop_sample,
+)
 
 ACTIONS = (
     "baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing",
@@ -157,7 +163,7 @@ class PennActionDataset(Dataset):
         default_sub = (1, 2) if self.sampling == "random" else 2
         self.subsample = tuple(np.atleast_1d(subsample or default_sub).tolist())
         self.augment = split == "train" if augment is None else augment
-        self.aug = AugmentRanges(**aug) if isinstance(aug, dict) else (aug or PENN_AUG)
+        self.aug = augment_ranges(aug, PENN_AUG)
         files = sorted(labels.glob("*.mat"))
         if not files:
             raise FileNotFoundError(f"Penn Action: no labels/*.mat in {labels}")

@@ -16,20 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.h36m import (
-    H36M_AUG,
+from datamodules.h36m import H36M_AUG, crop_window
+from datamodules.layouts import H36M32
+from datamodules.prepare.runner import Job, Part
+from datamodules.prepare.store import Margin, cut, store_box, write_jpeg
+from datamodules.storage.h36m_files import (
     TEST_STEP,
     TEST_SUBJECTS,
     TRAIN_STEP,
     TRAIN_SUBJECTS,
-    Human36MDataset,
+    RawH36M,
     cdf_frames,
-    crop_window,
     read_cdf_pose,
 )
-from datamodules.layouts import H36M32
-from datamodules.prepare.runner import Job, Part
-from datamodules.prepare.store import Margin, cut, store_box, write_jpeg
 from datamodules.video import VideoReader
 
 CHUNK = 16  # frames decoded per call (a 1000×1002 frame is 3 MB)
@@ -53,8 +52,8 @@ def jobs(root: str | Path, subjects: tuple[int, ...] | None = None,
         )  # fmt: skip
         if not chosen:
             continue
-        ds = Human36MDataset(root, split=split, subjects=chosen, augment=False)
         step = frame_step or (TRAIN_STEP if split == "train" else TEST_STEP)
+        ds = RawH36M(root, chosen, None, step)
         for s in ds.sequences:
             cam = ds.cameras[(s.subject, s.camera)]
             paths = {k: str(v) for k, v in ds.paths(s.subject, s.stem).items()}

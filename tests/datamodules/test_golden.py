@@ -55,7 +55,7 @@ def make_world(root: Path) -> dict[str, Path]:
     prepare("ntu", prep_ntu.run, jobs, root / "prep_ntu", opts, 1, log=_quiet)
     out |= {"prep_h36m": root / "prep_h36m", "prep_ntu": root / "prep_ntu"}
     try:
-        from datamodules.streaming import write_chunks
+        from datamodules.prepare.chunks import write_chunks
 
         for name in ("h36m", "ntu"):
             write_chunks(out[f"prep_{name}"], root / f"chunks_{name}", name, chunk_bytes="256KB")

@@ -188,7 +188,7 @@ def test_start_up_is_lazy(world, monkeypatch):
     def no_video(*args, **kwargs):
         raise AssertionError("a video was opened at start-up")
 
-    monkeypatch.setattr("datamodules.h36m.VideoReader", no_video)
+    monkeypatch.setattr("datamodules.storage.h36m_files.VideoReader", no_video)
     ds = Human36MDataset(world / "h36m", split="train", subjects=(1,))
     assert len(ds) == 4 * 3 and isinstance(ds.item_frame, np.ndarray)
     assert ds.item_seq.dtype.kind == "i" and ds.item_frame.dtype.kind == "i"
