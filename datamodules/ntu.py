@@ -25,6 +25,7 @@ Alphabet: T frames, J joints.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,31 @@ def root_depth(z: np.ndarray, valid: np.ndarray, root: int) -> float:
     if not len(zs):
         raise ValueError("no valid depth in the clip")
     return float(zs.mean())
+
+
+def in_split(name: str, benchmark: str, version: int, split: str) -> bool:
+    """Sample ``name`` belongs to ``split`` of ``benchmark``."""
+    return is_train(name, benchmark, version) == (split == "train")
+
+
+def steps(num_frames: int, video_step: int) -> int:
+    """Frames of a video taken every ``video_step``."""
+    return -(-num_frames // video_step)
+
+
+def multi_clips(
+    counts: dict[str, int], names: list[str], needs: ClipNeeds
+) -> list[tuple[int, np.ndarray]]:
+    """(video index, frame indices (T,)) of every clip of every video of ``names`` with a frame
+    count in ``counts`` (one set per subsample)."""
+    items = []
+    for v, name in enumerate(names):
+        if (n := counts.get(name)) is None:
+            continue
+        for sub in needs.subsample:
+            clips = clip_indices(steps(n, needs.video_step), needs.T, "multi", sub)
+            items += [(v, c * needs.video_step) for c in clips]
+    return items
 
 
 @dataclass(frozen=True)
@@ -157,21 +183,16 @@ class NTUDataset(Dataset):
         default = TRAIN_SUBSAMPLE if self.augment else TEST_SUBSAMPLE
         self.subsample = tuple(np.atleast_1d(subsample or default).astype(int).tolist())
         self.build = NTUSamples(self.layout, input_size)
-        self.source = source or self._open(root, prepared, split, version, missing_list)
-        self.items = self._clips() if self.clip_sampling == "multi" else None
-
-    def _open(self, root, prepared, split: str, version: int, missing_list) -> RawNTU | PreparedNTU:
-        """The raw or prepared videos of ``split`` of the benchmark."""
-
-        def keep(name: str) -> bool:
-            return is_train(name, self.benchmark, version) == (split == "train")
-
-        images = self.mode == "images"
-        if prepared is None:
-            return RawNTU(root, images, version, keep, missing_list)
-        needs = ClipNeeds(self.layout.name, self.T, self.video_step, self.subsample, self.aug,
-                          self.input_size, version, frozenset({*TRAIN_SUBSAMPLE, TEST_SUBSAMPLE}))  # fmt: skip
-        return PreparedNTU(prepared, images, needs, keep, missing_list)
+        needs = ClipNeeds(self.layout.name, clip_length, video_step, self.subsample, self.aug,
+                          input_size, version, frozenset({*TRAIN_SUBSAMPLE, TEST_SUBSAMPLE}))  # fmt: skip
+        keep = functools.partial(in_split, benchmark=benchmark, version=version, split=split)
+        self.source = source or (
+            RawNTU(root, mode == "images", version, keep, missing_list) if prepared is None
+            else PreparedNTU(prepared, mode == "images", needs, keep, missing_list)
+        )  # fmt: skip
+        self.items = None
+        if self.clip_sampling == "multi":
+            self.items = multi_clips(self.source.frame_counts(), self.names, needs)
 
     @property
     def names(self) -> list[str]:
@@ -182,20 +203,6 @@ class NTUDataset(Dataset):
     def excluded(self) -> dict[str, str]:
         """{skeleton file: reason} of the samples left out as unreadable (multi clips)."""
         return self.source.excluded
-
-    def _clips(self) -> list[tuple[int, np.ndarray]]:
-        """(video index, frame indices (T,)) of every clip; frame counts from the file headers."""
-        counts, items = self.source.frame_counts(), []
-        for v, name in enumerate(self.names):
-            if (n := counts.get(name)) is None:
-                continue
-            for sub in self.subsample:
-                clips = clip_indices(self._steps(n), self.T, "multi", sub)
-                items += [(v, c * self.video_step) for c in clips]
-        return items
-
-    def _steps(self, num_frames: int) -> int:
-        return -(-num_frames // self.video_step)
 
     def __len__(self) -> int:
         return len(self.items) if self.items is not None else len(self.source)
@@ -208,7 +215,7 @@ class NTUDataset(Dataset):
         params = self.aug.sample(rng) if self.augment else AugmentParams()
         if fixed is None:
             sub = int(rng.choice(self.subsample)) if len(self.subsample) > 1 else self.subsample[0]
-            fixed = clip_indices(self._steps(n), self.T, self.clip_sampling, sub, rng)[0]
+            fixed = clip_indices(steps(n, self.video_step), self.T, self.clip_sampling, sub, rng)[0]
             fixed = fixed * self.video_step
         idx = np.minimum(fixed, n - 1)
         return to_tensors(self.build.make_sample(video.take(idx), video.frames(idx), params))
