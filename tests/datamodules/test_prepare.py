@@ -217,10 +217,11 @@ def test_mpii_large_people_decode_reduced_within_jpeg_tolerance(world, monkeypat
     """A person whose crop window spans ≥ 2× the input is decoded at 1/2 (or less) by JPEG DCT
     scaling: same crop and targets, image within the JPEG tolerance of the full decode."""
     import datamodules.mpii as mpii
+    import datamodules.storage.mpii_files as mpii_files
     from datamodules.base import read_image
 
     ds = mpii.MPIIDataset(world / "mpii", split="train", augment=True)
-    reduced, fast = [], mpii.read_for_crop
+    reduced, fast = [], mpii_files.read_for_crop
 
     def spy(path, window, size):
         image, matrix = fast(path, window, size)
@@ -231,10 +232,10 @@ def test_mpii_large_people_decode_reduced_within_jpeg_tolerance(world, monkeypat
         return read_image(path), None
 
     for i in range(len(ds)):
-        monkeypatch.setattr(mpii, "read_for_crop", spy)
+        monkeypatch.setattr(mpii_files, "read_for_crop", spy)
         torch.manual_seed(i)
         a = ds[i]
-        monkeypatch.setattr(mpii, "read_for_crop", full)
+        monkeypatch.setattr(mpii_files, "read_for_crop", full)
         torch.manual_seed(i)
         b = ds[i]
         assert (
