@@ -94,16 +94,10 @@ class MPIIDataset(Dataset):
     (× the augmentation scale), resized to ``input_size``. ``augment`` defaults to split == "train".
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: Literal["train", "val"] = "train",
-        layout: str = "pa16j",
-        input_size: int = 256,
-        augment: bool | None = None,
-        annotation: str | Path | None = None,
-        aug: AugmentRanges | dict | None = None,
-    ):
+    def __init__(self, root: str | Path, split: Literal["train", "val"] = "train",
+                 layout: str = "pa16j", input_size: int = 256, augment: bool | None = None,
+                 annotation: str | Path | None = None,
+                 aug: AugmentRanges | dict | None = None):  # fmt: skip
         if split not in ("train", "val"):
             raise ValueError(f"MPIIDataset: split must be 'train' or 'val', got {split!r}")
         self.source = MPIIFiles(root, split == "val", annotation)

@@ -146,6 +146,10 @@ class PennActionDataset(Dataset):
         if split not in SPLIT_SIZES or mode not in ("images", "poses"):
             raise ValueError(f"PennActionDataset: bad split {split!r} or mode {mode!r}")
         self.source = PennFiles(root, mode == "images", split == "train")
+        self.videos, self.excluded = (
+            self.source.videos,
+            self.source.excluded,
+        )  # excluded: unreadable
         self.layout, self.mode, self.T = get_layout(layout), mode, clip_length
         self.flip_clips, self.input_size = flip_clips, input_size
         self.sampling = clip_sampling or ("random" if split == "train" else "middle")
@@ -156,15 +160,6 @@ class PennActionDataset(Dataset):
         self.build = PennSamples(self.layout, input_size, occluded)
         self.items, self.num_plain = clip_items(self.videos, self.sampling, clip_length,
                                                 self.subsample[0], clip_step, flip_clips)  # fmt: skip
-
-    @property
-    def videos(self) -> list[PennVideo]:
-        return self.source.videos
-
-    @property
-    def excluded(self) -> dict[str, str]:
-        """{label file: reason} of the videos left out as unreadable."""
-        return self.source.excluded
 
     def __len__(self) -> int:
         return len(self.items)
