@@ -13,7 +13,9 @@ Coordinates in both files are 1-based MATLAB pixels; they become 0-based here. `
 0.6 × head-box diagonal; the JSON has no head box, so boxes are joined by (image index, person
 index) from a .mat found as above (``detections.mat`` covers the validation persons, the official
 .mat every person); where none is known ``pck_ref`` is 0 (PCKh skips such samples).
-Alphabet: N persons, J joints.
+
+Structure: ``MPIISamples.make_sample`` builds a person's sample; ``storage.mpii_files`` parses the
+annotations and reads the images (``MPIIFiles``). Alphabet: N persons, J joints.
 """
 
 from __future__ import annotations
