@@ -55,6 +55,7 @@ class H36MChunks(Chunks):
     """Human3.6M frames of a chunk folder (one split)."""
 
     def read(self, i: int) -> tuple[H36MFrame, Frames]:
+        """Item ``i``: its poses and intrinsics, and the stored crop with its matrix."""
         item, meta = self.item(i)
         seq = Recording(meta["subject"], meta["stem"], meta["action"], meta["camera"], 0)
         record = H36MFrame(seq, meta["frame"], item["uv"], item["xyz"], item["camera"][:2],
@@ -65,14 +66,18 @@ class H36MChunks(Chunks):
 
 
 class NTUChunks(Chunks):
-    """NTU videos of a chunk folder (one split); single clips only."""
+    """NTU videos of a chunk folder (one split, chosen when writing); single clips only (no frame
+    counts without reading every item), and no names list."""
 
-    excluded: dict[str, str] = {}
+    @property
+    def excluded(self) -> dict[str, str]:
+        return {}  # an unreadable video fails as a bad sample when read
 
     def frame_counts(self) -> dict[str, int]:
         raise ValueError("StreamingSource(ntu): multi-clip evaluation reads prepared folders")
 
     def read(self, v: int) -> NTUVideo:
+        """Video ``v``: poses, the video (W, H), its stored crops (read on demand) and matrix."""
         item, meta = self.item(v)
         if meta["num_frames"] == 0:
             raise SampleReadError(f"{self.input_dir}#{v}", f"{meta['name']}: no body")

@@ -136,15 +136,15 @@ def draw(case: str, world: dict[str, Path]) -> Iterator[tuple[str, dict]]:
 
 def _comparable(sample: dict) -> dict[str, np.ndarray]:
     """The sample as NumPy arrays (strings as str arrays); a uint8 ``image`` (normalised on the
-    device) becomes the float32 [−1, 1] image through the project's conversion."""
-    out = {}
-    for key, value in sample.items():
-        value = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        if key == "image" and value.dtype == np.uint8:
-            chpower = sample.get("chpower")
-            channels_last = np.moveaxis(value, -3, -1) if value.shape[-3] == 3 else value
-            value = normalize_image(channels_last, None if chpower is None else np.asarray(chpower))
-        out[key] = value
+    device) becomes the float32 [−1, 1] image through the project's conversion, with the sample's
+    per-channel gamma ``chpower`` when it carries one (that entry is then consumed)."""
+    out = {
+        k: v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in sample.items()
+    }
+    if "image" in out and out["image"].dtype == np.uint8:
+        image, chpower = out["image"], out.pop("chpower", None)
+        channels_last = np.moveaxis(image, -3, -1) if image.shape[-3] == 3 else image
+        out["image"] = normalize_image(channels_last, chpower)
     return out
 
 
