@@ -4,7 +4,8 @@ A sample's ``crop`` (…, 2, 3) is the affine original pixels → crop pixels / 
 ``datamodules.transforms.normalized_crop``); the network predicts in its [0, 1] frame. The data
 layer encodes targets with ``to_crop``, evaluation and prediction decode with ``to_pixels``
 (``deephar.metrics.encode_pose_px`` / ``decode_pose_px`` add full precision outside autocast).
-Every function takes NumPy arrays or torch tensors and returns the same kind.
+``invert_affine`` (closed form) is the inverse the data layer composes stored crops with. Every
+function takes NumPy arrays or torch tensors and returns the same kind.
 Alphabet: J joints.
 """
 
@@ -41,4 +42,6 @@ def to_crop(points_px, crop):
 
 def to_pixels(points_norm, crop):
     """Crop-normalised predictions (…, J, 2) → original-image pixels (inverse of ``crop``)."""
-    return apply_affine(invert_affine(crop), points_norm)
+    inv = torch.linalg.inv if isinstance(crop, torch.Tensor) else np.linalg.inv
+    inverse = inv(crop[..., :2])  # (…, 2, 2)
+    return (points_norm[..., :2] - crop[..., None, :, 2]) @ inverse.swapaxes(-1, -2)
