@@ -1,13 +1,47 @@
-"""Distributed runs end cleanly: each rank destroys its process group before the interpreter exits."""
+"""Distributed runs: the strategy a multi-device run gets, and a clean end (each rank destroys its
+process group before the interpreter exits)."""
 
 from __future__ import annotations
 
 import atexit
 import functools
+from typing import Any
 
 import pytorch_lightning as pl
+import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.strategies import DDPStrategy, Strategy
+
+
+def device_count(accelerator: str, devices: Any) -> int:
+    """The number of devices per node ``pl.Trainer(accelerator, devices)`` uses: an int, a list
+    or "0,1" of indices, "3"; "auto" / -1: every CUDA device (accelerator auto | gpu | cuda on a
+    CUDA machine), else one."""
+    if isinstance(devices, str):
+        text = devices.strip()
+        if "," in text:
+            return len([d for d in text.split(",") if d.strip()])
+        devices = text if text == "auto" else int(text)
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if devices == "auto" or devices == -1:
+        cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        return torch.cuda.device_count() if cuda else 1
+    return int(devices)
+
+
+def resolve_strategy(
+    strategy: str, accelerator: str, devices: Any, num_nodes: int, unused_parameters: bool
+) -> str | Strategy:
+    """``trainer.strategy`` as the Trainer gets it: "auto" or "ddp" over more than one device
+    or node becomes ``DDPStrategy(find_unused_parameters=unused_parameters)`` (Lightning's
+    "auto" picks DDP there without it, and a run with parameters that get no gradient fails
+    at step 2: "Expected to have finished reduction"); anything else is passed as it is."""
+    several = num_nodes > 1 or device_count(accelerator, devices) > 1
+    if strategy in ("auto", "ddp") and several:
+        return DDPStrategy(find_unused_parameters=unused_parameters)
+    return strategy
 
 
 def _destroy_process_group() -> None:

@@ -36,7 +36,7 @@ from deephar.tasks.base import OptimSettings, TaskModule
 from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config, validate
 from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
-from experiments.distributed import ReleaseProcessGroup
+from experiments.distributed import ReleaseProcessGroup, resolve_strategy
 from experiments.faults import (
     AtomicCheckpointIO,
     Interrupted,
@@ -151,8 +151,8 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
     metric."""
     folder = stage_dir(cfg, stage)
     args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if args["strategy"] == "ddp" and poses_only(cfg):
-        args["strategy"] = "ddp_find_unused_parameters_true"
+    args["strategy"] = resolve_strategy(args["strategy"], args["accelerator"], args["devices"],
+                                        args["num_nodes"], poses_only(cfg))  # fmt: skip
     if stage == "finetune":
         args["max_epochs"], args["max_steps"] = cfg.finetune.epochs, -1
     monitor = cfg.optim.monitor if cfg.data.val else None

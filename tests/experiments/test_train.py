@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -12,6 +15,9 @@ from datamodules.synthetic import generate_world
 from experiments.config import load_config
 from experiments.logging import build_logger, wandb_offline
 from experiments.train import best_checkpoint, build_trainer, main, run, run_dir
+from tests.datamodules.test_splits import write_penn_labels
+
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = [  # CPU-sized: 64² input, K = 1, T = 8, a few steps, CSV logs
     "model.input_size=64", "model.pose_blocks=1", "data.steps_per_epoch=2", "data.batch_size=4",
@@ -76,6 +82,23 @@ def test_penn_annotated_poses_on_the_real_labels(samples_dir, tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "test/acc" in out and "test/video_acc" in out
+
+
+def test_penn_poses_on_two_cpu_ranks_under_the_default_strategy(tmp_path):
+    """``trainer.devices=2`` with ``strategy=auto``: Lightning launches DDP (gloo) itself; the
+    appearance branch gets no gradient from provided poses, which DDP must be told of, or step 2
+    fails with "Expected to have finished reduction"."""
+    root = write_penn_labels(tmp_path / "penn", videos_per_action=2)
+    args = ["penn_poses", f"data.root={root}", f"out_dir={tmp_path / 'runs'}", "data.batch_size=4",
+            "data.eval_batch_size=4", "data.steps_per_epoch=2", "data.num_workers=0",
+            "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kind=none",
+            "trainer.strategy=auto", "trainer.devices=2", "trainer.accelerator=cpu"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "test/video_acc" in done.stdout
+    step = torch.load(tmp_path / "runs" / "penn_poses" / "last.ckpt", weights_only=True)
+    assert step["global_step"] == 2
 
 
 def test_missing_root_exits_with_the_key_named(capsys):

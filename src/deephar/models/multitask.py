@@ -103,6 +103,13 @@ class DeepHAR(nn.Module):
             param.requires_grad_(not frozen)
         self.pose.train(self.training and not frozen)
 
+    def frozen_buffers(self) -> list[str]:
+        """Names (as in ``named_buffers``) of the pose network's buffers while it is frozen: its
+        BN statistics cannot change, so DDP need not broadcast them every step (empty otherwise)."""
+        if not self.pose_frozen:
+            return []
+        return [f"pose.{name}" for name, _ in self.pose.named_buffers()]
+
     def train(self, mode: bool = True) -> DeepHAR:
         super().train(mode)
         if self.pose_frozen:

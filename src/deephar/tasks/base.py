@@ -147,6 +147,12 @@ class TaskModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._plateau_state = checkpoint.get("plateau")
 
+    def setup(self, stage: str) -> None:
+        """Before the strategy wraps the module: the frozen pose network's buffers are left out
+        of DDP's per-step buffer broadcast (``DeepHAR.frozen_buffers``; set at every fit, so a
+        fine-tuning stage that unfroze them broadcasts them again)."""
+        self._ddp_params_and_buffers_to_ignore = [f"net.{n}" for n in self.net.frozen_buffers()]
+
     def to_input(self, images: Tensor) -> Tensor:
         """Images (B, 3, H, W) or clips (B, T, 3, H, W) in the memory format of the network."""
         if self.channels_last and images.ndim == 4:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from datamodules.mixed import MixedRatioDataModule
 from datamodules.penn import PennActionDataset
@@ -91,3 +93,20 @@ def test_action_metrics_ignore_unlabelled_clips_and_pool_views_per_video():
     assert metrics.compute()["video_acc_pose"] == pytest.approx(3 / 3)
     metrics.reset()
     assert metrics.compute() == {}
+
+
+def test_ddp_leaves_the_frozen_pose_networks_buffers_out_of_its_broadcast(tmp_path):
+    """A frozen pose network's BN statistics cannot change: DDP does not broadcast them every
+    step (the action head's are); unfrozen (fine-tuning), they are broadcast again."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)  # fmt: skip
+    try:
+        net = build_model(NET)
+        for freeze, pose_broadcast in ((True, False), (False, True)):
+            module = ActionModule(net, freeze_pose=freeze)
+            module.setup("fit")  # Lightning calls it before the strategy wraps the module
+            names = DistributedDataParallel(module).named_module_buffers
+            assert any(n.startswith("net.action.") for n in names)
+            assert any(n.startswith("net.pose.") for n in names) is pose_broadcast
+    finally:
+        dist.destroy_process_group()
