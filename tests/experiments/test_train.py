@@ -5,16 +5,20 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Callback
 
 from datamodules.synthetic import generate_world
-from experiments.config import load_config
+from deephar.models.multitask import build_model
+from experiments.config import load_config, network_config
+from experiments.data import build_datamodule
 from experiments.logging import build_logger, wandb_offline
-from experiments.train import best_checkpoint, build_trainer, main, run, run_dir
+from experiments.train import best_checkpoint, build_module, build_trainer, main, run, run_dir
 from tests.datamodules.test_splits import write_penn_labels
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,3 +159,57 @@ def test_last_checkpoint_is_written_every_epoch_even_without_improvement(tmp_pat
     last = torch.load(folder / "last.ckpt", weights_only=True)
     assert best["global_step"] == 2  # the first epoch; ties are no improvement
     assert last["global_step"] == trainer.global_step == 6  # resume=auto continues from here
+
+
+class HostSyncs(Callback):
+    """Counts, per training batch, the calls that make the host wait for the device (``item``,
+    ``cpu``, ``tolist``, ``bool``/``float``/``int`` of a tensor), each named by the first frame
+    outside torch. Host tensors by design are not counted: the optimisers' step counters and
+    the samples the loader builds (in the main process with ``num_workers=0``)."""
+
+    METHODS = ("item", "cpu", "tolist", "__bool__", "__float__", "__int__")
+
+    def __init__(self, monkeypatch) -> None:
+        self.batch: int | None = None
+        self.calls: dict[int, list[str]] = {}
+        for name in self.METHODS:
+            monkeypatch.setattr(torch.Tensor, name, self._wrap(getattr(torch.Tensor, name), name))
+
+    def _wrap(self, method, name):
+        def counted(tensor, *args, **kwargs):
+            stack = traceback.extract_stack()[:-1]
+            host = "/torch/optim/" in stack[-1].filename  # the caller (steps run in closures)
+            host |= any("/torch/utils/data/" in f.filename for f in stack)
+            if self.batch is not None and not host:
+                where = [f for f in stack if "/torch/" not in f.filename][-1]
+                self.calls[self.batch].append(f"{name} {where.filename}:{where.lineno}")
+            return method(tensor, *args, **kwargs)
+
+        return counted
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.batch = batch_idx
+        self.calls.setdefault(batch_idx, [])
+
+    def on_train_epoch_end(self, trainer, module):
+        self.batch = None
+
+
+@pytest.mark.parametrize("experiment", ["demo_pose", "penn_poses"])
+def test_no_host_sync_between_log_intervals(world, tmp_path, monkeypatch, experiment):
+    """7 training steps logged every 3rd (step 3, 6) under ``build_trainer``'s Trainer, progress
+    bar on: the other steps (1, 2, 4, 5; 7 ends the epoch) wait for no device value."""
+    root = write_penn_labels(tmp_path / "penn", 2) if experiment == "penn_poses" else world
+    cfg = load_config(experiment, [f"data.root={root}", f"out_dir={tmp_path}", *TINY,
+                                   "data.steps_per_epoch=7", "trainer.log_every_n_steps=3",
+                                   "trainer.enable_progress_bar=true", "trainer.accelerator=cpu",
+                                   "data.val=[]", "data.test=[]"])  # fmt: skip
+    net = build_model(network_config(cfg))
+    trainer, data = build_trainer(cfg), build_datamodule(cfg)
+    counter = HostSyncs(monkeypatch)
+    trainer.callbacks.append(counter)
+    trainer.fit(build_module(cfg, net), datamodule=data)
+    assert sorted(counter.calls) == list(range(7))
+    between = {i: calls for i, calls in counter.calls.items() if i in (0, 1, 3, 4) and calls}
+    assert not between, "\n".join(f"step {i + 1}: {c}" for i, c in between.items())
+    assert "train/loss" in trainer.progress_bar_metrics  # shown, as read at step 6

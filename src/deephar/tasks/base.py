@@ -124,6 +124,7 @@ class TaskModule(pl.LightningModule):
         self.val_best.persistent(True)  # in checkpoints: a resumed run keeps its best so far
         self.plateau: ReduceLROnPlateau | None = None  # optim.schedule=plateau, stepped here
         self._plateau_state: dict[str, Any] | None = None  # restored from a checkpoint
+        self._bar_step = -1  # the step whose loss the progress bar shows
 
     @property
     def backbone(self) -> nn.Module:
@@ -179,13 +180,20 @@ class TaskModule(pl.LightningModule):
 
     def log_loss(self, stage: str, loss: Tensor, parts: Mapping[str, Tensor], batch_size: int):
         """train: per step and epoch mean; val/test: accumulated, logged at the epoch end."""
-        if stage == "train":
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                     batch_size=batch_size)  # fmt: skip
+        if stage == "train":  # not prog_bar: Lightning reads those from the device every step
+            self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=batch_size)
             for name, value in parts.items():
                 self.log(f"train/{name}", value, batch_size=batch_size)
         else:
             getattr(self, f"{stage}_loss").update(loss.detach(), batch_size)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """The progress bar's ``train/loss``: the step's loss, read from the device once every
+        ``log_every_n_steps`` steps (when the loggers read theirs), not at every step."""
+        every, step = self.trainer.log_every_n_steps, self.trainer.global_step
+        if every and step % every == 0 and step != self._bar_step and outputs is not None:
+            self.trainer.progress_bar_metrics["train/loss"] = float(outputs["loss"])
+            self._bar_step = step
 
     # ---- epoch ends: compute, log, reset ----
     def on_train_start(self) -> None:
