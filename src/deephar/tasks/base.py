@@ -9,15 +9,16 @@ Alphabet: B batch, T frames, J joints, D 2|3, A actions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import MaxMetric, MeanMetric, MinMetric
+from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
 from deephar.models.multitask import DeepHAR
 from deephar.tasks.schedule import build_scheduler
@@ -83,6 +84,21 @@ def as_settings(optim: OptimSettings | Mapping[str, Any] | None) -> OptimSetting
     if optim is None:
         return OptimSettings()
     return optim if isinstance(optim, OptimSettings) else OptimSettings(**dict(optim))
+
+
+def updated_anywhere(metrics: Sequence[Metric]) -> list[bool]:
+    """Per metric: whether any rank updated it (one all-reduce under ``torch.distributed``, else
+    the metric's own ``update_called``). A metric's ``compute`` is a collective (its states are
+    gathered): every rank must enter it or none, and a rank's own ``update_called`` differs
+    where one rank saw no sample of a kind (an NCCL hang)."""
+    flags = [m.update_called for m in metrics]
+    if not metrics or not (dist.is_available() and dist.is_initialized()):
+        return flags
+    if dist.get_world_size() < 2:
+        return flags
+    seen = torch.tensor(flags, dtype=torch.int32, device=metrics[0].device)
+    dist.all_reduce(seen, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in seen.tolist()]
 
 
 def is_clip_batch(batch: Mapping[str, Any]) -> bool:
@@ -206,7 +222,7 @@ class TaskModule(pl.LightningModule):
     def _log_epoch(self, stage: str) -> dict[str, Tensor]:
         values: dict[str, Tensor] = {}
         loss = getattr(self, f"{stage}_loss")
-        if loss.update_called:
+        if updated_anywhere([loss])[0]:  # compute() gathers: every rank or none
             values["loss"] = loss.compute()
         for metric in self._metrics(stage):
             values.update(metric.compute())
