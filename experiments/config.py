@@ -105,7 +105,8 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1  # multi-node: launch with torchrun / SLURM, nothing else changes
-    strategy: str = "auto"  # ddp for several GPUs
+    strategy: str = "auto"  # auto | ddp: DDP over several devices (experiments.distributed)
+    sync_batchnorm: bool = False  # DDP: BN statistics over the global batch (SyncBatchNorm)
     precision: str = "32-true"  # bf16-mixed | 16-mixed
     max_epochs: int = 100
     max_steps: int = -1
@@ -139,6 +140,7 @@ class ExperimentConfig:
     bn_momentum: float = 0.0  # BatchNorm momentum for short runs (0: official 0.01)
     channels_last: bool = False
     compile: bool = False  # torch.compile of the pose network and the action head
+    cudnn_benchmark: bool = True  # cuDNN picks the fastest kernels for the (fixed) input sizes
     threads: int = 0  # torch intra-op threads (0: torch's default, one per core)
     model: NetworkConfig = field(default_factory=NetworkConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -188,8 +188,9 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
     logger = build_logger(cfg, folder / "logs", "-finetune" if second else "")
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    benchmark = cfg.cudnn_benchmark and not args["deterministic"]
     return pl.Trainer(**args, logger=logger, callbacks=callbacks, default_root_dir=str(folder),
-                      plugins=[AtomicCheckpointIO()])  # fmt: skip
+                      plugins=[AtomicCheckpointIO()], benchmark=benchmark)  # fmt: skip
 
 
 def resume_path(cfg: DictConfig, stage: str) -> str | None:

@@ -12,6 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.plugins.layer_sync import TorchSyncBatchNorm
 
 from datamodules.synthetic import generate_world
 from deephar.models.multitask import build_model
@@ -103,6 +104,18 @@ def test_penn_poses_on_two_cpu_ranks_under_the_default_strategy(tmp_path):
     assert "test/video_acc" in done.stdout
     step = torch.load(tmp_path / "runs" / "penn_poses" / "last.ckpt", weights_only=True)
     assert step["global_step"] == 2
+
+
+def test_sync_batchnorm_and_cudnn_benchmark_reach_the_trainer(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    args = [f"out_dir={tmp_path}", "logger.kind=none"]
+    trainer = build_trainer(load_config("penn", [*args, "trainer.sync_batchnorm=true"]))
+    assert isinstance(trainer._accelerator_connector._layer_sync, TorchSyncBatchNorm)
+    assert torch.backends.cudnn.benchmark is True  # the default: fixed input sizes
+    build_trainer(load_config("penn", [*args, "cudnn_benchmark=false"]))
+    assert torch.backends.cudnn.benchmark is False
+    build_trainer(load_config("penn", [*args, "trainer.deterministic=true"]))
+    assert torch.backends.cudnn.benchmark is False  # deterministic kernels: no benchmark
 
 
 def test_missing_root_exits_with_the_key_named(capsys):
