@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,6 +13,18 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.strategies import DDPStrategy, Strategy
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0, read from its launcher before the process group
+    exists: ``RANK`` (torchrun), else ``NODE_RANK`` and ``LOCAL_RANK`` (Lightning's own launcher
+    starts ranks 1… with them), else ``SLURM_PROCID`` (srun); a lone process is rank 0."""
+    env = os.environ
+    if "RANK" in env:
+        return int(env["RANK"]) == 0
+    if "LOCAL_RANK" in env:
+        return int(env.get("NODE_RANK", 0)) == 0 and int(env["LOCAL_RANK"]) == 0
+    return int(env.get("SLURM_PROCID", 0)) == 0
 
 
 def device_count(accelerator: str, devices: Any) -> int:

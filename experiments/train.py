@@ -36,7 +36,7 @@ from deephar.tasks.base import OptimSettings, TaskModule
 from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config, validate
 from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
-from experiments.distributed import ReleaseProcessGroup, resolve_strategy
+from experiments.distributed import ReleaseProcessGroup, is_rank_zero, resolve_strategy
 from experiments.faults import (
     AtomicCheckpointIO,
     Interrupted,
@@ -261,14 +261,16 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     folder = run_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
+    if is_rank_zero():  # one writer on shared storage; the other ranks build the same config
+        OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
     if net is None:
         net = build_model(network_config(cfg))
         init_network(net, cfg.init.ckpt, cfg.init.keras_h5)
     if cfg.bn_momentum > 0:
         set_bn_momentum(net, cfg.bn_momentum)
     data = build_datamodule(cfg)
-    write_carved_splits(data, folder)
+    if is_rank_zero():
+        write_carved_splits(data, folder)
     skip_main = finetunes(cfg) and (cfg.finetune.only or resume_path(cfg, "finetune") is not None)
     module = build_module(cfg, net)
     trainer = None if skip_main else _fit(cfg, module, data, "main")

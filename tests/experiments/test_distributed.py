@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pytorch_lightning.strategies import DDPStrategy
 
-from experiments.distributed import device_count, resolve_strategy
+from experiments.distributed import device_count, is_rank_zero, resolve_strategy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,3 +60,16 @@ def test_auto_and_ddp_over_several_devices_get_the_unused_parameter_setting(
 def test_device_count_of_the_trainer_arguments():
     assert [device_count("cpu", d) for d in (3, "3", [0, 2], "0, 1", "auto", -1)] == [
         3, 3, 2, 2, 1, 1]  # fmt: skip
+
+
+@pytest.mark.parametrize("env, zero", [
+    ({}, True), ({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "3", "LOCAL_RANK": "0"}, False),
+    ({"LOCAL_RANK": "1"}, False), ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
+    ({"SLURM_PROCID": "0"}, True), ({"SLURM_PROCID": "5"}, False),
+])  # fmt: skip
+def test_rank_zero_from_the_launchers_environment(monkeypatch, env, zero):
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert is_rank_zero() is zero

@@ -118,6 +118,22 @@ def test_sync_batchnorm_and_cudnn_benchmark_reach_the_trainer(tmp_path, monkeypa
     assert torch.backends.cudnn.benchmark is False  # deterministic kernels: no benchmark
 
 
+@pytest.mark.parametrize("rank, writes", [("0", True), ("1", False)])
+def test_only_global_rank_zero_writes_the_config_and_the_splits(tmp_path, monkeypatch, rank,
+                                                                writes):  # fmt: skip
+    """Every rank runs ``run``; on shared storage one writer (rank 0) for config.yaml and
+    splits/*.txt, else the ranks race on them."""
+    monkeypatch.setenv("RANK", rank)
+    root = write_penn_labels(tmp_path / "penn", videos_per_action=2)
+    run(load_config("penn_poses", [f"data.root={root}", f"out_dir={tmp_path / 'runs'}",
+                                   "data.batch_size=4", "data.steps_per_epoch=1",
+                                   "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                                   "logger.kind=none", "data.test=[]"]))  # fmt: skip
+    folder = tmp_path / "runs" / "penn_poses"
+    assert (folder / "config.yaml").is_file() is writes
+    assert (folder / "splits" / "penn_val.txt").is_file() is writes
+
+
 def test_missing_root_exits_with_the_key_named(capsys):
     assert main(["penn"]) == 2
     assert "data.root" in capsys.readouterr().err
