@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from deephar.config import NetworkConfig
 from deephar.losses import POSE_LOSSES, VISIBILITY_JOINTS
 from deephar.tasks.base import OptimSettings
-from deephar.tasks.schedule import SCHEDULES
+from deephar.tasks.schedule import LR_SCALING, SCHEDULES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DATASETS = ("mpii", "h36m", "penn", "ntu")
@@ -273,7 +273,7 @@ RANGES: dict[str, str] = {
 }  # fmt: skip
 CHOICES: dict[str, tuple[str, ...]] = {
     "loss.pose": POSE_LOSSES, "loss.visibility_joints": VISIBILITY_JOINTS,
-    "optim.schedule": SCHEDULES,
+    "optim.schedule": SCHEDULES, "optim.scale_lr": LR_SCALING,
 }  # fmt: skip
 # -1 means "no limit" to Lightning; any other negative number is an error
 LIMITS = ("trainer.max_epochs", "trainer.max_steps")

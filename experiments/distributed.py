@@ -1,5 +1,5 @@
-"""Distributed runs: the strategy a multi-device run gets, and a clean end (each rank destroys its
-process group before the interpreter exits)."""
+"""Distributed runs: the strategy a multi-device run gets, the global batch it trains with (printed
+once), and a clean end (each rank destroys its process group before the interpreter exits)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.strategies import DDPStrategy, Strategy
+
+from deephar.tasks.schedule import lr_scale
 
 
 def is_rank_zero() -> bool:
@@ -81,3 +83,33 @@ class ReleaseProcessGroup(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if dist.is_available() and dist.is_initialized():
             destroy_process_group_at_exit()
+
+
+def global_batch_line(world_size: int, batch_size: int, accumulate: int = 1,
+                      lr: float | None = None, scale_lr: str = "none") -> str:  # fmt: skip
+    """ "global batch 8 devices × 24 = 192; lr 1e-03 × 8 (optim.scale_lr=linear) = 8e-03"."""
+    line = f"global batch {world_size} devices × {batch_size}"
+    total = world_size * batch_size
+    if accumulate > 1:
+        line, total = f"{line} × {accumulate} accumulated", total * accumulate
+    line = f"{line} = {total}"
+    if lr is not None:
+        factor = lr_scale(scale_lr, world_size)
+        line += f"; lr {lr:.3g} × {factor:.3g} (optim.scale_lr={scale_lr}) = {lr * factor:.3g}"
+    return line
+
+
+class GlobalBatch(Callback):
+    """Prints once, on rank 0 when ``fit`` starts, the global batch (``data.batch_size`` is per
+    device) and the learning rate it runs at (``optim.scale_lr``)."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        optim = getattr(pl_module, "optim", None)
+        lr, rule = (optim.lr, optim.scale_lr) if optim is not None else (None, "none")
+        print(global_batch_line(trainer.world_size, self.batch_size,
+                                trainer.accumulate_grad_batches, lr, rule), flush=True)  # fmt: skip

@@ -36,7 +36,12 @@ from deephar.tasks.base import OptimSettings, TaskModule
 from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config, validate
 from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
-from experiments.distributed import ReleaseProcessGroup, is_rank_zero, resolve_strategy
+from experiments.distributed import (
+    GlobalBatch,
+    ReleaseProcessGroup,
+    is_rank_zero,
+    resolve_strategy,
+)
 from experiments.faults import (
     AtomicCheckpointIO,
     Interrupted,
@@ -180,6 +185,7 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
         FreshResumedEpoch(),
         EpochLine(),
         ReleaseProcessGroup(),
+        GlobalBatch(cfg.data.batch_size),
     ]
     if monitor and cfg.optim.early_stop_patience > 0:
         callbacks.append(EarlyStopping(monitor, patience=cfg.optim.early_stop_patience,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pytorch_lightning.strategies import DDPStrategy
 
-from experiments.distributed import device_count, is_rank_zero, resolve_strategy
+from experiments.distributed import device_count, global_batch_line, is_rank_zero, resolve_strategy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,3 +73,11 @@ def test_rank_zero_from_the_launchers_environment(monkeypatch, env, zero):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert is_rank_zero() is zero
+
+
+def test_the_global_batch_line():
+    assert global_batch_line(8, 24) == "global batch 8 devices × 24 = 192"
+    assert global_batch_line(8, 24, 2, 1e-3, "linear") == (
+        "global batch 8 devices × 24 × 2 accumulated = 384; "
+        "lr 0.001 × 8 (optim.scale_lr=linear) = 0.008"
+    )

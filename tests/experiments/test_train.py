@@ -102,6 +102,7 @@ def test_penn_poses_on_two_cpu_ranks_under_the_default_strategy(tmp_path):
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "test/video_acc" in done.stdout
+    assert done.stdout.count("global batch 2 devices × 4 = 8; lr 0.001 × 1") == 1  # rank 0
     step = torch.load(tmp_path / "runs" / "penn_poses" / "last.ckpt", weights_only=True)
     assert step["global_step"] == 2
 

@@ -10,7 +10,7 @@ Alphabet: B batch, T frames, J joints, D 2|3, A actions.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -21,7 +21,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
 from deephar.models.multitask import DeepHAR
-from deephar.tasks.schedule import build_scheduler
+from deephar.tasks.schedule import LR_SCALING, build_scheduler, lr_scale
 
 
 @dataclass
@@ -47,6 +47,7 @@ class OptimSettings:
     monitor: str = "val/loss"  # the metric of the schedule, the best checkpoint and `*_best`
     monitor_mode: str = "min"  # min | max
     early_stop_patience: int = 0  # stop after N validations without improvement (0: never)
+    scale_lr: str = "none"  # none | linear | sqrt: lr × devices (or √) (tasks.schedule.lr_scale)
 
 
 def build_optimizer(params, settings: OptimSettings) -> torch.optim.Optimizer:
@@ -128,6 +129,8 @@ class TaskModule(pl.LightningModule):
             raise ValueError(
                 f"optim.monitor_mode must be 'min' or 'max', got {self.optim.monitor_mode!r}"
             )
+        if self.optim.scale_lr not in LR_SCALING:
+            raise ValueError(f"optim.scale_lr = {self.optim.scale_lr!r}: one of {LR_SCALING}")
         self.channels_last, self.compiled = channels_last, compile
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -248,10 +251,17 @@ class TaskModule(pl.LightningModule):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.net.parameters() if p.requires_grad]
 
+    def scaled_settings(self) -> OptimSettings:
+        """``optim`` with ``lr`` × ``lr_scale(optim.scale_lr, world size)`` (``data.batch_size``
+        is per device; one process: the settings as given)."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return replace(self.optim, lr=self.optim.lr * lr_scale(self.optim.scale_lr, world))
+
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.trainable_parameters(), self.optim)
+        settings = self.scaled_settings()
+        optimizer = build_optimizer(self.trainable_parameters(), settings)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
-        schedule = build_scheduler(optimizer, self.optim, total)
+        schedule = build_scheduler(optimizer, settings, total)
         if schedule is not None and isinstance(schedule["scheduler"], ReduceLROnPlateau):
             # Stepped by this module at validation end, so the checkpoint of that validation holds
             # the step (Lightning steps it after saving, and not in the epoch a run resumes in).
