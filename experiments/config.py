@@ -78,6 +78,7 @@ class EvalConfig:
     video_reduction: str = "mean"  # multi-clip scores: mean of softmax | prod (official Penn)
     crop_shift: float = 8.0  # multi-crop shift in pixels of a 256² input, scaled with the input
     fast: bool = True  # evaluate / predict / demo: deephar.models.inference.for_inference
+    device: str = "auto"  # evaluate: auto (CUDA when there is one) | cpu | cuda
     allow_missing: bool = False  # unreadable val/test samples: reported, not scored; exit 0
 
 
