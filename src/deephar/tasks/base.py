@@ -134,10 +134,6 @@ class TaskModule(pl.LightningModule):
         self.channels_last, self.compiled = channels_last, compile
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        if compile:  # in place: the same modules (and state-dict keys), compiled forwards
-            for part in (self.net.pose, self.net.action):
-                if part is not None:
-                    part.compile()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_best = MaxMetric() if self.optim.monitor_mode == "max" else MinMetric()
         self.val_best.persistent(True)  # in checkpoints: a resumed run keeps its best so far
@@ -166,6 +162,20 @@ class TaskModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._plateau_state = checkpoint.get("plateau")
+
+    def configure_model(self) -> None:
+        """``compile``: the pose network and the action head compiled in place (same modules and
+        state-dict keys) here, where Lightning's docs put ``torch.compile`` for distributed
+        strategies: after the process group is set up, on the module DDP then wraps (PyTorch:
+        compile the inner module, so dynamo's DDP optimiser splits the graph at the gradient
+        buckets and the all-reduce overlaps the backward). Once per part: later stages (test,
+        fine-tuning) reuse the compiled forwards; the batch dimension is dynamic
+        (``models.multitask.batch_dynamic``), so a smaller last batch does not recompile."""
+        if not self.compiled:
+            return
+        for part in (self.net.pose, self.net.action):
+            if part is not None and part._compiled_call_impl is None:
+                part.compile()
 
     def setup(self, stage: str) -> None:
         """Before the strategy wraps the module: the frozen pose network's buffers are left out
