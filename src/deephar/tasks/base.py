@@ -165,10 +165,11 @@ class TaskModule(pl.LightningModule):
 
     def configure_model(self) -> None:
         """``compile``: the pose network and the action head compiled in place (same modules and
-        state-dict keys) here, where Lightning's docs put ``torch.compile`` for distributed
-        strategies: after the process group is set up, on the module DDP then wraps (PyTorch:
-        compile the inner module, so dynamo's DDP optimiser splits the graph at the gradient
-        buckets and the all-reduce overlaps the backward). Once per part: later stages (test,
+        state-dict keys) in Lightning's ``configure_model`` hook, where its compile guide puts
+        ``torch.compile`` under distributed strategies: after the process group is set up and
+        before the strategy wraps the module, i.e. PyTorch's "compile the inner module, then
+        wrap it in DDP" (dynamo's DDP optimiser then splits the graphs at the gradient buckets,
+        so the all-reduce overlaps the backward). Once per part: later stages (test,
         fine-tuning) reuse the compiled forwards; the batch dimension is dynamic
         (``models.multitask.batch_dynamic``), so a smaller last batch does not recompile."""
         if not self.compiled:
