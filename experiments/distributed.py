@@ -49,12 +49,12 @@ def device_count(accelerator: str, devices: Any) -> int:
 def resolve_strategy(
     strategy: str, accelerator: str, devices: Any, num_nodes: int, unused_parameters: bool
 ) -> str | Strategy:
-    """``trainer.strategy`` as the Trainer gets it: "auto" or "ddp" over more than one device
-    or node becomes ``DDPStrategy(find_unused_parameters=unused_parameters)`` (Lightning's
+    """``trainer.strategy`` as the Trainer gets it: "ddp", and "auto" over more than one device
+    or node, become ``DDPStrategy(find_unused_parameters=unused_parameters)`` (Lightning's
     "auto" picks DDP there without it, and a run with parameters that get no gradient fails
     at step 2: "Expected to have finished reduction"); anything else is passed as it is."""
     several = num_nodes > 1 or device_count(accelerator, devices) > 1
-    if strategy in ("auto", "ddp") and several:
+    if strategy == "ddp" or (strategy == "auto" and several):
         return DDPStrategy(find_unused_parameters=unused_parameters)
     return strategy
 

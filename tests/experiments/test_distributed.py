@@ -44,6 +44,7 @@ def test_the_process_group_is_destroyed_at_exit(tmp_path, mode, alive):
     ("ddp", [0, 1, 2], 1, True, True),
     ("auto", 1, 2, True, True),  # one device on each of two nodes
     ("auto", 1, 1, True, "auto"),  # one device: no DDP at all
+    ("ddp", 1, 1, True, True),  # DDP asked for on one device: still told of unused parameters
     ("ddp_spawn", 2, 1, True, "ddp_spawn"),  # an explicit choice is kept
 ])  # fmt: skip
 def test_auto_and_ddp_over_several_devices_get_the_unused_parameter_setting(
