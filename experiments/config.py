@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from deephar.config import NetworkConfig
 from deephar.losses import POSE_LOSSES, VISIBILITY_JOINTS
 from deephar.tasks.base import OptimSettings
-from deephar.tasks.schedule import SCHEDULES
+from deephar.tasks.schedule import LR_SCALING, SCHEDULES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DATASETS = ("mpii", "h36m", "penn", "ntu")
@@ -99,6 +99,7 @@ class EvalConfig(ProtocolConfig):
     video_reduction: str = "mean"  # multi-clip scores: mean of softmax | prod (official Penn)
     crop_shift: float = 8.0  # multi-crop shift in pixels of a 256² input, scaled with the input
     fast: bool = True  # evaluate / predict / demo: deephar.models.inference.for_inference
+    device: str = "auto"  # evaluate / predict: auto (CUDA when there is one) | cpu | cuda
     allow_missing: bool = False  # unreadable val/test samples: reported, not scored; exit 0
     ckpt: str = ""  # evaluate / predict: the checkpoint run (Lightning, deephar.convert .pt, .h5)
 
@@ -136,7 +137,8 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1  # multi-node: launch with torchrun / SLURM, nothing else changes
-    strategy: str = "auto"  # ddp for several GPUs
+    strategy: str = "auto"  # auto | ddp: DDP over several devices (experiments.distributed)
+    sync_batchnorm: bool = False  # DDP: BN statistics over the global batch (SyncBatchNorm)
     precision: str = "32-true"  # bf16-mixed | 16-mixed
     max_epochs: int = 100
     max_steps: int = -1
@@ -170,6 +172,7 @@ class ExperimentConfig:
     bn_momentum: float = 0.0  # BatchNorm momentum for short runs (0: official 0.01)
     channels_last: bool = False
     compile: bool = False  # torch.compile of the pose network and the action head
+    cudnn_benchmark: bool = True  # cuDNN picks the fastest kernels for the (fixed) input sizes
     threads: int = 0  # torch intra-op threads (0: torch's default, one per core)
     model: NetworkConfig = field(default_factory=NetworkConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -230,7 +233,7 @@ EVALUATE_KEYS = {
     k: f"eval.{k}" for k in (*(f.name for f in fields(ProtocolConfig)), "ckpt", "fast")
 }
 EVALUATE_KEYS["reduction"] = "eval.video_reduction"
-PREDICT_KEYS = {"ckpt": "eval.ckpt", "fast": "eval.fast"} | {
+PREDICT_KEYS = {"ckpt": "eval.ckpt", "fast": "eval.fast", "device": "eval.device"} | {
     k: f"predict.{k}" for k in ("keras_model", "decode_size", "threshold")
 }
 PREDICT_SECTIONS = ("eval", "predict")  # the keys predict reads (it has no experiment config)
@@ -337,7 +340,7 @@ RANGES: dict[str, str] = {
 }  # fmt: skip
 CHOICES: dict[str, tuple[str, ...]] = {
     "loss.pose": POSE_LOSSES, "loss.visibility_joints": VISIBILITY_JOINTS,
-    "optim.schedule": SCHEDULES,
+    "optim.schedule": SCHEDULES, "optim.scale_lr": LR_SCALING,
 }  # fmt: skip
 # -1 means "no limit" to Lightning; any other negative number is an error
 LIMITS = ("trainer.max_epochs", "trainer.max_steps")

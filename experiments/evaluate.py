@@ -53,6 +53,7 @@ from experiments.config import (
     network_config,
 )
 from experiments.data import build_dataset, pckh_exclude, worker_count
+from experiments.device import model_device, resolve_device, to_device
 
 POSE_DATASETS, ACTION_DATASETS = ("mpii", "h36m"), ("penn", "ntu")
 
@@ -67,9 +68,10 @@ def protocol_of(cfg: DictConfig) -> Protocol:
 
 # ---- network ----
 def load_model(cfg: DictConfig, ckpt: str | Path, fast: bool | None = None) -> nn.Module:
-    """The config's network filled from ``ckpt`` (strict), ready for inference: through
-    ``for_inference`` unless ``fast`` (default ``cfg.eval.fast``) is off."""
-    net = load_network(ckpt, network_config(cfg))
+    """The config's network filled from ``ckpt`` (strict), on ``eval.device`` (auto: CUDA when
+    there is one), ready for inference: through ``for_inference`` unless ``fast`` (default
+    ``cfg.eval.fast``) is off."""
+    net = load_network(ckpt, network_config(cfg)).to(resolve_device(cfg.eval.device))
     return for_inference(net, fast=cfg.eval.fast if fast is None else fast)
 
 
@@ -102,11 +104,13 @@ def evaluate_pose(
 ) -> dict[str, Any]:
     """``PoseMetrics`` (PCKh, PCK, MPJPE per H36M action) of the predictions of ``views`` averaged
     (``protocols.multi_crop``) over ``loader``; ``PoseMetrics.details()``."""
-    lay = get_layout(layout)
+    lay, device = get_layout(layout), model_device(net)
     metrics = PoseMetrics(len(lay), pckh_exclude(layout), lay.index("pelvis"), len(H36M_ACTIONS))
+    metrics.to(device)
     predict = protocols.pose_predictor(net)
     missing = MissingLog()  # unreadable samples: never replaced, reported under "samples"
     for batch in tqdm(missing.track(loader), desc=desc, leave=False, disable=None):
+        batch = to_device(batch, device)
         pose, _ = protocols.multi_crop(predict, batch["image"], lay.flip, views)  # (B, J, D)
         metrics.update(pose, batch)
     return metrics.details() | {"samples": missing.as_dict()}
@@ -121,10 +125,11 @@ def evaluate_action(
     multi-clip), scores combined per ``video_id`` by ``reduction``; with ``flip`` every clip is
     also seen mirrored. → {"pose", "appearance", "aggregation"} (video accuracy of each branch)
     and the clip accuracy of every block ``acc_pose1`` …"""
-    cfg = net.cfg
-    metrics = ActionMetrics(cfg.action_blocks, cfg.num_actions, reduction)
+    cfg, device = net.cfg, model_device(net)
+    metrics = ActionMetrics(cfg.action_blocks, cfg.num_actions, reduction).to(device)
     missing = MissingLog()  # unreadable samples: never replaced, reported under "samples"
     for batch in tqdm(missing.track(loader), desc=desc, leave=False, disable=None):
+        batch = to_device(batch, device)
         views = protocols.clip_views(batch["image"], flip) if "image" in batch else [None]
         for images in views:
             metrics.update(action_forward(net, batch, images), batch)

@@ -14,7 +14,8 @@
   the step it validated. A second Ctrl+C aborts at once. A rerun with ``resume=auto`` continues from that step.
   Under DDP all ranks stop at the same step, whichever of them got the signal (all of them, as
   under SLURM, or rank 0 alone): the handler only records it, and the ranks agree at the end of
-  every step and validation (one all-reduce) — Lightning's own SIGTERM handler, which broadcasts
+  every ``log_every_n_steps``-th step and of every validation (one gloo all-reduce; at every step
+  it made each step wait for the slowest rank) — Lightning's own SIGTERM handler, which broadcasts
   from inside the handler and forwards the signal to the other ranks, left the ranks in
   unmatched collectives (a hang) and is replaced once the training starts.
   Outside ``fit`` (building datasets, testing) there is no step to save and the signals keep their
@@ -138,7 +139,11 @@ class SaveOnSignal(Callback):
             lightning_internals.request_stop(trainer)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        self._agree_and_stop(trainer)
+        """One process: at every step. DDP: every ``log_every_n_steps`` steps (the same steps on
+        every rank), so that the ranks do not wait for each other at every step."""
+        every = max(1, trainer.log_every_n_steps)
+        if self.ranks is None or trainer.global_step % every == 0:
+            self._agree_and_stop(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A signal received during validation stops training when it ends: a checkpoint saved

@@ -50,6 +50,7 @@ from experiments.config import (
     load_predict_config,
     network_config,
 )
+from experiments.device import model_device, resolve_device
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # ---- checkpoints ----
@@ -87,8 +88,10 @@ def action_names(num_actions: int, dataset: str, stored=None) -> tuple[str, ...]
     return tuple(f"action {i}" for i in range(num_actions))
 
 
-def load_network(path: str | Path, keras_model: str = "", fast: bool = True) -> LoadedNetwork:
-    """A ready network (``deephar.checkpoint.load_network``, then ``for_inference`` unless
+def load_network(path: str | Path, keras_model: str = "", fast: bool = True,
+                 device: str = "auto") -> LoadedNetwork:  # fmt: skip
+    """A ready network on ``device`` (``experiments.device.resolve_device``: auto = CUDA when
+    there is one; ``deephar.checkpoint.load_network``, then ``for_inference`` unless
     ``fast`` is off) from a Lightning checkpoint (its stored config, else its run's
     ``config.yaml``), a ``deephar.convert`` / demo ``.pt`` (config inside) or a Keras .h5 (the
     preset ``keras_model``). Every tensor of the network must be filled."""
@@ -116,7 +119,7 @@ def load_network(path: str | Path, keras_model: str = "", fast: bool = True) -> 
             raise CheckpointError(
                 path, "no network configuration (none stored, no config.yaml beside it)"
             )
-    net = load_checkpoint_network(path, cfg)
+    net = load_checkpoint_network(path, cfg).to(resolve_device(device))
     layout = layout or DEFAULT_LAYOUT.get(cfg.num_joints, "")
     if not layout:
         raise ValueError(f"{path}: no joint layout known for {cfg.num_joints} joints")
@@ -161,6 +164,18 @@ class Prediction:
     scores: np.ndarray | None
 
 
+def host_predictor(model: nn.Module) -> protocols.PosePredictor:
+    """``protocols.pose_predictor`` of ``model`` taking and giving host tensors: images go to
+    the model's device, pose and visibility come back with ``.cpu()`` (NumPy reads them)."""
+    predict, device = protocols.pose_predictor(model), model_device(model)
+
+    def on_host(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pose, visibility = predict(images.to(device))
+        return pose.cpu(), visibility.cpu()
+
+    return on_host
+
+
 @torch.no_grad()
 def predict_frames(net: LoadedNetwork, frames: np.ndarray, threshold: float = 0.5) -> Prediction:
     """Run the protocol on uint8 frames (F, H, W, 3) (one frame for an image)."""
@@ -172,7 +187,8 @@ def predict_frames(net: LoadedNetwork, frames: np.ndarray, threshold: float = 0.
         if has_action
         else np.arange(len(frames))[:, None]
     )
-    predictor = protocols.pose_predictor(model)
+    device = model_device(model)
+    predictor = host_predictor(model)
     sums = np.zeros((len(frames), cfg.num_joints, 4))  # x, y, z, visibility
     counts = np.zeros(len(frames))
     boxes, clip_scores = [], []
@@ -181,9 +197,9 @@ def predict_frames(net: LoadedNetwork, frames: np.ndarray, threshold: float = 0.
         matrix = crop_matrix(centre, window, size)
         images = torch.from_numpy(normalize_image(warp(frames[clip], matrix, size)))
         if has_action:
-            out = model.forward_clip(images[None])
-            clip_scores.append(out.final.softmax(-1)[0].numpy())
-            pose, vis = out.poses.pose[-1][0], out.poses.visibility[-1][0]
+            out = model.forward_clip(images[None].to(device))
+            clip_scores.append(out.final.softmax(-1)[0].cpu().numpy())
+            pose, vis = out.poses.pose[-1][0].cpu(), out.poses.visibility[-1][0].cpu()
         else:
             pose, vis = predictor(images)
         crop = torch.from_numpy(normalized_crop(matrix, size)).to(pose)
@@ -269,12 +285,14 @@ def action_label(pred: Prediction, net: LoadedNetwork) -> str:
 
 
 def run(source: str | Path, ckpt: str | Path, out_dir: str | Path, keras_model: str = "",
-        decode_size: int = 480, threshold: float = 0.5, fast: bool = True) -> dict:  # fmt: skip
-    """Predict on ``source``; returns the JSON dict (also written with the overlay)."""
+        decode_size: int = 480, threshold: float = 0.5, fast: bool = True,
+        device: str = "auto") -> dict:  # fmt: skip
+    """Predict on ``source`` (on ``device``: auto | cpu | cuda); returns the JSON dict (also
+    written with the overlay)."""
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
-    net = load_network(ckpt, keras_model=keras_model, fast=fast)
+    net = load_network(ckpt, keras_model=keras_model, fast=fast, device=device)
     frames, fps = read_frames(source, decode_size)
     pred = predict_frames(net, frames, threshold)
     out_dir = Path(out_dir)
@@ -302,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = cfg.predict
         result = run(args.source, cfg.eval.ckpt, args.out, opts.keras_model, opts.decode_size,
-                     opts.threshold, cfg.eval.fast)  # fmt: skip
+                     opts.threshold, cfg.eval.fast, cfg.eval.device)  # fmt: skip
     except (CheckpointError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

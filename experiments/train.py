@@ -35,7 +35,12 @@ from deephar.tasks.base import OptimSettings, TaskModule
 from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config, validate
 from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
-from experiments.distributed import ReleaseProcessGroup
+from experiments.distributed import (
+    GlobalBatch,
+    ReleaseProcessGroup,
+    is_rank_zero,
+    resolve_strategy,
+)
 from experiments.faults import (
     AtomicCheckpointIO,
     Interrupted,
@@ -151,8 +156,8 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
     metric."""
     folder = stage_dir(cfg, stage)
     args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if args["strategy"] == "ddp" and poses_only(cfg):
-        args["strategy"] = "ddp_find_unused_parameters_true"
+    args["strategy"] = resolve_strategy(args["strategy"], args["accelerator"], args["devices"],
+                                        args["num_nodes"], poses_only(cfg))  # fmt: skip
     if stage == "finetune":
         args["max_epochs"], args["max_steps"] = cfg.finetune.epochs, -1
     monitor = cfg.optim.monitor if cfg.data.val else None
@@ -180,6 +185,7 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
         FreshResumedEpoch(),
         EpochLine(),
         ReleaseProcessGroup(),
+        GlobalBatch(cfg.data.batch_size),
     ]
     if monitor and cfg.optim.early_stop_patience > 0:
         callbacks.append(EarlyStopping(monitor, patience=cfg.optim.early_stop_patience,
@@ -188,8 +194,9 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
     logger = build_logger(cfg, folder / "logs", "-finetune" if second else "")
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    benchmark = cfg.cudnn_benchmark and not args["deterministic"]
     return pl.Trainer(**args, logger=logger, callbacks=callbacks, default_root_dir=str(folder),
-                      plugins=[AtomicCheckpointIO()])  # fmt: skip
+                      plugins=[AtomicCheckpointIO()], benchmark=benchmark)  # fmt: skip
 
 
 def resume_path(cfg: DictConfig, stage: str) -> str | None:
@@ -260,14 +267,16 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     folder = run_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
+    if is_rank_zero():  # one writer on shared storage; the other ranks build the same config
+        OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
     if net is None:
         net = build_model(network_config(cfg))
         init_network(net, cfg.init.ckpt, cfg.init.keras_h5)
     if cfg.bn_momentum > 0:
         set_bn_momentum(net, cfg.bn_momentum)
     data = build_datamodule(cfg)
-    write_carved_splits(data, folder)
+    if is_rank_zero():
+        write_carved_splits(data, folder)
     skip_main = finetunes(cfg) and (cfg.finetune.only or resume_path(cfg, "finetune") is not None)
     module = build_module(cfg, net)
     trainer = None if skip_main else _fit(cfg, module, data, "main")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -86,11 +85,19 @@ class BatchNorm2d(nn.BatchNorm2d):
     """Keras ``BatchNormalization(scale=False)``: only β (``bias``) is learned, γ ≡ 1.
 
     State-dict keys: ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked``.
+    ``affine`` with ``weight = None`` (``F.batch_norm`` reads γ ≡ 1): so that
+    ``nn.SyncBatchNorm.convert_sync_batchnorm`` carries the bias over (it copies the affine
+    parameters only when ``affine``; an ``affine=False`` BN with a bias of its own lost it).
     """
 
     def __init__(self, num_features: int, eps: float = BN_EPS, momentum: float = BN_MOMENTUM):
-        super().__init__(num_features, eps=eps, momentum=momentum, affine=False)
-        self.bias = nn.Parameter(torch.zeros(num_features))
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=True)
+        self.weight = None  # type: ignore[assignment]
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
 
 
 class ConvBN(nn.Module):

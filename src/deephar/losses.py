@@ -202,12 +202,8 @@ def action_loss(output: ActionOutput, labels: Tensor, label_smoothing: float = 0
     if not logits:
         raise ValueError("ActionOutput holds no prediction")
     labels = labels.reshape(-1)
-    if not (labels >= 0).any():
-        return sum(z.sum() for z in logits) * 0.0
-    losses = [
-        F.cross_entropy(
-            z.reshape(-1, z.shape[-1]), labels, ignore_index=-1, label_smoothing=label_smoothing
-        )
-        for z in logits
-    ]
-    return torch.stack(losses).sum()
+    count = (labels >= 0).sum().clamp(min=1)  # on the device: no host sync to test for none
+    losses = [F.cross_entropy(z.reshape(-1, z.shape[-1]), labels, ignore_index=-1,
+                              reduction="sum", label_smoothing=label_smoothing)
+              for z in logits]  # fmt: skip
+    return torch.stack(losses).sum() / count

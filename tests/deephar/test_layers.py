@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -55,6 +57,23 @@ def test_batchnorm_has_beta_only_and_keras_constants():
         bn.running_var[:, None, None] + 1e-3
     ) + bn.bias[:, None, None]
     torch.testing.assert_close(bn.eval()(x), expected)
+
+
+def test_sync_batchnorm_conversion_keeps_the_bias_and_the_outputs():
+    """``trainer.sync_batchnorm``: ``convert_sync_batchnorm`` must carry β over (it copies the
+    affine parameters only of an ``affine`` BN), in training and in evaluation."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(conv_bn_act(3, 4, 3), conv_bn(4, 4, 1))
+    for bn in (net[0].bn, net[1].bn):
+        bn.bias.data.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(net))
+    assert isinstance(synced[0].bn, torch.nn.SyncBatchNorm)
+    assert [n for n, _ in synced.named_parameters() if ".bn." in n] == ["0.bn.bias", "1.bn.bias"]
+    assert synced.state_dict().keys() == net.state_dict().keys()
+    x = torch.randn(2, 3, 6, 6)
+    for mode in (False, True):  # training without a process group: the plain batch norm
+        torch.testing.assert_close(synced.train(mode)(x), net.train(mode)(x))
 
 
 def test_separable_conv_parameters():

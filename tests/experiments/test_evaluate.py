@@ -145,3 +145,13 @@ def test_demo_and_evaluate_give_the_same_figures(world, tmp_path):
         for name in ("pckh@0.5", "pck@0.5", "mpjpe"):
             if name in values:
                 assert shown[key][name] == pytest.approx(values[name], abs=1e-6), (key, name)
+
+
+def test_the_network_is_loaded_onto_eval_device(tmp_path, monkeypatch):
+    """``eval.device``: auto (CUDA when there is one, here the CPU) | cpu | cuda."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ckpt = random_checkpoint(tmp_path / "net.pt", "mpii", SMALL)
+    net = evaluate.load_model(load_config("mpii", SMALL), ckpt, fast=False)
+    assert next(net.parameters()).device == torch.device("cpu")
+    with pytest.raises(ValueError, match="eval.device|no CUDA device"):
+        evaluate.load_model(load_config("mpii", [*SMALL, "eval.device=cuda"]), ckpt)

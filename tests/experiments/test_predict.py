@@ -92,8 +92,9 @@ def test_options_are_config_keys_as_for_evaluate(tmp_path, monkeypatch, options)
     """Short forms and full keys are the config's ``eval.*`` / ``predict.*``, typed by OmegaConf."""
     seen = {}
 
-    def spy(source, ckpt, out_dir, keras_model, decode_size, threshold, fast):
+    def spy(source, ckpt, out_dir, keras_model, decode_size, threshold, fast, device):
         seen.update(ckpt=ckpt, decode_size=decode_size, threshold=threshold, fast=fast)
+        assert device == "auto"
         return {"num_frames": 1, "rendered": "x.png"}
 
     monkeypatch.setattr(predict, "run", spy)
@@ -102,3 +103,52 @@ def test_options_are_config_keys_as_for_evaluate(tmp_path, monkeypatch, options)
     for wrong in (["ckpt=a.pt", "model.width=2"], ["ckpt=a.pt", "decode_size=big"], []):
         with pytest.raises(SystemExit):  # not a predict key / not an int / no checkpoint
             predict.main([str(tmp_path / "img.png"), *wrong])
+
+
+class CudaLike(torch.Tensor):
+    """Stands for a CUDA tensor on a CPU-only machine: NumPy refuses it as it refuses CUDA's,
+    ``.cpu()`` gives a host tensor. Results of operations on it stay ``CudaLike``."""
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy: use Tensor.cpu()")
+
+    def cpu(self, *args, **kwargs):
+        return self.as_subclass(torch.Tensor).clone()
+
+
+class OnDevice(torch.nn.Module):
+    """``model`` whose outputs are ``CudaLike`` (as a network on a GPU returns them)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def _device(self, out):
+        fields = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
+        for name, value in fields.items():
+            if isinstance(value, list):
+                fields[name] = [v.as_subclass(CudaLike) if v is not None else v for v in value]
+            elif isinstance(value, torch.Tensor):
+                fields[name] = value.as_subclass(CudaLike)
+            elif dataclasses.is_dataclass(value):
+                fields[name] = self._device(value)
+        return type(out)(**fields)
+
+    def forward_pose(self, images):
+        return self._device(self.model.forward_pose(images))
+
+    def forward_clip(self, clips):
+        return self._device(self.model.forward_clip(clips))
+
+
+@pytest.mark.parametrize("num_actions", [0, 15])
+def test_outputs_come_to_the_host_before_numpy(tmp_path, num_actions):
+    """On a GPU the network's outputs are CUDA tensors: ``predict_frames`` reads them through
+    ``.cpu()`` (``.numpy()`` of a CUDA tensor raises), for poses and action scores."""
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt", PENN_MERGE, num_actions=num_actions)
+    net = predict.load_network(ckpt, device="cpu")
+    net.model = OnDevice(net.model)
+    frames = np.full((10, 90, 120, 3), 128, np.uint8)
+    pred = predict.predict_frames(net, frames)
+    assert pred.pose_px.shape == (10, 16, 2) and np.isfinite(pred.pose_px).all()
+    assert (pred.scores is not None) is (num_actions > 0)

@@ -11,10 +11,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.distributed as dist
 
+from experiments.faults import SaveOnSignal
 from tests.reliability.conftest import REPO, TINY
 
 STEPS, EPOCHS = 4, 3
@@ -178,3 +181,21 @@ def test_sigterm_while_testing_ends_the_run_by_the_signal(world, tmp_path, ranks
     returned, err = finish(proc, timeout=120)
     assert returned == -signal.SIGTERM, err
     assert last(tmp_path / "runs")["global_step"] == STEPS
+
+
+def test_ddp_ranks_vote_on_a_signal_at_log_steps_only(monkeypatch):
+    """The ranks' agreement (a gloo all-reduce) at every ``log_every_n_steps``-th step, not at
+    every step; a signal stops every rank at the first vote after it."""
+    votes: list[int] = []
+    monkeypatch.setattr(dist, "all_reduce", lambda t, op, group: votes.append(trainer.global_step))
+    callback = SaveOnSignal("last.ckpt")
+    callback.ranks = object()  # as under DDP
+    trainer = SimpleNamespace(global_step=0, log_every_n_steps=3,
+                              _signal_connector=SimpleNamespace(received_sigterm=False))  # fmt: skip
+    for step in range(1, 8):
+        trainer.global_step = step
+        if step == 4:
+            callback.received = signal.SIGTERM
+        callback.on_train_batch_end(trainer)
+        assert trainer._signal_connector.received_sigterm is (step >= 6)
+    assert votes == [3, 6]

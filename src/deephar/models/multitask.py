@@ -30,6 +30,16 @@ def joint_probability(logits: Tensor, num_joints: int, dim: int) -> Tensor:
     return torch.sigmoid(PROB_GAIN[dim] * visibility_logits(logits, num_joints, dim))
 
 
+def batch_dynamic(*tensors: Tensor) -> None:
+    """Mark dim 0 (the batch, or B·T frames) of each input of a compiled part dynamic, so that
+    the last, smaller batch of an epoch runs the same graph instead of a recompiled one (a no-op
+    in eager mode; a size-0/1 dim stays specialised)."""
+    if torch.compiler.is_compiling():  # inside a compiled caller: its own shapes rule
+        return
+    for tensor in tensors:
+        torch._dynamo.maybe_mark_dynamic(tensor, 0)
+
+
 class DeepHAR(nn.Module):
     """Stem → pose network (K blocks) → action head (pose and appearance branches, aggregation).
 
@@ -66,6 +76,7 @@ class DeepHAR(nn.Module):
 
     def forward_pose(self, images: Tensor) -> PoseOutput:
         """(B, 3, H, W) in [−1, 1] → per-block pose outputs."""
+        batch_dynamic(images)
         return self.pose(images)
 
     def forward_clip(self, clips: Tensor) -> ActionOutput:
@@ -77,11 +88,14 @@ class DeepHAR(nn.Module):
                 f"forward_clip expects (B, T, 3, H, W) clips, got {tuple(clips.shape)}"
             )
         b, t = clips.shape[:2]
-        out = self.pose(clips.flatten(0, 1))  # frames as B·T images
+        frames = clips.flatten(0, 1)  # frames as B·T images
+        batch_dynamic(frames)
+        out = self.pose(frames)
         h = out.logits[-1]  # (B·T, N_h, H, W)
         prob = joint_probability(h, self.cfg.num_joints, self.cfg.dim).unflatten(0, (b, t))
         pose = out.pose[-1].unflatten(0, (b, t))  # (B, T, J, D)
         feats = appearance_features(out.features, spatial_softmax(out.heatmaps[-1]), t)
+        batch_dynamic(pose, prob, feats)
         p, v, m = head(pose, prob, feats)
         poses = map_pose_output(out, lambda x: x.unflatten(0, (b, t)))
         return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m, poses=poses)
@@ -89,6 +103,7 @@ class DeepHAR(nn.Module):
     def forward_action_from_poses(self, pose: Tensor, prob: Tensor) -> ActionOutput:
         """Pose branch only, on given poses (annotations, Kinect skeletons): pose (B, T, J, D),
         prob (B, T, J) (1 for valid joints, 0 otherwise)."""
+        batch_dynamic(pose, prob)
         p, v, m = self._head()(pose, prob)
         return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m)
 
@@ -98,6 +113,13 @@ class DeepHAR(nn.Module):
         for param in self.pose.parameters():
             param.requires_grad_(not frozen)
         self.pose.train(self.training and not frozen)
+
+    def frozen_buffers(self) -> list[str]:
+        """Names (as in ``named_buffers``) of the pose network's buffers while it is frozen: its
+        BN statistics cannot change, so DDP need not broadcast them every step (empty otherwise)."""
+        if not self.pose_frozen:
+            return []
+        return [f"pose.{name}" for name, _ in self.pose.named_buffers()]
 
     def train(self, mode: bool = True) -> DeepHAR:
         super().train(mode)

@@ -22,7 +22,7 @@ from deephar.losses import action_loss
 from deephar.metrics import VideoAccuracy
 from deephar.models.multitask import DeepHAR
 from deephar.outputs import ActionOutput
-from deephar.tasks.base import OptimSettings, TaskModule, attach_action_head
+from deephar.tasks.base import OptimSettings, TaskModule, attach_action_head, updated_anywhere
 
 
 def action_forward(net: DeepHAR, batch: Mapping[str, Any], images: Tensor | None = None):
@@ -71,7 +71,7 @@ class ActionMetrics(nn.Module):
 
     def __init__(self, num_blocks: int, num_actions: int, video_reduction: str = "mean"):
         super().__init__()
-        self.names = block_names(num_blocks)
+        self.names, self.num_actions = block_names(num_blocks), num_actions
         self.blocks = nn.ModuleDict({n: self._accuracy(num_actions) for n in self.names})
         self.clip = self._accuracy(num_actions)
         self.video = VideoAccuracy(video_reduction)
@@ -100,12 +100,23 @@ class ActionMetrics(nn.Module):
             self.branches[name].update(logits.detach(), labels, ids)
 
     def compute(self) -> dict[str, Tensor]:
-        if not self.clip.update_called:
+        """The accuracies of what ran on any rank (DDP: over all ranks; a rank that saw no clip
+        enters the same gathers with empty states)."""
+        named = {"acc": self.clip, "video_acc": self.video}
+        named |= {f"acc_{n}": m for n, m in self.blocks.items()}
+        named |= {f"video_acc_{b}": m for b, m in self.branches.items()}
+        seen = dict(zip(named, updated_anywhere(list(named.values()))))
+        if not seen["acc"]:
             return {}
-        out = {"acc": self.clip.compute(), "video_acc": self.video.compute()}
-        out |= {f"acc_{n}": m.compute() for n, m in self.blocks.items() if m.update_called}
-        out |= {f"video_acc_{b}": m.compute() for b, m in self.branches.items() if m.update_called}
-        return out
+        for metric in (m for k, m in named.items() if seen[k] and not m.update_called):
+            if isinstance(metric, VideoAccuracy):  # cat-states: gathered with matching shapes
+                metric.update(*self._empty_clips(metric.device))
+        return {key: metric.compute() for key, metric in named.items() if seen[key]}
+
+    def _empty_clips(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """No clip: logits (0, A), labels (0,), ids (0,)."""
+        labels = torch.zeros(0, dtype=torch.long, device=device)
+        return torch.zeros(0, self.num_actions, device=device), labels, labels
 
     def reset(self) -> None:
         for metric in (self.clip, self.video, *self.blocks.values(), *self.branches.values()):

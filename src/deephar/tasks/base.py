@@ -9,18 +9,19 @@ Alphabet: B batch, T frames, J joints, D 2|3, A actions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import MaxMetric, MeanMetric, MinMetric
+from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
 from deephar.models.multitask import DeepHAR
-from deephar.tasks.schedule import build_scheduler
+from deephar.tasks.schedule import LR_SCALING, build_scheduler, lr_scale
 
 
 @dataclass
@@ -46,6 +47,7 @@ class OptimSettings:
     monitor: str = "val/loss"  # the metric of the schedule, the best checkpoint and `*_best`
     monitor_mode: str = "min"  # min | max
     early_stop_patience: int = 0  # stop after N validations without improvement (0: never)
+    scale_lr: str = "none"  # none | linear | sqrt: lr × devices (or √) (tasks.schedule.lr_scale)
 
 
 def build_optimizer(params, settings: OptimSettings) -> torch.optim.Optimizer:
@@ -89,6 +91,21 @@ def as_settings(optim: OptimSettings | Mapping[str, Any] | None) -> OptimSetting
     return optim if isinstance(optim, OptimSettings) else OptimSettings(**dict(optim))
 
 
+def updated_anywhere(metrics: Sequence[Metric]) -> list[bool]:
+    """Per metric: whether any rank updated it (one all-reduce under ``torch.distributed``, else
+    the metric's own ``update_called``). A metric's ``compute`` is a collective (its states are
+    gathered): every rank must enter it or none, and a rank's own ``update_called`` differs
+    where one rank saw no sample of a kind (an NCCL hang)."""
+    flags = [m.update_called for m in metrics]
+    if not metrics or not (dist.is_available() and dist.is_initialized()):
+        return flags
+    if dist.get_world_size() < 2:
+        return flags
+    seen = torch.tensor(flags, dtype=torch.int32, device=metrics[0].device)
+    dist.all_reduce(seen, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in seen.tolist()]
+
+
 def is_clip_batch(batch: Mapping[str, Any]) -> bool:
     """A batch of clips (B, T, 3, H, W) or of provided poses (no ``image``), not still images."""
     return "image" not in batch or batch["image"].ndim == 5
@@ -116,18 +133,17 @@ class TaskModule(pl.LightningModule):
             raise ValueError(
                 f"optim.monitor_mode must be 'min' or 'max', got {self.optim.monitor_mode!r}"
             )
+        if self.optim.scale_lr not in LR_SCALING:
+            raise ValueError(f"optim.scale_lr = {self.optim.scale_lr!r}: one of {LR_SCALING}")
         self.channels_last, self.compiled = channels_last, compile
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        if compile:  # in place: the same modules (and state-dict keys), compiled forwards
-            for part in (self.net.pose, self.net.action):
-                if part is not None:
-                    part.compile()
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.val_best = MaxMetric() if self.optim.monitor_mode == "max" else MinMetric()
         self.val_best.persistent(True)  # in checkpoints: a resumed run keeps its best so far
         self.plateau: ReduceLROnPlateau | None = None  # optim.schedule=plateau, stepped here
         self._plateau_state: dict[str, Any] | None = None  # restored from a checkpoint
+        self._bar_step = -1  # the step whose loss the progress bar shows
 
     @property
     def backbone(self) -> nn.Module:
@@ -150,6 +166,27 @@ class TaskModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._plateau_state = checkpoint.get("plateau")
+
+    def configure_model(self) -> None:
+        """``compile``: the pose network and the action head compiled in place (same modules and
+        state-dict keys) in Lightning's ``configure_model`` hook, where its compile guide puts
+        ``torch.compile`` under distributed strategies: after the process group is set up and
+        before the strategy wraps the module, i.e. PyTorch's "compile the inner module, then
+        wrap it in DDP" (dynamo's DDP optimiser then splits the graphs at the gradient buckets,
+        so the all-reduce overlaps the backward). Once per part: later stages (test,
+        fine-tuning) reuse the compiled forwards; the batch dimension is dynamic
+        (``models.multitask.batch_dynamic``), so a smaller last batch does not recompile."""
+        if not self.compiled:
+            return
+        for part in (self.net.pose, self.net.action):
+            if part is not None and part._compiled_call_impl is None:
+                part.compile()
+
+    def setup(self, stage: str) -> None:
+        """Before the strategy wraps the module: the frozen pose network's buffers are left out
+        of DDP's per-step buffer broadcast (``DeepHAR.frozen_buffers``; set at every fit, so a
+        fine-tuning stage that unfroze them broadcasts them again)."""
+        self._ddp_params_and_buffers_to_ignore = [f"net.{n}" for n in self.net.frozen_buffers()]
 
     def to_input(self, images: Tensor) -> Tensor:
         """Images (B, 3, H, W) or clips (B, T, 3, H, W) in the memory format of the network."""
@@ -177,13 +214,20 @@ class TaskModule(pl.LightningModule):
 
     def log_loss(self, stage: str, loss: Tensor, parts: Mapping[str, Tensor], batch_size: int):
         """train: per step and epoch mean; val/test: accumulated, logged at the epoch end."""
-        if stage == "train":
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                     batch_size=batch_size)  # fmt: skip
+        if stage == "train":  # not prog_bar: Lightning reads those from the device every step
+            self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=batch_size)
             for name, value in parts.items():
                 self.log(f"train/{name}", value, batch_size=batch_size)
         else:
             getattr(self, f"{stage}_loss").update(loss.detach(), batch_size)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """The progress bar's ``train/loss``: the step's loss, read from the device once every
+        ``log_every_n_steps`` steps (when the loggers read theirs), not at every step."""
+        every, step = self.trainer.log_every_n_steps, self.trainer.global_step
+        if every and step % every == 0 and step != self._bar_step and outputs is not None:
+            self.trainer.progress_bar_metrics["train/loss"] = float(outputs["loss"])
+            self._bar_step = step
 
     # ---- epoch ends: compute, log, reset ----
     def on_train_start(self) -> None:
@@ -196,7 +240,7 @@ class TaskModule(pl.LightningModule):
     def _log_epoch(self, stage: str) -> dict[str, Tensor]:
         values: dict[str, Tensor] = {}
         loss = getattr(self, f"{stage}_loss")
-        if loss.update_called:
+        if updated_anywhere([loss])[0]:  # compute() gathers: every rank or none
             values["loss"] = loss.compute()
         for metric in self._metrics(stage):
             values.update(metric.compute())
@@ -222,10 +266,17 @@ class TaskModule(pl.LightningModule):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.net.parameters() if p.requires_grad]
 
+    def scaled_settings(self) -> OptimSettings:
+        """``optim`` with ``lr`` × ``lr_scale(optim.scale_lr, world size)`` (``data.batch_size``
+        is per device; one process: the settings as given)."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return replace(self.optim, lr=self.optim.lr * lr_scale(self.optim.scale_lr, world))
+
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = build_optimizer(self.trainable_parameters(), self.optim)
+        settings = self.scaled_settings()
+        optimizer = build_optimizer(self.trainable_parameters(), settings)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
-        schedule = build_scheduler(optimizer, self.optim, total)
+        schedule = build_scheduler(optimizer, settings, total)
         if schedule is not None and isinstance(schedule["scheduler"], ReduceLROnPlateau):
             # Stepped by this module at validation end, so the checkpoint of that validation holds
             # the step (Lightning steps it after saving, and not in the epoch a run resumes in).

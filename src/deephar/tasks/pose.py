@@ -20,7 +20,7 @@ from deephar.losses import POSE_LOSSES, VISIBILITY_JOINTS, pose_loss
 from deephar.metrics import MPJPE, PCK, PCKh, decode_pose_mm, decode_pose_px
 from deephar.models.multitask import DeepHAR
 from deephar.outputs import PoseOutput
-from deephar.tasks.base import OptimSettings, TaskModule
+from deephar.tasks.base import OptimSettings, TaskModule, updated_anywhere
 
 PCKH_DATASETS = ("mpii",)  # datasets scored by PCKh (head-size reference); other 2D ones by PCK
 
@@ -69,9 +69,11 @@ class PoseMetrics(nn.Module):
             self.mpjpe.update(pred_mm, batch["pose_mm"][b], batch["pose_px_valid"][b], group)
 
     def compute(self) -> dict[str, Tensor]:
+        """The metrics that saw samples on any rank (DDP: their values over all ranks)."""
         out: dict[str, Tensor] = {}
-        for metric in (self.pckh, self.pck, self.mpjpe):
-            if metric.update_called:
+        metrics = (self.pckh, self.pck, self.mpjpe)
+        for metric, seen in zip(metrics, updated_anywhere(metrics)):
+            if seen:
                 out.update(metric.compute())
         return out
 

@@ -13,6 +13,9 @@
   ``milestones`` (0-based epoch index, as Keras' ``LearningRateScheduler`` counts: [80, 100]
   means the 81st and 101st epochs run at 0.2 and 0.04 × lr), stepped per epoch.
 - ``constant``: no schedule.
+
+``optim.scale_lr`` (``lr_scale``) multiplies ``lr`` (and with it every rate above) by the number of
+devices (``linear``) or its square root (``sqrt``): ``data.batch_size`` is per device.
 """
 
 from __future__ import annotations
@@ -23,6 +26,16 @@ from typing import Any
 import torch
 
 SCHEDULES = ("cosine", "plateau", "milestones", "constant")
+LR_SCALING = ("none", "linear", "sqrt")  # ``optim.scale_lr``
+
+
+def lr_scale(rule: str, world_size: int) -> float:
+    """``optim.scale_lr``: the factor of ``optim.lr`` for ``world_size`` devices, each with the
+    config's ``data.batch_size`` (the batch ``lr`` was set for): ``none`` 1, ``linear`` N (Goyal
+    et al. 2017, SGD), ``sqrt`` √N (adaptive optimisers: RMSprop, Adam)."""
+    if rule not in LR_SCALING:
+        raise ValueError(f"optim.scale_lr = {rule!r}: one of {LR_SCALING}")
+    return {"none": 1.0, "linear": float(world_size), "sqrt": math.sqrt(world_size)}[rule]
 
 
 def cosine_factor(step: int, total: int, warmup: float = 0.0, min_ratio: float = 1e-3) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from datamodules.mixed import MixedRatioDataModule
 from datamodules.penn import PennActionDataset
@@ -12,7 +14,9 @@ from datamodules.synthetic.motion import ACTIONS
 from datamodules.synthetic.write_penn import write_penn
 from deephar.config import NetworkConfig
 from deephar.models.multitask import build_model
-from deephar.tasks import ActionModule, set_bn_momentum
+from deephar.outputs import ActionOutput
+from deephar.tasks import ActionMetrics, ActionModule, set_bn_momentum
+from tests.deephar.tasks.ranks import run_ranks
 
 SIZE, T = 64, 8
 NET = NetworkConfig(input_size=SIZE, pose_blocks=1, num_actions=15, num_frames=T)
@@ -91,3 +95,57 @@ def test_action_metrics_ignore_unlabelled_clips_and_pool_views_per_video():
     assert metrics.compute()["video_acc_pose"] == pytest.approx(3 / 3)
     metrics.reset()
     assert metrics.compute() == {}
+
+
+def test_ddp_leaves_the_frozen_pose_networks_buffers_out_of_its_broadcast(tmp_path):
+    """A frozen pose network's BN statistics cannot change: DDP does not broadcast them every
+    step (the action head's are); unfrozen (fine-tuning), they are broadcast again."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)  # fmt: skip
+    try:
+        net = build_model(NET)
+        for freeze, pose_broadcast in ((True, False), (False, True)):
+            module = ActionModule(net, freeze_pose=freeze)
+            module.setup("fit")  # Lightning calls it before the strategy wraps the module
+            names = DistributedDataParallel(module).named_module_buffers
+            assert any(n.startswith("net.action.") for n in names)
+            assert any(n.startswith("net.pose.") for n in names) is pose_broadcast
+    finally:
+        dist.destroy_process_group()
+
+
+def _action_batches() -> list[tuple[ActionOutput, dict]]:
+    """Three batches of 4 clips (2 blocks, 5 actions) of videos 0-5, some seen in two batches;
+    the last one from provided poses (pose branch only: no appearance, no aggregate)."""
+    gen, out = torch.Generator().manual_seed(0), []
+    for b in range(3):
+        logits = [torch.randn(4, 5, generator=gen) for _ in range(5)]
+        appearance = b < 2
+        output = ActionOutput(logits[:2], logits[2:4] if appearance else [],
+                              logits[4] if appearance else None)  # fmt: skip
+        videos = torch.tensor([0, 1, 2, 3]) + 2 * b
+        out.append((output, {"action": videos % 5, "video_id": videos}))
+    return out
+
+
+def _action_metrics_of(rank: int, splits: list[list[list[int]]]) -> list[dict[str, float]]:
+    """Per split of the batches over the ranks: this rank's ``compute()``."""
+    values, batches = [], _action_batches()
+    for split in splits:
+        metrics = ActionMetrics(2, 5)
+        for b in split[rank]:
+            metrics.update(*batches[b])
+        values.append({k: float(v) for k, v in metrics.compute().items()})
+    return values
+
+
+def test_ddp_action_metrics_when_a_rank_saw_no_sample_of_a_kind(tmp_path):
+    """Rank 1 sees no appearance output, then no clip at all: both ranks compute every accuracy
+    together (gated on each rank's own updates, the gathers hung), equal to one process's."""
+    single = _action_metrics_of(0, [[[0, 1, 2]]])[0]
+    assert {"acc_app1", "video_acc_appearance", "acc_pose2"} <= set(single)
+    ranks = run_ranks(_action_metrics_of, 2, tmp_path, [[[0, 1], [2]], [[0, 1, 2], []]])
+    for values in (v for rank in ranks for v in rank):
+        assert values.keys() == single.keys()
+        for key, value in single.items():
+            assert values[key] == pytest.approx(value, rel=1e-6), key

@@ -17,6 +17,7 @@ from deephar.config import NetworkConfig
 from deephar.models.multitask import build_model
 from deephar.outputs import PoseOutput
 from deephar.tasks import Pose2D3DModule, PoseMetrics
+from tests.deephar.tasks.ranks import run_ranks
 
 SIZE = 64
 
@@ -99,3 +100,35 @@ def test_short_training_lowers_validation_error(world, tmp_path, cpu_trainer):
     t.fit(module, datamodule=data)
     final = val_loss(t, module, data)
     assert final < 0.8 * initial, (initial, final)
+
+
+def _scored_batches(world) -> list[dict]:
+    """Two Human3.6M batches (MPJPE only) and one MPII batch (PCKh only), predictions at a fixed
+    offset from the ground truth."""
+    h36m = Human36MDataset(world / "h36m", "test", "pa17j", SIZE, subjects=(9,))
+    mpii = MPIIDataset(world / "mpii", "val", "pa17j", SIZE)
+    batches = [default_collate([h36m[i] for i in rows]) for rows in ((0, 1), (2, 3))]
+    batches.append(default_collate([mpii[i] for i in range(6)]))
+    for b, batch in enumerate(batches):
+        offset = 0.02 * torch.randn(batch["pose"].shape, generator=torch.Generator().manual_seed(b))
+        batch["pred"] = batch["pose"] + offset
+    return batches
+
+
+def _pose_metrics_of(rank: int, world, split: list[list[int]]) -> dict[str, float]:
+    metrics, batches = PoseMetrics(17, exclude("pa17j")), _scored_batches(world)
+    for b in split[rank]:
+        metrics.update(batches[b]["pred"], batches[b])
+    return {k: float(v) for k, v in metrics.compute().items()}
+
+
+def test_ddp_pose_metrics_when_a_rank_saw_no_sample_of_a_kind(world, tmp_path):
+    """Rank 1 sees no MPII sample: both ranks still compute PCKh together (a collective; gated on
+    each rank's own samples it hung), and every value equals the one process's over all."""
+    single = _pose_metrics_of(0, world, [[0, 1, 2]])
+    ranks = run_ranks(_pose_metrics_of, 2, tmp_path, world, [[0, 2], [1]])
+    assert {"pckh@0.5", "mpjpe"} <= set(single)
+    for values in ranks:
+        assert values.keys() == single.keys()
+        for key, value in single.items():
+            assert values[key] == pytest.approx(value, rel=1e-6), key

@@ -1,12 +1,18 @@
-"""deephar.tasks.schedule: the rate is not cut to nothing before the end of training."""
+"""deephar.tasks.schedule: the rate is not cut to nothing before the end of training; it scales
+with the number of devices when asked to."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from deephar.config import NetworkConfig
+from deephar.models.multitask import build_model
+from deephar.tasks import Pose2D3DModule
 from deephar.tasks.base import OptimSettings
-from deephar.tasks.schedule import build_scheduler, cosine_factor
+from deephar.tasks.schedule import build_scheduler, cosine_factor, lr_scale
 
 
 def rates(settings: OptimSettings, total: int, metric=None) -> list[float]:
@@ -59,3 +65,23 @@ def test_cosine_factor_endpoints():
     assert cosine_factor(0, 100) == pytest.approx(1.0)
     assert cosine_factor(99, 100) == pytest.approx(1e-3)
     assert cosine_factor(49, 99, min_ratio=0.0) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("rule, factor", [("none", 1.0), ("linear", 4.0), ("sqrt", 2.0)])
+def test_scale_lr_multiplies_the_rate_by_the_devices_or_their_root(rule, factor):
+    """``optim.scale_lr``: ``data.batch_size`` is per device, so 4 devices train with 4× the
+    batch; the optimiser and the plateau floor run at lr × 4 (linear) or × 2 (sqrt)."""
+    assert lr_scale(rule, 4) == factor
+    net = build_model(NetworkConfig(input_size=64, pose_blocks=1))
+    module = Pose2D3DModule(net, {"lr": 1e-3, "schedule": "plateau", "scale_lr": rule})
+    module._trainer = SimpleNamespace(world_size=4, estimated_stepping_batches=10)
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
+    assert module.plateau.min_lrs[0] == pytest.approx(1e-6 * factor)
+    assert module.optim.lr == 1e-3  # the checkpoint keeps the config's rate
+
+
+def test_unknown_lr_scaling_is_refused():
+    with pytest.raises(ValueError, match="optim.scale_lr"):
+        Pose2D3DModule(build_model(NetworkConfig(input_size=64, pose_blocks=1)),
+                       {"scale_lr": "cubic"})  # fmt: skip
