@@ -36,6 +36,7 @@ from datamodules.h36m import ACTIONS as H36M_ACTIONS
 from datamodules.layouts import get_layout
 from datamodules.missing import MissingLog, MissingSamples, check_missing, collate_readable
 from deephar.checkpoint import CheckpointError, load_network
+from deephar.images import batch_to_float
 from deephar.models.inference import for_inference
 from deephar.tasks.action import BRANCHES, ActionMetrics, action_forward
 from deephar.tasks.pose import PoseMetrics
@@ -135,6 +136,7 @@ def evaluate_pose(
     predict = protocols.pose_predictor(net)
     missing = MissingLog()  # unreadable samples: never replaced, reported under "samples"
     for batch in tqdm(missing.track(loader), desc=desc, leave=False, disable=None):
+        batch = batch_to_float(batch)  # uint8 crops → the network's input
         pose, _ = protocols.multi_crop(predict, batch["image"], lay.flip, views)  # (B, J, D)
         metrics.update(pose, batch)
     return metrics.details() | {"samples": missing.as_dict()}
@@ -153,6 +155,7 @@ def evaluate_action(
     metrics = ActionMetrics(cfg.action_blocks, cfg.num_actions, reduction)
     missing = MissingLog()  # unreadable samples: never replaced, reported under "samples"
     for batch in tqdm(missing.track(loader), desc=desc, leave=False, disable=None):
+        batch = batch_to_float(batch)  # uint8 clips → the network's input
         views = protocols.clip_views(batch["image"], flip) if "image" in batch else [None]
         for images in views:
             metrics.update(action_forward(net, batch, images), batch)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, MinMetric
 
+from deephar.images import batch_to_float
 from deephar.models.multitask import DeepHAR
 from deephar.tasks.schedule import build_scheduler
 
@@ -146,6 +147,11 @@ class TaskModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._plateau_state = checkpoint.get("plateau")
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 crops → float32 [−1, 1] on the device, after the (4× smaller) host → device copy
+        (``deephar.images.batch_to_float``; float batches pass unchanged)."""
+        return batch_to_float(batch)
 
     def to_input(self, images: Tensor) -> Tensor:
         """Images (B, 3, H, W) or clips (B, T, 3, H, W) in the memory format of the network."""
