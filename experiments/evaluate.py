@@ -35,6 +35,7 @@ from tqdm import tqdm
 from datamodules.h36m import ACTIONS as H36M_ACTIONS
 from datamodules.layouts import get_layout
 from datamodules.missing import MissingLog, MissingSamples, check_missing, collate_readable
+from datamodules.mixed import init_worker
 from deephar.checkpoint import CheckpointError, load_network
 from deephar.images import batch_to_float
 from deephar.models.inference import for_inference
@@ -120,8 +121,9 @@ def eval_loader(cfg: DictConfig, key: str, limit: int = 0, **options: Any) -> Da
     dataset = build_dataset(cfg, key, "test")
     if 0 < limit < len(dataset):
         dataset = Subset(dataset, list(range(limit)))
+    workers = worker_count(cfg.data.num_workers)
     return DataLoader(dataset, batch_size=cfg.data.eval_batch_size, collate_fn=collate_readable,
-                      num_workers=worker_count(cfg.data.num_workers))  # fmt: skip
+                      num_workers=workers, worker_init_fn=init_worker if workers else None)  # fmt: skip
 
 
 # ---- pose protocols ----

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -13,7 +15,13 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from datamodules.base import SampleReadError
 from datamodules.missing import ReportingDataset
-from datamodules.mixed import MixedCollate, MixedRatioDataModule, default_steps, split_counts
+from datamodules.mixed import (
+    MixedCollate,
+    MixedRatioDataModule,
+    default_steps,
+    init_worker,
+    split_counts,
+)
 from experiments.distributed import ReleaseProcessGroup
 from experiments.train import LogDataFailures
 
@@ -158,6 +166,30 @@ def test_simulated_ddp_evaluation_scores_every_sample_exactly_once():
     too_small = _module({"a": 8}, {"a": 1}, 4, test={"t": Tiny("t", 2)}, rank=0, world_size=3)
     with pytest.raises(ValueError, match=r"\{'t': 2\}.*3 ranks"):
         too_small.test_dataloader()
+
+
+class CvThreads(Dataset):
+    """Reports the OpenCV threads of the process that reads it."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> dict:
+        return {"threads": torch.tensor(cv2.getNumThreads())}
+
+
+def test_loader_workers_run_one_opencv_thread_and_persist():
+    dm = MixedRatioDataModule({"a": CvThreads()}, {"a": 1}, 2, steps_per_epoch=1,
+                              val={"a": CvThreads()}, num_workers=1, pin_memory=False,
+                              persistent_workers=True)  # fmt: skip
+    train, (val,) = dm.train_dataloader(), dm.val_dataloader()
+    for loader in (train, val):
+        assert loader.worker_init_fn is init_worker and loader.persistent_workers
+    assert cv2.getNumThreads() > 1 or os.cpu_count() == 1  # the main process keeps its pool
+    assert next(iter(train))["threads"].tolist() == [1, 1]
+    in_process = _module({"a": 4}, {"a": 1}, 2, num_workers=0, persistent_workers=True)
+    loader = in_process.train_dataloader()
+    assert loader.worker_init_fn is None and not loader.persistent_workers
 
 
 def test_bad_configuration_is_reported():
