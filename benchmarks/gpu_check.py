@@ -116,6 +116,7 @@ def micro_checks(plan: Plan) -> list[Row]:
     with torch.autocast(dev, dtype=torch.bfloat16):
         px_amp, mm_amp = decode_pose_px(norm, crop), decode_pose_mm(pose, crop, depth, camera)
         xy_amp = soft_argmax_2d(logits.bfloat16())
+    d_pck, d_mpjpe = metric_shift(norm, pose, crop, depth, camera, px, g)
     d_px = (px_amp - decode_pose_px(norm, crop)).abs().max().item()
     d_mm = (mm_amp - decode_pose_mm(pose, crop, depth, camera)).abs().max().item()
     d_xy = (xy_amp - soft_argmax_2d(logits.bfloat16().float())).abs().max().item()
@@ -127,10 +128,36 @@ def micro_checks(plan: Plan) -> list[Row]:
     d_in = (on_device.cpu() - torch.from_numpy(normalize_image(image.numpy(), (0.9, 1.0, 1.1)))).abs().max().item()  # fmt: skip
     return [["bf16", "decode px: autocast vs fp32 (max abs Δ, 390–990 px)", f"{d_px:.4f} px", verdict(d_px < 0.01)],
             ["bf16", "decode mm: autocast vs fp32 (max abs Δ)", f"{d_mm:.4f} mm", verdict(d_mm < 0.1)],
+            ["bf16", "PCKh@0.5 of the same predictions, autocast vs fp32", f"{d_pck:.3f} points",
+             verdict(d_pck <= 0.05)],
+            ["bf16", "MPJPE of the same predictions, autocast vs fp32", f"{d_mpjpe:.4f} mm",
+             verdict(d_mpjpe <= 0.1)],
             ["bf16", "soft-argmax of bf16 logits vs fp32 (max abs Δ, crop units)", f"{d_xy:.2e}",
              verdict(d_xy < 1e-5 and xy_amp.dtype == torch.float32)],
             ["bf16", "uint8 → float on the device vs the CPU's (max abs Δ)", f"{d_in:.1e}",
              verdict(d_in <= 1e-6)]]  # fmt: skip
+
+
+def metric_shift(norm, pose, crop, depth, camera, gt_px, g) -> tuple[float, float]:
+    """|PCKh@0.5 (points) and MPJPE (mm) of noisy predictions decoded under bf16 autocast − the
+    same decoded in fp32| (what Lightning's bf16-mixed validation would change in the metrics)."""
+    from deephar.metrics import decode_pose_mm, decode_pose_px, mpjpe, pckh
+
+    dev = norm.device
+    noise = (torch.randn(pose.shape, generator=g) * 0.02).to(dev)  # ~5 px, ~40 mm
+    noisy = pose + noise
+    valid, ref = torch.ones(gt_px.shape[:-1], dtype=torch.bool, device=dev), torch.full(
+        gt_px.shape[:1], 20.0, device=dev)  # fmt: skip
+    gt_mm = decode_pose_mm(pose, crop, depth, camera)
+    scores = []
+    for autocast in (True, False):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+            pred_px = decode_pose_px(noisy[..., :2], crop)
+            pred_mm = decode_pose_mm(noisy, crop, depth, camera)
+        hits, counts = pckh(pred_px, gt_px, valid, ref)
+        scores.append((100 * hits.sum() / counts.sum(), mpjpe(pred_mm, gt_mm, valid)))
+    (pck_a, mm_a), (pck_f, mm_f) = scores
+    return abs(pck_a - pck_f).item(), abs(mm_a - mm_f).item()
 
 
 # ---- 3. host synchronisations ----

@@ -41,3 +41,21 @@ def test_without_a_gpu_only_the_rehearsal_runs(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit):
         gpu_check.main([])
+
+
+def test_micro_checks_catch_decoding_that_follows_autocast(monkeypatch):
+    """The former decoding (its matmul under autocast: bf16 on 390–990 px) fails the pixel,
+    PCKh and MPJPE rows; the rows that do not decode stay ok."""
+    import contextlib
+
+    from deephar import metrics
+
+    def in_autocast(pose, crop):
+        inverse = torch.linalg.inv(crop[..., :2].float())
+        return (pose[..., :2] - crop[..., None, :, 2]) @ inverse.transpose(-1, -2)
+
+    monkeypatch.setattr(metrics, "_no_autocast", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(metrics, "decode_pose_px", in_autocast)
+    verdicts = {r[1].split(" ")[0]: r[3] for r in gpu_check.micro_checks(gpu_check.DRY)}
+    assert verdicts["decode"] == verdicts["PCKh@0.5"] == verdicts["MPJPE"] == "FAIL"
+    assert verdicts["soft-argmax"] == verdicts["uint8"] == "ok"
