@@ -8,7 +8,7 @@ LITDATA_DEPS = boto3 obstore tifffile filelock lightning-utilities requests urll
 DATA    ?= data
 OVERRIDES ?=
 
-.PHONY: help install lock test lint format bench bench-keras-env demo synthetic ablation train-mpii train-h36m train-penn train-ntu clean
+.PHONY: help install lock test lint format bench gpu-check bench-keras-env demo synthetic ablation train-mpii train-h36m train-penn train-ntu clean
 
 help: ## list the targets (this text)
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -51,6 +51,9 @@ format: ## apply ruff fixes and formatting
 
 bench: ## CPU (and GPU when present) benchmarks side by side with Keras; writes benchmarks/results/
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m benchmarks.run
+
+gpu-check: ## on one lent GPU, < 10 min: env, bf16 checks, host syncs, step rates, loader-fed run (docs/gpu.md)
+	$(PY) -m benchmarks.gpu_check --out benchmarks/results/gpu_check.md
 
 bench-keras-env: ## the official-architecture Keras reference for `make bench` (separate venv, TF 2.15 CPU)
 	test -x .venv-keras/bin/python || python3 -m venv .venv-keras

@@ -1,14 +1,20 @@
 """Loader throughput at real resolution, per core: raw files vs prepared JPEGs vs LitData chunks,
 against what one GPU consumes in training.
 
-    python -m benchmarks.bench_data_real [--samples 16] [--world data/bench_world_real]
+    python -m benchmarks.bench_data_real [--samples 16] [--world data/bench_world_real] [--mpii]
+
+``--mpii``: MPII raw only, per core, as one worker's reads and through a 2-worker DataLoader (the
+batches' trip included). Run as a file it measures the library on ``PYTHONPATH``, e.g. an older
+checkout: ``PYTHONPATH=../old/src:../old python benchmarks/bench_data_real.py --mpii --world
+/tmp/bench`` (``--world`` outside that checkout).
 
 The synthetic world written at the real files' resolutions (Human3.6M 1000×1002 H.264 at 50 fps,
 250-frame videos: one keyframe per 250 frames like x264's default; NTU 1920×1080, 100 frames; MPII
 1280×720 JPEGs), prepared (``datamodules.prepare``) and chunked (``datamodules.streaming``) on first
-use. Each pipeline is read in ONE process with torch threads 1, training augmentation on, random
-sample order, timed in CPU seconds of the process (= one loader core, whatever else runs). GPU demand: ``bench_train`` images/s (K=8 pose network, 256²,
-bf16) on a GPU when one is present, else the FLOP estimate: forward FLOPs of the K=8 network
+use. Each pipeline is read in ONE process (as a loader worker: torch and OpenCV threads 1),
+training augmentation on, random sample order, timed in CPU seconds of the process (= one loader
+core, whatever else runs). GPU demand: ``bench_train`` images/s (K=8 pose network, 256², bf16) on
+a GPU when one is present, else the FLOP estimate: forward FLOPs of the K=8 network
 (``torch.utils.flop_counter``) × 3 (forward + backward) against an H100's dense bf16 rate at an
 assumed model FLOP utilisation. A clip of T frames counts T images. Cores per GPU = demand / rate.
 """
@@ -111,6 +117,52 @@ def samples_per_second(dataset, samples: int) -> float:
     return samples / (time.process_time() - start)
 
 
+def as_worker(worker_id: int = 0) -> None:
+    """This process as one loader worker: one OpenCV thread (``datamodules.mixed.init_worker``)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def loader_rate(dataset, samples: int, workers: int = 2, batch: int = 24) -> float:
+    """Samples per CPU-second of a DataLoader (``workers`` processes + this one: decode, collate,
+    the batches' trip through shared memory) over ``samples`` random draws, batches of ``batch``."""
+    import resource
+
+    from torch.utils.data import DataLoader, RandomSampler
+
+    def cpu(who: int) -> float:
+        use = resource.getrusage(who)
+        return use.ru_utime + use.ru_stime
+
+    sampler = RandomSampler(dataset, replacement=True, num_samples=samples)
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+                        worker_init_fn=as_worker)  # fmt: skip
+    start = cpu(resource.RUSAGE_SELF) + cpu(resource.RUSAGE_CHILDREN)
+    count = sum(len(b["sample_id"]) for b in loader)  # the workers exit (and are reaped) at the end
+    return count / (cpu(resource.RUSAGE_SELF) + cpu(resource.RUSAGE_CHILDREN) - start)
+
+
+def mpii_rows(samples: int, world: Path = WORLD) -> list[list[str]]:
+    """MPII raw only (1280×720 JPEGs): one worker's ``__getitem__`` and a 2-worker DataLoader,
+    per core — the rows that compare code versions in a minute (see ``main``)."""
+    from datamodules.mpii import MPIIDataset
+    from datamodules.synthetic.world import RESOLUTIONS
+    from datamodules.synthetic.write_mpii import write_mpii
+
+    torch.set_num_threads(1)
+    as_worker()
+    root = world / "mpii"
+    if not (world / "mpii_world.json").is_file():
+        write_mpii(root, 12, 2, 0, seed=0, sizes=RESOLUTIONS["real"]["mpii"])
+        (world / "mpii_world.json").write_text(json.dumps({"version": WORLD_VERSION}))
+    dataset = MPIIDataset(root, split="train", augment=True)
+    item = samples_per_second(dataset, samples)
+    loader = loader_rate(dataset, samples)
+    return [["MPII (1280×720 JPEG)", "raw: one worker's reads", f"{item:.1f}"],
+            ["MPII (1280×720 JPEG)", "raw: DataLoader, 2 workers, batch 24", f"{loader:.1f}"]]  # fmt: skip
+
+
 def gpu_demand() -> tuple[float, str]:
     """(256² images/s one GPU consumes in pose training, how it was obtained)."""
     from deephar.config import MPII_2D
@@ -132,6 +184,7 @@ def gpu_demand() -> tuple[float, str]:
 
 def rows(samples: int, world: Path = WORLD) -> tuple[list[list[str]], dict[str, str]]:
     torch.set_num_threads(1)
+    as_worker()
     paths = real_world(world)
     demand, how = gpu_demand()
     rates = {key: samples_per_second(ds, samples) for key, ds in pipelines(paths).items()}
@@ -172,7 +225,11 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", type=Path, default=WORLD)
     ap.add_argument("--samples", type=int, default=24)
+    ap.add_argument("--mpii", action="store_true", help="MPII raw only: item and DataLoader rates")
     args = ap.parse_args(argv)
+    if args.mpii:
+        print(table(mpii_rows(args.samples, args.world), ["dataset", "path", "samples/s per core"]))
+        return
     body, extra = rows(args.samples, args.world)
     print("\n".join(f"- {k}: {v}" for k, v in extra.items()))
     print(table(body, COLUMNS))

@@ -3,7 +3,8 @@
     python -m benchmarks.bench_model [--runs 5] [--batch 1 8] [--no-cpu] [--threads N]
 
 CPU: fp32, forward under ``torch.inference_mode``; CUDA (when available): fp32, bf16 autocast,
-channels_last and ``torch.compile`` variants. Median of the timed runs after warm-up. Joins
+channels_last and ``torch.compile`` variants at batches 1 / 24 / 64, 20 timed runs, the warm-up
+(compilation) time reported apart. Median of the timed runs after warm-up. Joins
 ``make bench`` through ``benchmarks.run.register``.
 """
 
@@ -30,6 +31,7 @@ class Row:
     batch: int
     mode: str  # "forward" | "forward+backward"
     ms_per_image: float
+    warmup_s: float = 0.0  # the untimed warm-up runs (torch.compile's compilation included)
 
 
 def _sync(device: str) -> None:
@@ -37,17 +39,22 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_ms(fn: Callable[[], object], device: str, batch: int, runs: int, warmup: int) -> float:
+def median_ms(
+    fn: Callable[[], object], device: str, batch: int, runs: int, warmup: int
+) -> tuple[float, float]:
+    """(median ms/image of ``runs`` timed calls, seconds of the ``warmup`` untimed ones)."""
+    t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
     _sync(device)
+    warm = time.perf_counter() - t0
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times) / batch
+    return 1000.0 * statistics.median(times) / batch, warm
 
 
 def _loss(out) -> torch.Tensor:
@@ -86,21 +93,19 @@ def measure(device: str, variant: str, batches: tuple[int, ...], runs: int) -> l
             loss.backward()
             model.zero_grad(set_to_none=True)
 
-        rows.append(Row(device, variant, b, "forward", median_ms(forward, device, b, runs, warmup)))
-        rows.append(
-            Row(
-                device,
-                variant,
-                b,
-                "forward+backward",
-                median_ms(train_step, device, b, runs, warmup),
-            )
-        )
+        for mode, fn in (("forward", forward), ("forward+backward", train_step)):
+            ms, warm = median_ms(fn, device, b, runs, warmup)
+            rows.append(Row(device, variant, b, mode, ms, warm))
     return rows
 
 
+GPU_BATCHES = (1, 24, 64)  # 1: latency; 24: the paper's batch; 64: what fills an H100
+GPU_RUNS = 20
+
+
 def bench_model(batches: tuple[int, ...] = (1, 8), runs: int = 5, cpu: bool = True) -> list[Row]:
-    """All rows: CPU fp32 (unless ``cpu`` is False), then the CUDA variants when available."""
+    """All rows: CPU fp32 at ``batches`` (unless ``cpu`` is False), then the CUDA variants at
+    ``GPU_BATCHES`` with ``GPU_RUNS`` timed runs when a GPU is present."""
     rows = measure("cpu", "fp32", batches, runs) if cpu else []
     if torch.cuda.is_available():
         for variant in (
@@ -109,14 +114,16 @@ def bench_model(batches: tuple[int, ...] = (1, 8), runs: int = 5, cpu: bool = Tr
             "channels_last",
             "channels_last + bf16",
             "compile",
+            "compile + channels_last + bf16",
         ):
-            rows += measure("cuda", variant, batches, runs)
+            rows += measure("cuda", variant, GPU_BATCHES, max(runs, GPU_RUNS))
     return rows
 
 
 def markdown(rows: list[Row]) -> str:
-    columns = ["device", "variant", "batch", "mode", "ms/image"]
-    cells = [[r.device, r.variant, str(r.batch), r.mode, f"{r.ms_per_image:.1f}"] for r in rows]
+    columns = ["device", "variant", "batch", "mode", "ms/image", "warm-up s (compile incl.)"]
+    cells = [[r.device, r.variant, str(r.batch), r.mode, f"{r.ms_per_image:.2f}",
+              f"{r.warmup_s:.1f}"] for r in rows]  # fmt: skip
     return table(cells, columns)
 
 

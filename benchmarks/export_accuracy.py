@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from deephar.export import export_onnx, onnx_session
 from deephar.export.quantize import quantize_int8
+from deephar.images import batch_to_float
 from deephar.models.inference import for_inference, posenets
 from deephar.outputs import PoseOutput
 from experiments import evaluate
@@ -46,7 +47,7 @@ def crops(cfg, key: str, count: int, **overrides) -> np.ndarray:
     """The first ``count`` test-protocol crops (B, 3, S, S) of source ``key``."""
     out, total = [], 0
     for batch in evaluate.eval_loader(cfg, key, count, **overrides):
-        out.append(batch["image"].numpy())
+        out.append(batch_to_float(batch)["image"].numpy())
         total += len(out[-1])
         if total >= count:
             break

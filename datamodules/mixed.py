@@ -41,14 +41,17 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, default_collate
 
 from datamodules.missing import MissingLog, collate_readable
@@ -202,6 +205,16 @@ class MixedCollate:
         return {g: self._concat(parts, names) for g, names in self.groups.items()}
 
 
+def init_worker(worker_id: int) -> None:
+    """Each DataLoader worker is one core's worth of decoding: OpenCV's thread pool (one thread
+    per core of the machine, in every worker) is cut to one thread; then Lightning's per-worker
+    seeding when ``seed_everything(..., workers=True)`` asked for it (Lightning adds its own
+    ``worker_init_fn`` only to loaders that have none)."""
+    cv2.setNumThreads(1)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id)
+
+
 class EvalShard(DistributedSampler):
     """Evaluation indices of one rank: ``rank, rank + world_size, …`` in order, unpadded — over
     the ranks every sample comes exactly once. A ``DistributedSampler``, so Lightning keeps it."""
@@ -222,7 +235,9 @@ class MixedRatioDataModule(pl.LightningDataModule):
 
     train: {source: Dataset}; shares: {source: weight or count}; batch_size: per rank;
     steps_per_epoch: None → official length; groups: see module doc; rank / world_size: override
-    what the attached Trainer (or torch.distributed) says — for tests without a Trainer.
+    what the attached Trainer (or torch.distributed) says — for tests without a Trainer;
+    num_workers, pin_memory, persistent_workers: of every loader, whose workers start with
+    ``init_worker`` (``experiments.data.loader_settings`` chooses them from the config).
     """
 
     def __init__(
@@ -261,6 +276,7 @@ class MixedRatioDataModule(pl.LightningDataModule):
             num_workers=num_workers,
             pin_memory=pin_memory,
             persistent_workers=persistent_workers and num_workers > 0,
+            worker_init_fn=init_worker if num_workers > 0 else None,
         )
 
     @property

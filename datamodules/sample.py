@@ -4,7 +4,8 @@ Still image (a clip adds a leading T to every per-frame entry marked [T]):
 
 | key          | dtype / shape            | meaning |
 |--------------|--------------------------|---------|
-| image        | float32 [T](3, H, W)     | crop, (pix/255 − 0.5)·2 ∈ [−1, 1] |
+| image        | uint8   [T](3, H, W)     | crop (RGB); the network reads ((pix/255)^chpower − 0.5)·2 |
+| chpower      | float32 (3,)             | per-channel gamma of the crop (1 unless augmented) |
 | pose         | float32 [T](J, 3)        | x, y ∈ [0, 1] of the crop; z normalised (root ↦ 0.5; 0 for 2D) |
 | pose_valid   | bool    [T](J, 3)        | x, y valid iff annotated and inside the crop; z valid only for 3D |
 | visible      | float32 [T](J,)          | visibility target: 1 iff 0 < x, y < 1 and annotated-visible |
@@ -20,12 +21,14 @@ Still image (a clip adds a leading T to every per-frame entry marked [T]):
 | depth        | float32 [T](2,)          | (origin, range) in mm: z_mm = origin + z·range (0, 0 for 2D) |
 | camera       | float32 (4,)             | fx, fy, cx, cy of the original image (zeros when unknown) |
 
-Poses-only samples (action training on provided poses) omit ``image``.
+Poses-only samples (action training on provided poses) omit ``image`` and ``chpower``. The uint8
+crops become the network's float32 [−1, 1] input on the device, after the host → device copy
+(``deephar.images.image_to_float``; the task modules' ``on_after_batch_transfer``).
 """
 
 from __future__ import annotations
 
-IMAGE_KEYS = ("image",)
+IMAGE_KEYS = ("image", "chpower")
 POSE_KEYS = ("pose", "pose_valid", "visible")
 EVAL_KEYS = ("crop", "pose_px", "pose_px_valid", "pck_ref", "pose_mm", "depth", "camera")
 META_KEYS = ("action", "dataset", "sample_id")
@@ -34,6 +37,6 @@ CLIP_KEYS = SAMPLE_KEYS + ("video_id",)
 
 
 def missing_keys(sample: dict, clip: bool = False) -> list[str]:
-    """Keys of the contract absent from ``sample`` (``image`` may be absent for poses-only)."""
+    """Keys of the contract absent from ``sample`` (``IMAGE_KEYS`` may be absent: poses-only)."""
     keys = CLIP_KEYS if clip else SAMPLE_KEYS
-    return [k for k in keys if k not in sample and k != "image"]
+    return [k for k in keys if k not in sample and k not in IMAGE_KEYS]

@@ -16,8 +16,9 @@ The geometry stays this one affine: albumentations (2.x) could do it too — ``A
 out-of-image keypoints with ``KeypointParams(remove_invisible=False)`` and ``Compose(...,
 save_applied_params=True)`` reports what was applied — but the box crop and the augmentation would
 be two transforms (two resamplings), and the exact matrix evaluation inverts is simplest built
-from our own parameters. The photometric "chpower" (per-channel gamma 0.9–1.1, official) lives in
-the normalisation table (``RandomGamma`` draws one gamma for all channels).
+from our own parameters. The photometric "chpower" (per-channel gamma 0.9–1.1, official) is
+applied with the normalisation, on the device after the transfer: samples ship the uint8 crop and
+their ``chpower`` (``deephar.images``; ``RandomGamma`` would draw one gamma for all channels).
 
 Photometric augmentation of RGB training crops (``Photometric``: colour jitter, blur, noise) is
 albumentations' ``A.Compose``, configurable per source (``aug: {photometric: {...}}``), off unless
@@ -32,9 +33,11 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+import torch
 
 # the one crop mapping (pixels ↔ [0, 1]) lives beside the network; the readers use it from here
 from deephar.crop import apply_affine, invert_affine, to_crop, to_pixels  # noqa: F401
+from deephar.images import image_to_float
 
 REFERENCE_CROP = 256  # the official input size, in whose pixels translations are given
 
@@ -191,20 +194,19 @@ def warp(frames: np.ndarray, matrix_px: np.ndarray, size: int) -> np.ndarray:
     return out[0] if single else out
 
 
-def normalize_image(image: np.ndarray, chpower: Sequence[float] | None = None) -> np.ndarray:
-    """uint8 ([T,] H, W, 3) → float32 ([T,] 3, H, W) in [−1, 1]: (pix/255)^gamma_c − 0.5)·2.
+def channels_first(frames: np.ndarray) -> np.ndarray:
+    """uint8 ([T,] H, W, 3) → uint8 ([T,] 3, H, W), contiguous: what a sample's ``image`` ships."""
+    return np.ascontiguousarray(np.moveaxis(np.asarray(frames, np.uint8), -1, -3))
 
-    Through a (256, 3) lookup table: the formula is evaluated on the 256 levels only (a per-pixel
-    power costs more than decoding the JPEG it came from)."""
-    levels = np.arange(256, dtype=np.float32)[:, None] / 255.0  # (256, 1)
-    if chpower is not None:
-        levels = levels ** np.asarray(chpower, dtype=np.float32)
-    lut = np.broadcast_to((levels - 0.5) * 2.0, (256, 3)).astype(np.float32)  # (256, 3)
-    planes = np.moveaxis(np.asarray(image, np.uint8), -1, 0)  # (3, [T,] H, W)
-    out = np.empty(planes.shape, np.float32)
-    for c in range(3):
-        np.take(lut[:, c], planes[c], out=out[c])
-    return np.ascontiguousarray(np.moveaxis(out, 0, -3))
+
+def normalize_image(image: np.ndarray, chpower: Sequence[float] | None = None) -> np.ndarray:
+    """uint8 ([T,] H, W, 3) → float32 ([T,] 3, H, W) in [−1, 1]: ((pix/255)^gamma_c − 0.5)·2.
+
+    For frames that never pass a DataLoader (prediction on videos, full-frame views); samples ship
+    uint8 (``channels_first``) and their ``chpower``, converted on the device by
+    ``deephar.images.image_to_float`` — the one implementation of the formula."""
+    gamma = None if chpower is None else torch.tensor(chpower, dtype=torch.float32)
+    return image_to_float(torch.from_numpy(channels_first(image)), gamma).numpy()
 
 
 def pose_targets(joints_px: np.ndarray, valid: np.ndarray, crop: np.ndarray):
@@ -248,7 +250,8 @@ def crop_sample(
     ``params.flip`` the joints are mirrored by the matrix *and* re-indexed with ``flip_perm`` so
     that index j stays the layout's joint j; ``pose_px`` is re-indexed the same way so that
     predictions mapped back through ``crop`` compare with it directly.
-    Returns image, pose, pose_valid, visible, crop, pose_px, pose_px_valid.
+    Returns image (uint8 ([T,] 3, S, S)), chpower, pose, pose_valid, visible, crop, pose_px,
+    pose_px_valid.
     """
     joints_px = np.asarray(joints_px, dtype=np.float64)
     valid = np.asarray(valid, dtype=bool)
@@ -272,7 +275,8 @@ def crop_sample(
         crops = warp(frames, matrix, size)  # ([T,] S, S, 3) uint8
         if params.photometric is not None:
             crops = apply_photometric(crops, params.photometric, params.photo_seed)
-        out["image"] = normalize_image(crops, params.chpower)
+        out["image"] = channels_first(crops)  # uint8: normalised on the device (deephar.images)
+        out["chpower"] = np.asarray(params.chpower, np.float32)  # (3,) its per-channel gamma
     return out
 
 

@@ -55,7 +55,9 @@ class DataConfig:
     batch_size: int = 24  # per device, split among the training sources by `share`
     eval_batch_size: int = 8
     steps_per_epoch: int = 1000  # 0: the official max over sources of ceil(N / count)
-    num_workers: int = 4
+    num_workers: Any = (
+        "auto"  # per device; auto: its share of the cores, less one (experiments.data)
+    )
     augment: bool = True  # training augmentation (evaluation never augments)
     limit_val: int = 0  # validate on N evenly spaced samples per source (0: all; test: all)
     val_fraction: float = 0.1  # penn / ntu: share of the training videos (NTU X-Sub: subjects)
@@ -342,6 +344,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "loss.pose": POSE_LOSSES, "loss.visibility_joints": VISIBILITY_JOINTS,
     "optim.schedule": SCHEDULES, "optim.scale_lr": LR_SCALING,
 }  # fmt: skip
+AUTO = ("data.num_workers",)  # keys that may also be "auto"
 # -1 means "no limit" to Lightning; any other negative number is an error
 LIMITS = ("trainer.max_epochs", "trainer.max_steps")
 
@@ -360,8 +363,11 @@ def check_ranges(cfg: DictConfig) -> None:
     checks = [(key, OmegaConf.select(cfg, key), rule) for key, rule in RANGES.items()]
     checks += [(f"data.sources.{k}.share", s.share, POSITIVE) for k, s in cfg.data.sources.items()]
     for key, value, rule in checks:
-        if value is not None and not _in_range(value, rule):
-            raise ConfigError(f"{key} = {value!r}: must be {rule}")
+        if key in AUTO and value == "auto":
+            continue
+        if isinstance(value, str) or (value is not None and not _in_range(value, rule)):
+            also = ' or "auto"' if key in AUTO else ""
+            raise ConfigError(f"{key} = {value!r}: must be {rule}{also}")
     for key, choices in CHOICES.items():
         if (value := OmegaConf.select(cfg, key)) is not None and value not in choices:
             raise ConfigError(f"{key} = {value!r}: one of {choices}")

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import Dataset, Subset
 
 from datamodules.base import RobustDataset
@@ -116,11 +118,62 @@ def groups(cfg: DictConfig) -> dict[str, list[str]] | None:
     return {g: [k for k in names if cfg.data.sources[k].stage == g] for g in ("pose", "action")}
 
 
-def worker_count(wanted: int) -> int:
-    """``data.num_workers`` capped by the cores this process may use (more only oversubscribe
-    them, and PyTorch warns)."""
+def available_cores() -> int:
+    """Cores this process may use: its CPU affinity (a SLURM / container binding), else all."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min(wanted, cores or 1))
+    return cores or 1
+
+
+def local_devices(accelerator: str, devices: Any) -> int:
+    """Training processes on this node for ``trainer.accelerator`` / ``trainer.devices``
+    (an int, a list of ids, "0,1", or "auto" / -1: every visible GPU, one process on a CPU)."""
+    if isinstance(devices, (list, tuple, ListConfig)):
+        return max(1, len(devices))
+    text = str(devices).strip()
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    if text in ("auto", "-1"):
+        gpus = torch.cuda.device_count() if accelerator != "cpu" else 0
+        return max(1, gpus)
+    return max(1, int(text))
+
+
+def worker_count(wanted: int | str, devices: int = 1) -> int:
+    """DataLoader workers of one training process. ``wanted`` = "auto": the process's share of
+    the node's cores — ``SLURM_CPUS_PER_TASK`` when SLURM binds cores to each task, else the
+    cores / ``devices`` — less one core for the process itself (the step, pinning, the copy),
+    at least 1. A number is capped by the cores (more only oversubscribe them; PyTorch warns)."""
+    cores = available_cores()
+    if wanted != "auto":
+        return max(0, min(int(wanted), cores))
+    per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    share = int(per_task) if per_task.isdigit() else cores // max(1, devices)
+    return max(1, min(share, cores) - 1)
+
+
+def loader_settings(cfg: DictConfig) -> dict[str, Any]:
+    """Workers (``data.num_workers``, "auto" resolved), ``pin_memory`` (on CUDA: the host → device
+    copy of page-locked batches runs asynchronously) and persistent workers of the training
+    loaders; "auto" says once what it chose."""
+    accelerator = str(cfg.trainer.accelerator)
+    devices = local_devices(accelerator, cfg.trainer.devices)
+    workers = worker_count(cfg.data.num_workers, devices)
+    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if cfg.data.num_workers == "auto":
+        say_once(f"data.num_workers=auto: {workers} loader workers per device ({available_cores()} "
+                 f"cores, {devices} device(s) on this node, one core left to each training "
+                 f"process); pin_memory={cuda}")  # fmt: skip
+    return {"num_workers": workers, "pin_memory": cuda, "persistent_workers": True}
+
+
+_SAID: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """Print ``message`` on rank 0, once per process (every stage builds its datamodule)."""
+    if message not in _SAID:
+        _SAID.add(message)
+        rank_zero_info(message)
 
 
 def build_datamodule(cfg: DictConfig) -> MixedRatioDataModule:
@@ -134,10 +187,9 @@ def build_datamodule(cfg: DictConfig) -> MixedRatioDataModule:
         val={k: build_dataset(cfg, k, "val") for k in cfg.data.val},
         test={k: build_dataset(cfg, k, "test") for k in cfg.data.test},
         groups=groups(cfg),
-        num_workers=worker_count(cfg.data.num_workers),
         seed=cfg.seed,
         eval_batch_size=cfg.data.eval_batch_size,
-        persistent_workers=True,
+        **loader_settings(cfg),
     )
 
 

@@ -29,6 +29,7 @@ from datamodules.layouts import get_layout, limbs
 from datamodules.synthetic.write_ntu import NTU_ACTIONS
 from deephar import viz
 from deephar.checkpoint import CheckpointError, load_network, network_payload
+from deephar.images import batch_to_float
 from deephar.metrics import decode_pose_mm
 from experiments import ablation, evaluate, tables
 from experiments.config import load_config, network_config
@@ -136,7 +137,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 def skeleton_figure(cfg, net, count: int = 4):
     """Predicted 2D poses on Human3.6M-format test crops and their 3D poses (mm, root-relative)."""
     loader = evaluate.eval_loader(cfg, "h36m", limit=count)
-    batch = next(iter(loader))
+    batch = batch_to_float(next(iter(loader)))
     out = net.forward_pose(batch["image"])
     pose = out.final
     size = batch["image"].shape[-1]

@@ -38,7 +38,9 @@ from tqdm import tqdm
 from datamodules.h36m import ACTIONS as H36M_ACTIONS
 from datamodules.layouts import get_layout
 from datamodules.missing import MissingLog, MissingSamples, check_missing, collate_readable
+from datamodules.mixed import init_worker
 from deephar.checkpoint import CheckpointError, load_network
+from deephar.images import batch_to_float
 from deephar.models.inference import for_inference
 from deephar.tasks.action import BRANCHES, ActionMetrics, action_forward
 from deephar.tasks.pose import PoseMetrics
@@ -93,8 +95,9 @@ def eval_loader(cfg: DictConfig, key: str, limit: int = 0, **options: Any) -> Da
     dataset = build_dataset(cfg, key, "test")
     if 0 < limit < len(dataset):
         dataset = Subset(dataset, list(range(limit)))
+    workers = worker_count(cfg.data.num_workers)
     return DataLoader(dataset, batch_size=cfg.data.eval_batch_size, collate_fn=collate_readable,
-                      num_workers=worker_count(cfg.data.num_workers))  # fmt: skip
+                      num_workers=workers, worker_init_fn=init_worker if workers else None)  # fmt: skip
 
 
 # ---- pose protocols ----
@@ -110,7 +113,7 @@ def evaluate_pose(
     predict = protocols.pose_predictor(net)
     missing = MissingLog()  # unreadable samples: never replaced, reported under "samples"
     for batch in tqdm(missing.track(loader), desc=desc, leave=False, disable=None):
-        batch = to_device(batch, device)
+        batch = batch_to_float(to_device(batch, device))  # uint8 → the network's input
         pose, _ = protocols.multi_crop(predict, batch["image"], lay.flip, views)  # (B, J, D)
         metrics.update(pose, batch)
     return metrics.details() | {"samples": missing.as_dict()}
@@ -129,7 +132,7 @@ def evaluate_action(
     metrics = ActionMetrics(cfg.action_blocks, cfg.num_actions, reduction).to(device)
     missing = MissingLog()  # unreadable samples: never replaced, reported under "samples"
     for batch in tqdm(missing.track(loader), desc=desc, leave=False, disable=None):
-        batch = to_device(batch, device)
+        batch = batch_to_float(to_device(batch, device))  # uint8 → the network's input
         views = protocols.clip_views(batch["image"], flip) if "image" in batch else [None]
         for images in views:
             metrics.update(action_forward(net, batch, images), batch)

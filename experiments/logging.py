@@ -148,10 +148,12 @@ def silence_known_warnings() -> None:
     logs beside the checkpoints by design, and Lightning's own use of torch's deprecated
     ``LeafSpec`` (fixed upstream, not in our code); under DDP, Lightning's advice to sync logged
     epoch values: the torchmetrics metrics gather their states over the ranks when computed, and
-    the data counters are summed (``LogDataFailures``)."""
+    the data counters are summed (``LogDataFailures``); the task modules' own
+    ``on_after_batch_transfer`` (uint8 crops → float on the device) beside the datamodule."""
     import warnings
 
     for message in (r"Found \d+ module\(s\) in eval mode", r"Checkpoint directory .* exists and is not empty",
                     r".*isinstance\(treespec, LeafSpec\)",
-                    r"It is recommended to use `self\.log\(.*sync_dist=True\)`"):  # fmt: skip
+                    r"It is recommended to use `self\.log\(.*sync_dist=True\)`",
+                    r"You have overridden `on_after_batch_transfer` in `LightningModule` but"):  # fmt: skip
         warnings.filterwarnings("ignore", message=message)

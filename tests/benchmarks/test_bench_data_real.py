@@ -33,3 +33,17 @@ def test_gpu_demand_estimate_without_a_gpu(monkeypatch):
     gflop = float(how.split("estimate: ")[1].split(" GFLOP")[0])
     expected = bench_data_real.H100_BF16_DENSE * bench_data_real.ASSUMED_MFU / (3 * gflop * 1e9)
     assert rate == pytest.approx(expected, rel=1e-2) and gflop > 1
+
+
+class Ids(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> dict:
+        return {"sample_id": f"x/{i}", "image": torch.zeros(3, 4, 4, dtype=torch.uint8)}
+
+
+def test_loader_rate_counts_the_workers_cpu():
+    """Samples per CPU-second of this process and its (reaped) workers: finite and positive."""
+    rate = bench_data_real.loader_rate(Ids(), samples=12, workers=1, batch=4)
+    assert 0 < rate < float("inf")

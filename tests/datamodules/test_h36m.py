@@ -27,6 +27,7 @@ from datamodules.h36m import (
 from datamodules.layouts import H36M32, PA17J
 from datamodules.sample import missing_keys
 from datamodules.transforms import depth_range
+from deephar.images import batch_to_float
 
 PROTOCOL_SUBJECTS = (1, 5, 6, 7, 8, 9, 11)  # README: protocol 1 train + test
 
@@ -184,7 +185,7 @@ def test_sample_end_to_end(tree):
     ds = Human36MDataset(tree, split="train", subjects=(1,), actions=("Directions",),
                          input_size=64, frame_step=3, augment=False)  # fmt: skip
     assert len(ds) == 4
-    s = ds[2]
+    s = batch_to_float(ds[2])  # the network's input
     assert missing_keys(s) == [] and s["image"].shape == (3, 64, 64) and s["pose"].shape == (17, 3)
     assert s["dataset"] == "h36m" and ACTIONS[int(s["action"])] == "Directions"
     assert s["sample_id"] == "h36m/S1/Directions 1.54138969/6"
@@ -247,7 +248,7 @@ def test_frames_folder_replaces_the_video(tree, tmp_path):
     video.unlink()
     ds = Human36MDataset(root, split="test", subjects=(9,))
     assert len(ds) == 1 and ds.source.paths(9, stem)["video"] == folder
-    s = ds[0]
+    s = batch_to_float(ds[0])
     root_j = PA17J.index("pelvis")
     x, y = (s["pose"][root_j, :2] * 256).round().long()
     assert s["image"][:, y, x].min() > 0.5

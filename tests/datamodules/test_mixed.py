@@ -6,14 +6,22 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from datamodules import mixed
 from datamodules.base import SampleReadError
 from datamodules.missing import ReportingDataset
-from datamodules.mixed import MixedCollate, MixedRatioDataModule, default_steps, split_counts
+from datamodules.mixed import (
+    MixedCollate,
+    MixedRatioDataModule,
+    default_steps,
+    init_worker,
+    split_counts,
+)
 from experiments.distributed import ReleaseProcessGroup
 from experiments.train import LogDataFailures
 
@@ -158,6 +166,42 @@ def test_simulated_ddp_evaluation_scores_every_sample_exactly_once():
     too_small = _module({"a": 8}, {"a": 1}, 4, test={"t": Tiny("t", 2)}, rank=0, world_size=3)
     with pytest.raises(ValueError, match=r"\{'t': 2\}.*3 ranks"):
         too_small.test_dataloader()
+
+
+class Seeds(Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> dict:
+        return {"sample_id": str(i)}
+
+
+def test_loader_workers_start_with_init_worker_and_persist():
+    dm = MixedRatioDataModule({"a": Seeds()}, {"a": 1}, 2, steps_per_epoch=1, val={"a": Seeds()},
+                              num_workers=1, pin_memory=True, persistent_workers=True)  # fmt: skip
+    for loader in (dm.train_dataloader(), *dm.val_dataloader()):
+        assert loader.worker_init_fn is init_worker and loader.persistent_workers
+        assert loader.pin_memory and loader.num_workers == 1
+    in_process = _module({"a": 4}, {"a": 1}, 2, num_workers=0, persistent_workers=True)
+    loader = in_process.train_dataloader()
+    assert loader.worker_init_fn is None and not loader.persistent_workers
+
+
+def test_init_worker_runs_one_opencv_thread_then_lightnings_seeding(monkeypatch):
+    """In a worker (here: this process, restored after): OpenCV's pool of one thread per core cut
+    to one; Lightning's worker seeding only when ``seed_everything(workers=True)`` asked for it."""
+    seeded = []
+    monkeypatch.setattr(mixed, "pl_worker_init_function", seeded.append)
+    before = cv2.getNumThreads()
+    try:
+        monkeypatch.delenv("PL_SEED_WORKERS", raising=False)
+        init_worker(3)
+        assert cv2.getNumThreads() == 1 and seeded == []
+        monkeypatch.setenv("PL_SEED_WORKERS", "1")
+        init_worker(3)
+        assert seeded == [3]
+    finally:
+        cv2.setNumThreads(before)
 
 
 def test_bad_configuration_is_reported():

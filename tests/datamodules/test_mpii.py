@@ -137,8 +137,8 @@ def test_tiny_json_folder_end_to_end(json_root: Path):
     assert len(train) == 2 and len(val) == 1
     sample = val[0]
     assert missing_keys(sample) == []
-    assert sample["image"].shape == (3, S, S) and sample["image"].dtype == torch.float32
-    assert -1.0 <= sample["image"].min() and sample["image"].max() <= 1.0
+    assert sample["image"].shape == (3, S, S) and sample["image"].dtype == torch.uint8
+    assert sample["chpower"].tolist() == [1.0, 1.0, 1.0]  # not augmented
     assert sample["pose"].shape == (16, 3) and sample["pose_valid"].shape == (16, 3)
     assert sample["action"].item() == -1 and sample["dataset"] == "mpii"
     assert not sample["pose_valid"][:, 2].any() and not sample["depth"].any()

@@ -21,6 +21,7 @@ from datamodules.ntu import (
 )
 from datamodules.sample import missing_keys
 from datamodules.video import VideoReader
+from deephar.images import batch_to_float
 
 REAL = "S001C001P001R001A001"
 EMPTY = "S001C002P006R001A008"
@@ -195,7 +196,7 @@ def test_splits(root):
 
 def test_images_clip_end_to_end(root):
     ds = NTUDataset(root, split="train", augment=False, clip_length=4, input_size=64, subsample=1)
-    s = ds[0]
+    s = batch_to_float(ds[0])  # the network's input
     assert missing_keys(s, clip=True) == []
     assert s["image"].shape == (4, 3, 64, 64) and s["pose"].shape == (4, 20, 3)
     assert (
@@ -222,7 +223,7 @@ def test_augmented_clip_keeps_image_and_pose_aligned(root):
     ds = NTUDataset(root, split="train", augment=True, clip_length=4, input_size=64)
     pelvis = PA20J.index("pelvis")
     for _ in range(3):
-        s = ds[0]
+        s = batch_to_float(ds[0])
         vis = s["visible"][:, pelvis] > 0
         xy = (s["pose"][:, pelvis, :2] * 64).round().long()
         for t in np.flatnonzero(vis.numpy()):

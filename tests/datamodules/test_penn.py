@@ -106,7 +106,7 @@ def test_tiny_folder_images_mode(penn_root: Path):
     assert len(train) == 1
     sample = train[0]
     assert missing_keys(sample, clip=True) == []
-    assert sample["image"].shape == (T, 3, S, S) and sample["image"].dtype == torch.float32
+    assert sample["image"].shape == (T, 3, S, S) and sample["image"].dtype == torch.uint8
     assert sample["pose"].shape == (T, 16, 3) and sample["crop"].shape == (T, 2, 3)
     assert sample["action"].item() == ACTIONS.index("squat") and sample["video_id"] == "0001"
     assert sample["pck_ref"].shape == (T,) and torch.all(sample["pck_ref"] == 30.0)
@@ -124,7 +124,7 @@ def test_tiny_folder_test_clips(penn_root: Path):
     ids = [multi[i]["video_id"] for i in range(len(multi))]
     assert ids.count("0002") == 1 and ids.count("0003") > 2
     # Unaugmented: brightness of each crop follows its frame (10·f) → frame indices step by 2.
-    means = [multi[ids.index("0003")]["image"][t].mean().item() for t in range(T)]
+    means = [multi[ids.index("0003")]["image"][t].float().mean().item() for t in range(T)]
     assert np.all(np.diff(means) > 0)
 
 

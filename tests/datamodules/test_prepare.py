@@ -23,6 +23,7 @@ from datamodules.synthetic.world import RESOLUTIONS
 from datamodules.synthetic.write_h36m import write_h36m
 from datamodules.synthetic.write_mpii import write_mpii
 from datamodules.synthetic.write_ntu import MISSING_LIST, write_performance
+from deephar.images import batch_to_float
 
 QUALITY = 90
 RESAMPLING_DB = 3.0  # allowance for the stored crop's area resize (a second resampling) over JPEG
@@ -70,9 +71,9 @@ def assert_same_sample(raw, prep, indices) -> None:
     assert len(raw) == len(prep)
     for i in indices:
         torch.manual_seed(i)  # the same augmentation draw on both paths
-        a = raw[i]
+        a = batch_to_float(raw[i])  # images compared as the network's input
         torch.manual_seed(i)
-        b = prep[i]
+        b = batch_to_float(prep[i])
         assert a.keys() == b.keys()
         for key in a:
             if key == "image":
@@ -139,9 +140,11 @@ def test_prepared_samples_keep_the_photometric_augmentation(world, prepared, nam
     assert_same_sample(raw, prep, [0])
     plain = make(None, prepared=prepared[name], **kw)
     torch.manual_seed(0)
-    a = prep[0]["image"]
+    a = batch_to_float(prep[0])["image"]
     torch.manual_seed(0)
-    assert (a - plain[0]["image"]).abs().mean() > 0.01  # the jitter reached the stored crops
+    assert (
+        a - batch_to_float(plain[0])["image"]
+    ).abs().mean() > 0.01  # the jitter reached the stored crops
 
 
 def test_resume_after_an_interruption_and_verification(world, tmp_path):
@@ -234,10 +237,10 @@ def test_mpii_large_people_decode_reduced_within_jpeg_tolerance(world, monkeypat
     for i in range(len(ds)):
         monkeypatch.setattr(mpii_files, "read_for_crop", spy)
         torch.manual_seed(i)
-        a = ds[i]
+        a = batch_to_float(ds[i])
         monkeypatch.setattr(mpii_files, "read_for_crop", full)
         torch.manual_seed(i)
-        b = ds[i]
+        b = batch_to_float(ds[i])
         assert (
             psnr(a["image"].numpy(), b["image"].numpy())
             >= jpeg_psnr(b["image"].numpy()) - RESAMPLING_DB

@@ -35,6 +35,7 @@ NOT_RUN = {
     "python -m experiments.crossval": "tests/experiments/test_crossval.py runs it at tiny size",
     "make bench": "benchmarks: minutes of timing",
     "make bench-keras-env": "installs TensorFlow into a second environment",
+    "make gpu-check": "needs a GPU; tests/benchmarks/test_gpu_check.py runs its --dry rehearsal",
     "python -m benchmarks.": "benchmarks: minutes of timing",
     "pytest tests/deephar/test_parity": "the parity tests are part of the suite",
 }

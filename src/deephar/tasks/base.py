@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
+from deephar.images import batch_to_float
 from deephar.models.multitask import DeepHAR
 from deephar.tasks.schedule import LR_SCALING, build_scheduler, lr_scale
 
@@ -187,6 +188,11 @@ class TaskModule(pl.LightningModule):
         of DDP's per-step buffer broadcast (``DeepHAR.frozen_buffers``; set at every fit, so a
         fine-tuning stage that unfroze them broadcasts them again)."""
         self._ddp_params_and_buffers_to_ignore = [f"net.{n}" for n in self.net.frozen_buffers()]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 crops → float32 [−1, 1] on the device, after the (4× smaller) host → device copy
+        (``deephar.images.batch_to_float``; float batches pass unchanged)."""
+        return batch_to_float(batch)
 
     def to_input(self, images: Tensor) -> Tensor:
         """Images (B, 3, H, W) or clips (B, T, 3, H, W) in the memory format of the network."""
