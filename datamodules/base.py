@@ -44,7 +44,8 @@ def load_each(
     paths: Sequence[str | Path], load: Callable[[Path], Any], what: str
 ) -> tuple[list[Any], dict[str, str]]:
     """``load`` every file of ``paths``; a file that fails is excluded (with its sample), never the
-    run: returns (loaded, {file: reason}) and lists the excluded files once, at start-up. Every
+    run: returns (loaded, {file: reason}) and lists the excluded files at start-up, each once per
+    process (the train, validation and test readers of one source load the same files). Every
     file failing is an error (the data is broken, not one file)."""
     loaded, excluded = [], {}
     for path in map(Path, paths):
@@ -52,16 +53,21 @@ def load_each(
             loaded.append(load(path))
         except (*LOAD_ERRORS, KeyError, IndexError, TypeError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            excluded[str(path)] = reason.removeprefix(f"{path}: ")
+            excluded[str(path)] = reason.split(f"{path}: ", 1)[-1]  # the file is the key
     if excluded:
         if not loaded:
             first = next(iter(excluded.items()))
             raise ValueError(f"{what}: all {len(excluded)} files unreadable, e.g. {first[0]}: "
                              f"{first[1]}")  # fmt: skip
-        listed = "; ".join(f"{k}: {v}" for k, v in excluded.items())
-        log.warning("%s: %d of %d files excluded (their samples are left out): %s",
-                    what, len(excluded), len(paths), listed)  # fmt: skip
+        if new := {k: v for k, v in excluded.items() if (k, v) not in _LISTED}:
+            _LISTED.update(new.items())
+            listed = "; ".join(f"{k}: {v}" for k, v in new.items())
+            log.warning("%s: %d of %d files excluded (their samples are left out): %s",
+                        what, len(new), len(paths), listed)  # fmt: skip
     return loaded, excluded
+
+
+_LISTED: set[tuple[str, str]] = set()  # (file, reason) already listed by ``load_each``
 
 
 def require_dir(path: str | Path, what: str) -> Path:

@@ -87,3 +87,17 @@ def test_garbage_ntu_skeleton_in_multi_clip_is_excluded_and_named(world, tmp_pat
     single = NTUDataset(root, split="test", input_size=64)  # lazy: the sample, named
     with pytest.raises(SampleReadError, match=name):
         single[single.names.index(name)]
+
+
+def test_garbage_penn_mat_is_listed_once_for_the_three_readers_of_a_run(world, tmp_path, caplog):
+    """A run builds the Penn reader three times (training, carved validation, test), each loading
+    every label file: the bad file is listed once, not three times."""
+    root = tmp_path / "penn"
+    shutil.copytree(world / "penn", root)
+    label = sorted((root / "labels").glob("*.mat"))[0]
+    label.write_bytes(b"MATLAB garbage" * 20)
+    cfg = load_config("demo", [f"data.root={tmp_path}", *TINY])
+    with caplog.at_level(logging.WARNING):
+        for stage in ("train", "val", "test"):
+            build_dataset(cfg, "penn", stage)
+    assert caplog.text.count(str(label)) == 1, caplog.text
