@@ -110,7 +110,7 @@ class LogDataFailures(Callback):
             for key, count in failures(trainer.datamodule).items():  # each rank's own
                 module.log(f"data/failures_{key}", float(count), sync_dist=True, reduce_fx="sum")
             for key, log in getattr(trainer.datamodule, "missing", {}).items():
-                module.log(f"data/unreadable_{key}", float(len(log.unreadable)))
+                module.log(f"data/unreadable_{key}", float(log.failed))
 
     def on_validation_epoch_start(self, trainer, module):
         for key in [k for k in getattr(trainer.datamodule, "missing", {}) if k.startswith("val/")]:
@@ -278,7 +278,7 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
         trainer = _fit(cfg, module, data, "finetune")
     last_val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     metrics = test_metrics(trainer, module, data)
-    metrics |= {f"{key}/unreadable": float(len(log.unreadable))
+    metrics |= {f"{key}/unreadable": float(log.failed)
                 for key, log in data.missing.items() if log.unreadable}  # fmt: skip
     if metrics and trainer.is_global_zero:
         print(format_table(metrics, f"test metrics of {cfg.name}"), flush=True)
