@@ -9,9 +9,9 @@ import logging
 import shutil
 
 import cv2
-import torch
 import numpy as np
 import pytest
+import torch
 
 from datamodules.base import RobustDataset, SampleReadError, read_image
 from datamodules.h36m import Human36MDataset
