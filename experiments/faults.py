@@ -11,7 +11,8 @@
   list it in slurm.conf ``RequeueExit`` or requeue on it in the batch script), 130 for SIGINT.
   A signal during validation lets the validation finish first (the epoch's checkpoint, learning
   rate step and best-so-far are written as in an uninterrupted run) and stops when it ends, at
-  the step it validated. A second Ctrl+C aborts at once. A rerun with ``resume=auto`` continues from that step.
+  the step it validated. A second Ctrl+C aborts at once (``abort_now``: exit 130, nothing
+  saved, the checkpoints on disk kept). A rerun with ``resume=auto`` continues from the saved step.
   Under DDP all ranks stop at the same step, whichever of them got the signal (all of them, as
   under SLURM, or rank 0 alone): the handler only records it, and the ranks agree at the end of
   every step and validation (one all-reduce) — Lightning's own SIGTERM handler, which broadcasts
@@ -88,6 +89,14 @@ def remove_partial_writes(folder: str | Path) -> list[Path]:
     return stale
 
 
+def abort_now(signum: int) -> None:
+    """A second Ctrl+C: end the process at once, saving nothing (a KeyboardInterrupt went
+    through Lightning's graceful shutdown, which finished the first one's save). A checkpoint
+    write cut short leaves only a ``.partial`` file, removed at the next start."""
+    os.write(2, b"aborted by a second Ctrl+C: nothing saved (the checkpoints on disk are kept)\n")
+    os._exit(EXIT_CODES[signal.Signals(signum)])
+
+
 class SaveOnSignal(Callback):
     """SIGTERM / SIGINT during fit → stop after the current step, save ``path``, raise
     ``Interrupted`` out of ``fit`` (see the module doc). Use ``with callback.handling(): fit``."""
@@ -101,7 +110,7 @@ class SaveOnSignal(Callback):
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl+C: abort now
+            abort_now(signum)
         if self.trainer is None:  # before the Trainer's set-up or after its teardown: no step
             raise SystemExit(EXIT_CODES[signal.Signals(signum)])
         self.received = signum  # acted upon where all ranks agree (``_agree_and_stop``)
