@@ -136,6 +136,7 @@ class ExperimentConfig:
     seed: int = 0
     out_dir: str = "checkpoints"
     resume: str = ""  # a checkpoint path, or auto: <out_dir>/<name>/last.ckpt when present
+    resume_allow_changes: list[str] = field(default_factory=list)  # RESUME_KEYS resume may change
     freeze_pose: bool = True  # action / joint: pose network frozen in the first stage
     bn_momentum: float = 0.0  # BatchNorm momentum for short runs (0: official 0.01)
     channels_last: bool = False
@@ -245,6 +246,38 @@ def check_data_roots(cfg: DictConfig) -> None:
                 f"data root not found: data.sources.{key}.root = {source.root!r} "
                 f"({source.dataset}); set data.root (or data.mpii_root) to the dataset folder"
             )
+
+
+# ---- resume: what a resumed run must share with the run it continues (its config.yaml) ----
+#: the epoch's length and order, the carved split, the network: changed, the resumed run is not
+#: the saved one continued (its epoch ended at the saved step with another batch size)
+RESUME_KEYS = ("task", "seed", "model", "data.batch_size", "data.steps_per_epoch", "data.train",
+               "data.augment", "data.val_fraction", "data.split_seed", "data.folds", "data.fold",
+               "trainer.accumulate_grad_batches")  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def resume_changes(saved: DictConfig, cfg: DictConfig) -> dict[str, tuple[Any, Any]]:
+    """{key: (saved, now)} of the ``RESUME_KEYS`` (and the sources' ``share``) that differ between
+    a run's saved config and ``cfg``, less those ``cfg.resume_allow_changes`` names (a key or a
+    prefix: ``model`` allows every ``model.*``)."""
+    keys = list(RESUME_KEYS) + [f"data.sources.{k}.share"
+                                for k in sorted(set(saved.data.sources) | set(cfg.data.sources))]  # fmt: skip
+    allowed = tuple(cfg.resume_allow_changes)
+    changes = {}
+    for key in keys:
+        before, now = _plain(OmegaConf.select(saved, key)), _plain(OmegaConf.select(cfg, key))
+        if before != now and not any(key == a or key.startswith(f"{a}.") for a in allowed):
+            if isinstance(before, dict) and isinstance(now, dict):  # name the inner keys
+                changes |= {f"{key}.{k}": (before.get(k), now.get(k)) for k in before | now
+                            if before.get(k) != now.get(k)
+                            and f"{key}.{k}" not in allowed}  # fmt: skip
+            else:
+                changes[key] = (before, now)
+    return changes
 
 
 def network_config(cfg: DictConfig) -> NetworkConfig:

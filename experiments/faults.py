@@ -61,21 +61,35 @@ class Interrupted(Exception):
         return EXIT_CODES.get(signal.Signals(self.signum), 128 + self.signum)
 
 
+class SaveFailed(RuntimeError):
+    """A checkpoint could not be written (disk full, folder gone …); the one before is intact."""
+
+    def __init__(self, path: Path, err: OSError) -> None:
+        kept = " (the last good one there is kept)" if path.is_file() else ""
+        super().__init__(f"cannot write {path.name} in {path.parent}: {err.strerror or err}"
+                         f"{kept}; free space there, then rerun with resume=auto")  # fmt: skip
+        self.path, self.errno = path, err.errno
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to ``.<name>.<pid>.partial`` in the target's folder, fsync, ``os.replace``."""
+    """``torch.save`` to ``.<name>.<pid>.partial`` in the target's folder, fsync, ``os.replace``;
+    an ``OSError`` on the way (ENOSPC) becomes ``SaveFailed`` naming the folder, the target
+    untouched."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(partial, "wb") as file:
                 torch.save(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, path)
+        except OSError as err:
+            raise SaveFailed(path, err) from None
         finally:
             partial.unlink(missing_ok=True)
 
