@@ -1,6 +1,6 @@
 """Evaluation never substitutes a sample: an unreadable one is reported by name and not scored.
 
-Training wraps its datasets in ``RobustDataset`` (a corrupt sample is replaced by the next one and
+Training wraps its datasets in ``RobustDataset`` (a corrupt sample is replaced by another one and
 counted). Validation and test wrap theirs in ``ReportingDataset``: a sample that fails to load is
 returned as an ``Unreadable`` record (its name and the reason); ``collate_readable`` drops such
 records from the batch and lists them under ``batch[UNREADABLE_KEY]``; ``MissingLog`` takes that

@@ -4,6 +4,7 @@
   beside its target, flushed, then renamed over it (``os.replace``: a reader sees the old file or
   the new one, never half of one). Nothing goes through TMPDIR; a write killed half-way leaves a
   ``.partial`` file in the run folder, which ``remove_partial_writes`` deletes at the next start.
+  A write that fails (disk full) raises ``SaveFailed`` naming the folder; the target is intact.
 - ``SaveOnSignal``: during ``trainer.fit`` SIGTERM (cluster pre-emption, ``scancel``) and SIGINT
   (Ctrl+C) stop training after the current step; the checkpoint of that step is written to the
   stage's ``last.ckpt`` and ``fit`` raises ``Interrupted``; the entry point then exits with
