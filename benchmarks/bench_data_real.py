@@ -36,8 +36,8 @@ def real_world(root: Path, log=print) -> dict[str, Path]:
     """Write (once) the real-resolution world, its prepared folders and its LitData chunks."""
     from datamodules.prepare import h36m as prep_h36m
     from datamodules.prepare import ntu as prep_ntu
+    from datamodules.prepare.chunks import write_chunks
     from datamodules.prepare.runner import prepare
-    from datamodules.streaming import write_chunks
     from datamodules.synthetic.world import RESOLUTIONS
     from datamodules.synthetic.write_h36m import write_h36m
     from datamodules.synthetic.write_mpii import write_mpii

@@ -13,236 +13,80 @@ Coordinates in both files are 1-based MATLAB pixels; they become 0-based here. `
 0.6 × head-box diagonal; the JSON has no head box, so boxes are joined by (image index, person
 index) from a .mat found as above (``detections.mat`` covers the validation persons, the official
 .mat every person); where none is known ``pck_ref`` is 0 (PCKh skips such samples).
-Alphabet: N persons, J joints.
+
+Structure: ``MPIISamples.make_sample`` builds a person's sample; ``storage.mpii_files`` parses the
+annotations and reads the images (``MPIIFiles``). Alphabet: N persons, J joints.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-import scipy.io
-from scipy.io.matlab import MatReadError
 from torch.utils.data import Dataset
 
-from datamodules.base import no_3d, require_dir, sample_rng, to_tensors
-from datamodules.layouts import MPII, convert, get_layout
-from datamodules.prepare.store import read_for_crop
-from datamodules.transforms import AugmentParams, AugmentRanges, crop_sample
-
-log = logging.getLogger(__name__)
-
-JSON_NAMES = ("mpii_annotations.json", "annot/mpii_annotations.json")
-MAT_NAMES = (
-    "mpii_human_pose_v1_u12_1.mat",
-    "annot/mpii_human_pose_v1_u12_1.mat",
-    "mpii_human_pose_v1_u12_2/mpii_human_pose_v1_u12_1.mat",
+from datamodules.base import no_3d, sample_rng, to_tensors
+from datamodules.layouts import MPII, Layout, convert, get_layout
+from datamodules.storage.mpii_files import (  # noqa: F401  (re-exported: the reader's public names)
+    JSON_NAMES,
+    MAT_NAMES,
+    VAL_LIST_NAMES,
+    MPIIAnnotations,
+    MPIIFiles,
+    as_list,
+    find,
+    find_annotation,
+    head_boxes,
+    load_annotations,
+    load_json,
+    load_mat,
+    load_release,
+    number,
+    pair_keys,
+    parse_annolist,
+    parse_rect,
+    val_pairs,
 )
-VAL_LIST_NAMES = ("detections.mat", "annot/detections.mat")
+from datamodules.storage.records import Frames
+from datamodules.transforms import AugmentParams, AugmentRanges, augment_ranges, crop_sample
+
 MPII_AUG = AugmentRanges(angle=40.0, scales=(0.7, 1.0, 1.3), flip=True, chpower=(0.9, 1.1))
 
 
-@dataclass
-class MPIIAnnotations:
-    """Per-person arrays: image (N,) names, joints (N, 16, 2) 0-based px in MPII order, valid
-    (N, 16), center (N, 2) objpos, scale (N,), head (N, 4) x1 y1 x2 y2 (NaN when unknown),
-    is_val (N,), img_index / person_index (N,) 1-based ids of the official .mat."""
+@dataclass(frozen=True)
+class MPIIPerson:
+    """One person: image name, joints (J, 2) px and valid (J,) in the reader's layout, crop centre
+    (2,) and window (px), PCKh reference, 1-based person index in its image."""
 
-    image: np.ndarray
+    image: str
     joints: np.ndarray
     valid: np.ndarray
     center: np.ndarray
-    scale: np.ndarray
-    head: np.ndarray
-    is_val: np.ndarray
-    img_index: np.ndarray
-    person_index: np.ndarray
-
-    def select(self, mask: np.ndarray) -> MPIIAnnotations:
-        return MPIIAnnotations(**{k: v[mask] for k, v in vars(self).items()})
-
-    def head_size(self) -> np.ndarray:
-        """(N,) 0.6 × head-box diagonal, 0 where the box is unknown."""
-        size = 0.6 * np.linalg.norm(self.head[:, 2:] - self.head[:, :2], axis=1)
-        return np.nan_to_num(size, nan=0.0).astype(np.float32)
+    window: float
+    pck_ref: np.float32
+    person_index: int
 
 
-# --- JSON ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MPIISamples:
+    """The MPII sample builder: the crop of a person and its 2D targets in ``layout``."""
 
+    layout: Layout
+    input_size: int
 
-def load_json(path: str | Path) -> MPIIAnnotations:
-    """The common ``mpii_annotations.json``: missing joints are stored as [0, 0, 0]."""
-    try:
-        entries = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read MPII JSON {path}: {err}") from err
-    try:
-        raw = np.array([e["joint_self"] for e in entries], dtype=np.float64)  # (N, 16, 3)
-        n = len(entries)
-        return MPIIAnnotations(
-            image=np.array([e["img_paths"] for e in entries]),
-            joints=raw[..., :2] - 1.0,
-            valid=np.any(raw[..., :2] != 0.0, axis=-1),
-            center=np.array([e["objpos"] for e in entries], dtype=np.float64) - 1.0,
-            scale=np.array([e["scale_provided"] for e in entries], dtype=np.float64),
-            head=np.full((n, 4), np.nan),
-            is_val=np.array([e["isValidation"] for e in entries], dtype=float) > 0.5,
-            img_index=np.array([e["annolist_index"] for e in entries], dtype=np.int64),
-            person_index=np.array([e["people_index"] for e in entries], dtype=np.int64),
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"MPII JSON {path}: unexpected entry layout ({err!r})") from err
-
-
-# --- official .mat (scipy.io.loadmat with squeeze_me=True, struct_as_record=False) --------------
-
-
-def as_list(value: Any) -> list:
-    """A MATLAB struct field as a list: one struct (squeezed) → [s], struct array → list, [] → []."""
-    if value is None:
-        return []
-    if isinstance(value, np.ndarray):
-        return list(value.ravel())
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def number(value: Any, default: float = np.nan) -> float:
-    """A MATLAB scalar that may be a number, a string ('1') or an empty array."""
-    if isinstance(value, np.ndarray):
-        if value.size == 0:
-            return default
-        value = value.ravel()[0]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def parse_rect(rect: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, float], float, list]:
-    """One ``annorect``: joints (16, 2) 1-based, valid (16,), objpos, scale, head box (4,)."""
-    joints, valid = np.zeros((16, 2)), np.zeros(16, bool)
-    annopoints = as_list(getattr(rect, "annopoints", None))
-    for point in as_list(getattr(annopoints[0], "point", None)) if annopoints else []:
-        j = int(number(point.id, -1))
-        if 0 <= j < 16:
-            joints[j], valid[j] = (number(point.x), number(point.y)), True
-    objpos = as_list(getattr(rect, "objpos", None))
-    center = (number(objpos[0].x), number(objpos[0].y)) if objpos else (np.nan, np.nan)
-    head = [number(getattr(rect, k, np.nan)) for k in ("x1", "y1", "x2", "y2")]
-    return joints, valid & np.isfinite(joints).all(-1), center, number(rect.scale), head
-
-
-def parse_annolist(annolist: Any, names: list[str] | None = None) -> MPIIAnnotations:
-    """Every annotated person (annopoints, objpos and scale present) of an ``annolist``."""
-    rows = []
-    for i, entry in enumerate(as_list(annolist)):
-        for p, rect in enumerate(as_list(getattr(entry, "annorect", None))):
-            if not hasattr(rect, "scale") or not hasattr(rect, "annopoints"):
-                continue
-            joints, valid, center, scale, head = parse_rect(rect)
-            if valid.any() and np.isfinite(scale) and np.isfinite(center).all():
-                rows.append((names[i] if names else "", joints, valid, center, scale, head, i, p))
-    if not rows:
-        raise ValueError("MPII annolist holds no annotated person")
-    name, joints, valid, center, scale, head, img, person = zip(*rows)
-    return MPIIAnnotations(
-        image=np.array(name),
-        joints=np.stack(joints) - 1.0,
-        valid=np.stack(valid),
-        center=np.array(center) - 1.0,
-        scale=np.array(scale),
-        head=np.array(head, dtype=np.float64),
-        is_val=np.zeros(len(rows), bool),
-        img_index=np.array(img, dtype=np.int64) + 1,
-        person_index=np.array(person, dtype=np.int64) + 1,
-    )
-
-
-def load_mat(path: str | Path) -> scipy.io.matlab.mat_struct | dict:
-    try:
-        return scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
-    except (OSError, ValueError, TypeError, MatReadError) as err:
-        raise ValueError(f"cannot read MATLAB file {path}: {err}") from err
-
-
-def load_release(path: str | Path, val_list: str | Path) -> MPIIAnnotations:
-    """The official ``mpii_human_pose_v1_u12_1.mat`` with the validation list ``val_list``."""
-    mat = load_mat(path)
-    if "RELEASE" not in mat:
-        raise ValueError(f"{path}: no RELEASE struct (not the official MPII annotation file)")
-    release = mat["RELEASE"]
-    annolist = as_list(release.annolist)
-    names = [str(getattr(getattr(e, "image", None), "name", "")) for e in annolist]
-    ann = parse_annolist(annolist, names)
-    train_img = np.asarray(release.img_train).ravel().astype(bool)
-    ann = ann.select(train_img[ann.img_index - 1])
-    ann.is_val = np.isin(pair_keys(ann.img_index, ann.person_index), val_pairs(val_list))
-    return ann
-
-
-def pair_keys(img_index: np.ndarray, person_index: np.ndarray) -> np.ndarray:
-    return np.asarray(img_index, np.int64) * 1000 + np.asarray(person_index, np.int64)
-
-
-def val_pairs(path: str | Path) -> np.ndarray:
-    """(image, person) keys of the validation list file (``detections.mat``)."""
-    mat = load_mat(path)
-    if "RELEASE_img_index" not in mat:
-        raise ValueError(f"{path}: no RELEASE_img_index (not the MPII validation list)")
-    return pair_keys(mat["RELEASE_img_index"], mat["RELEASE_person_index"])
-
-
-def head_boxes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(image, person) keys (M,) and head boxes (M, 4) from the official .mat or detections.mat."""
-    mat = load_mat(path)
-    if "RELEASE" in mat:
-        ann = parse_annolist(mat["RELEASE"].annolist)
-        return pair_keys(ann.img_index, ann.person_index), ann.head
-    ann = parse_annolist(mat["annolist"])
-    # detections.mat lists one person per annolist entry, in the order of RELEASE_*_index.
-    keys = pair_keys(mat["RELEASE_img_index"], mat["RELEASE_person_index"])
-    return keys[ann.img_index - 1], ann.head
-
-
-def find(root: Path, names: tuple[str, ...]) -> Path | None:
-    return next((root / n for n in names if (root / n).is_file()), None)
-
-
-def find_annotation(root: Path, annotation: str | Path | None = None) -> Path:
-    """``annotation`` or the first known annotation file under ``root``; error naming the tries."""
-    path = Path(annotation) if annotation else find(root, JSON_NAMES + MAT_NAMES)
-    if path is None or not path.is_file():
-        tried = [str(path)] if path else [str(root / n) for n in JSON_NAMES + MAT_NAMES]
-        raise FileNotFoundError(f"MPII annotation file not found; tried {tried}")
-    return path
-
-
-def load_annotations(root: Path, annotation: str | Path | None = None) -> MPIIAnnotations:
-    """Parse the annotation file (JSON or official .mat) of ``root`` once, with head boxes."""
-    path = find_annotation(root, annotation)
-    lists = [path.parent / "detections.mat", *(root / n for n in VAL_LIST_NAMES)]
-    val_list = next((p for p in lists if p.is_file()), None)
-    if path.suffix == ".json":
-        ann = load_json(path)
-        box_source = next((p for p in [find(root, MAT_NAMES), val_list] if p is not None), None)
-        if box_source is None:
-            log.warning("MPII: no .mat beside %s, head boxes unknown: pck_ref = 0", path)
-        else:
-            keys, boxes = head_boxes(box_source)
-            pos = {k: i for i, k in enumerate(keys)}
-            idx = np.array([pos.get(k, -1) for k in pair_keys(ann.img_index, ann.person_index)])
-            ann.head[idx >= 0] = boxes[idx[idx >= 0]]
-        return ann
-    if val_list is None:
-        raise FileNotFoundError(
-            f"MPII: the official .mat {path} needs the validation list detections.mat (MPII "
-            f"evaluation kit) beside it or in {root} / {root / 'annot'}; or use mpii_annotations.json"
-        )
-    return load_release(path, val_list)
+    def make_sample(self, record: MPIIPerson, frames: Frames, params: AugmentParams) -> dict:
+        """The sample dict (``datamodules.sample``) of a person; frames.images (H, W, 3) uint8 the
+        photo, or a reduced decode of it with ``frames.stored``."""
+        out = crop_sample(
+            frames.images, record.joints, record.valid, record.center, record.window,
+            self.input_size, self.layout.flip, params, frames.stored,
+        )  # fmt: skip
+        out.update(no_3d(len(self.layout)))
+        out.update(pck_ref=record.pck_ref, action=np.int64(-1), dataset="mpii",
+                   sample_id=f"mpii/{record.image}/{record.person_index}")  # fmt: skip
+        return out
 
 
 class MPIIDataset(Dataset):
@@ -252,50 +96,38 @@ class MPIIDataset(Dataset):
     (× the augmentation scale), resized to ``input_size``. ``augment`` defaults to split == "train".
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: Literal["train", "val"] = "train",
-        layout: str = "pa16j",
-        input_size: int = 256,
-        augment: bool | None = None,
-        annotation: str | Path | None = None,
-        aug: AugmentRanges | dict | None = None,
-    ):
+    def __init__(self, root: str | Path, split: Literal["train", "val"] = "train",
+                 layout: str = "pa16j", input_size: int = 256, augment: bool | None = None,
+                 annotation: str | Path | None = None,
+                 aug: AugmentRanges | dict | None = None):  # fmt: skip
         if split not in ("train", "val"):
             raise ValueError(f"MPIIDataset: split must be 'train' or 'val', got {split!r}")
-        self.root = require_dir(root, "MPII root")
-        self.images = require_dir(self.root / "images", "MPII images")
-        self.layout = get_layout(layout)
-        self.input_size = input_size
+        self.source = MPIIFiles(root, split == "val", annotation)
+        self.layout, self.input_size = get_layout(layout), input_size
         self.augment = split == "train" if augment is None else augment
-        self.aug = AugmentRanges(**aug) if isinstance(aug, dict) else (aug or MPII_AUG)
-        ann = load_annotations(self.root, annotation)
-        self.ann = ann.select(ann.is_val == (split == "val"))
+        self.aug = augment_ranges(aug, MPII_AUG)
+        self.build = MPIISamples(self.layout, input_size)
         s = 1.25 * self.ann.scale
         self.center = self.ann.center + np.stack([np.zeros_like(s), 12.0 * s], axis=1)
         self.window = 200.0 * s
         self.joints, self.valid = convert(self.ann.joints, self.ann.valid, MPII, self.layout)
         self.pck_ref = self.ann.head_size()
 
+    @property
+    def ann(self) -> MPIIAnnotations:
+        """The persons of the split."""
+        return self.source.ann
+
     def __len__(self) -> int:
-        return len(self.ann.image)
+        return len(self.source)
+
+    def record(self, i: int) -> MPIIPerson:
+        """Person ``i`` in the reader's layout, with its official crop."""
+        return MPIIPerson(str(self.ann.image[i]), self.joints[i], self.valid[i], self.center[i],
+                          self.window[i], self.pck_ref[i], self.ann.person_index[i])  # fmt: skip
 
     def __getitem__(self, i: int) -> dict:
-        name = str(self.ann.image[i])
         params = self.aug.sample(sample_rng()) if self.augment else AugmentParams()
         # a large person is decoded at 1/2, 1/4 or 1/8 (JPEG DCT scaling), keeping the crop's detail
-        window = self.window[i] * params.scale
-        image, reduced = read_for_crop(self.images / name, window, self.input_size)
-        out = crop_sample(
-            image, self.joints[i], self.valid[i], self.center[i], self.window[i],
-            self.input_size, self.layout.flip, params, reduced,
-        )  # fmt: skip
-        out.update(no_3d(len(self.layout)))
-        out.update(
-            pck_ref=self.pck_ref[i],
-            action=np.int64(-1),
-            dataset="mpii",
-            sample_id=f"mpii/{name}/{self.ann.person_index[i]}",
-        )
-        return to_tensors(out)
+        frames = self.source.frames(i, self.window[i] * params.scale, self.input_size)
+        return to_tensors(self.build.make_sample(self.record(i), frames, params))

@@ -132,6 +132,12 @@ class AugmentRanges:
         return replace(params, photometric=photo, photo_seed=int(rng.integers(2**31)))
 
 
+def augment_ranges(aug: AugmentRanges | dict | None, default: AugmentRanges) -> AugmentRanges:
+    """A reader's training ranges: ``aug`` as given (a dict from a config is unpacked), else the
+    dataset's ``default``."""
+    return AugmentRanges(**aug) if isinstance(aug, dict) else (aug or default)
+
+
 def crop_matrix(
     center: Sequence[float] | np.ndarray,
     window: float | np.ndarray,

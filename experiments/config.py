@@ -72,6 +72,7 @@ class LossConfig:
     keras_bce: bool = False  # pose task: visibility BCE on probabilities clipped at 1e-7 (official)
     pose_weight: float = 1.0  # joint task: pose loss weight
     action_weight: float = 1.0  # joint task: action loss weight
+    label_smoothing: float = 0.0  # action task: ε of the cross-entropy's smoothed targets
 
 
 @dataclass
@@ -299,7 +300,7 @@ RANGES: dict[str, str] = {
     "optim.rho": FRACTION, "optim.eps": NON_NEGATIVE, "optim.gamma": FRACTION,
     "optim.plateau_factor": FRACTION, "optim.plateau_patience": NON_NEGATIVE,
     "loss.visibility_weight": NON_NEGATIVE, "loss.pose_weight": NON_NEGATIVE,
-    "loss.action_weight": NON_NEGATIVE, "finetune.epochs": NON_NEGATIVE,
+    "loss.action_weight": NON_NEGATIVE, "loss.label_smoothing": NON_NEGATIVE, "finetune.epochs": NON_NEGATIVE,
     "finetune.lr_divisor": POSITIVE, "trainer.num_nodes": POSITIVE,
     "trainer.gradient_clip_val": NON_NEGATIVE, "trainer.accumulate_grad_batches": POSITIVE,
     "trainer.log_every_n_steps": POSITIVE, "trainer.check_val_every_n_epoch": POSITIVE,

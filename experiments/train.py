@@ -90,7 +90,7 @@ def build_module(cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float |
                               keras_bce=cfg.loss.keras_bce, **common)  # fmt: skip
     if cfg.task == "action":
         return ActionModule(net, freeze_pose=frozen, video_reduction=cfg.eval.video_reduction,
-                            **common)  # fmt: skip
+                            label_smoothing=cfg.loss.label_smoothing, **common)  # fmt: skip
     return JointModule(
         net,
         freeze_pose=frozen,

@@ -1,13 +1,13 @@
 """Preparation of the video datasets for training at scale (``python -m datamodules.prepare``).
 
-``store`` (crop geometry, JPEG), ``runner`` (parallel, resumable, verified runs and the index),
-``h36m`` / ``ntu`` (one job per video), ``clips`` (reading prepared NTU clips); LitData chunks of a
-prepared folder: ``datamodules.streaming``.
+This package only writes; the readers never import it (``datamodules.storage`` reads what it
+writes). ``store`` (the stored regions, JPEG), ``runner`` (parallel, resumable, verified runs and
+the index), ``h36m`` / ``ntu`` (one job per video), ``chunks`` (LitData chunks of a prepared folder).
 """
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m datamodules.prepare`` (imported lazily: the readers import this package)."""
+    """``python -m datamodules.prepare`` (imported on call: ``-m`` runs ``__main__`` itself)."""
     from datamodules.prepare.__main__ import main as run
 
     return run(argv)

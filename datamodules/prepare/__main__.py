@@ -3,7 +3,7 @@
 Decodes each video of the download once and stores the frames training reads as person crops
 (with the augmentation margin) in JPEG, with an index; resumable (a rerun skips finished videos)
 and verified at the end. ``--chunks DIR`` also writes the prepared samples as LitData chunks for
-streaming (``datamodules.streaming``). See docs/datasets.md, "Preparing Human3.6M and NTU for training
+streaming (``datamodules.prepare.chunks``, read by ``datamodules.streaming``). See docs/datasets.md, "Preparing Human3.6M and NTU for training
 at scale".
 """
 
@@ -15,6 +15,7 @@ import sys
 import time
 
 from datamodules.prepare import h36m, ntu
+from datamodules.prepare.chunks import write_chunks
 from datamodules.prepare.runner import prepare
 
 
@@ -58,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 1
     if args.chunks:
-        from datamodules.streaming import write_chunks
-
         write_chunks(args.out, args.chunks, args.dataset, args.workers, args.chunk_bytes,
                      benchmark=args.benchmark, version=args.version)  # fmt: skip
     print(f"done in {time.perf_counter() - start:.1f} s", flush=True)

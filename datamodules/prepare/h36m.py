@@ -16,20 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules.h36m import (
-    H36M_AUG,
-    TEST_STEP,
-    TEST_SUBJECTS,
-    TRAIN_STEP,
-    TRAIN_SUBJECTS,
-    Human36MDataset,
-    cdf_frames,
-    crop_window,
-    read_cdf_pose,
-)
+from datamodules.h36m import H36M_AUG, crop_window
 from datamodules.layouts import H36M32
 from datamodules.prepare.runner import Job, Part
 from datamodules.prepare.store import Margin, cut, store_box, write_jpeg
+from datamodules.storage import h36m_files as files
 from datamodules.video import VideoReader
 
 CHUNK = 16  # frames decoded per call (a 1000×1002 frame is 3 MB)
@@ -41,20 +32,20 @@ def jobs(root: str | Path, subjects: tuple[int, ...] | None = None,
     """One job per recording of ``subjects`` (default: the protocol-1 subjects, train + test, found
     in ``root``; the missing ones are named on stderr); opens no video."""
     if not subjects:
-        protocol = TRAIN_SUBJECTS + TEST_SUBJECTS
+        protocol = files.TRAIN_SUBJECTS + files.TEST_SUBJECTS
         subjects = tuple(s for s in protocol if (Path(root) / f"S{s}").is_dir())
         if missing := [s for s in protocol if s not in subjects]:
             print(f"h36m: subjects {missing} not found in {root}: not prepared", file=sys.stderr)
     out = []
-    for split, group in (("train", TRAIN_SUBJECTS), ("test", TEST_SUBJECTS)):
+    for split, group in (("train", files.TRAIN_SUBJECTS), ("test", files.TEST_SUBJECTS)):
         chosen = tuple(s for s in subjects if s in group) + (
-            tuple(s for s in subjects if s not in TRAIN_SUBJECTS + TEST_SUBJECTS)
+            tuple(s for s in subjects if s not in files.TRAIN_SUBJECTS + files.TEST_SUBJECTS)
             if split == "train" else ()
         )  # fmt: skip
         if not chosen:
             continue
-        ds = Human36MDataset(root, split=split, subjects=chosen, augment=False)
-        step = frame_step or (TRAIN_STEP if split == "train" else TEST_STEP)
+        step = frame_step or (files.TRAIN_STEP if split == "train" else files.TEST_STEP)
+        ds = files.RawH36M(root, chosen, None, step)
         for s in ds.sequences:
             cam = ds.cameras[(s.subject, s.camera)]
             paths = {k: str(v) for k, v in ds.paths(s.subject, s.stem).items()}
@@ -70,9 +61,9 @@ def run(job: Job, folder: Path, options: dict) -> Part:
     a, margin = job.args, Margin(**options["margin"])
     d3, d2 = Path(a["paths"]["d3"]), Path(a["paths"]["d2"])
     video = VideoReader(a["paths"]["video"])
-    n = min(cdf_frames(d3), cdf_frames(d2), video.num_frames)
+    n = min(files.cdf_frames(d3), files.cdf_frames(d2), video.num_frames)
     keep = np.arange(0, n, a["step"])
-    uv, xyz = read_cdf_pose(d2, 2)[keep], read_cdf_pose(d3, 3)[keep]  # (n, 32, 2|3)
+    uv, xyz = files.read_cdf_pose(d2, 2)[keep], files.read_cdf_pose(d3, 3)[keep]  # (n, 32, 2|3)
     window = crop_window(a["f"], xyz[:, ROOT, 2].astype(np.float64))
     x0, side, stored = store_box(uv[:, ROOT].astype(np.float64), window, margin)
     total = 0

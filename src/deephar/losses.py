@@ -190,9 +190,10 @@ def pose_loss(
     return per_block.sum(), parts
 
 
-def action_loss(output: ActionOutput, labels: Tensor) -> Tensor:
+def action_loss(output: ActionOutput, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Σ over every prediction (pose-branch blocks, appearance blocks, aggregate) of the mean
-    cross-entropy; labels (B,) int64 with −1 = no action label (ignored).
+    cross-entropy; labels (B,) int64 with −1 = no action label (ignored). ``label_smoothing`` ε:
+    the targets are (1 − ε)·one-hot + ε/A (0: the paper's plain cross-entropy).
 
     Logits may carry extra leading dimensions (…, A) matching labels (…). A batch without any
     labelled sample gives 0 (with a graph, so that ``backward`` still works).
@@ -203,5 +204,10 @@ def action_loss(output: ActionOutput, labels: Tensor) -> Tensor:
     labels = labels.reshape(-1)
     if not (labels >= 0).any():
         return sum(z.sum() for z in logits) * 0.0
-    losses = [F.cross_entropy(z.reshape(-1, z.shape[-1]), labels, ignore_index=-1) for z in logits]
+    losses = [
+        F.cross_entropy(
+            z.reshape(-1, z.shape[-1]), labels, ignore_index=-1, label_smoothing=label_smoothing
+        )
+        for z in logits
+    ]
     return torch.stack(losses).sum()

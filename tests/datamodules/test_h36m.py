@@ -246,7 +246,7 @@ def test_frames_folder_replaces_the_video(tree, tmp_path):
     cv2.imwrite(str(folder / "00001.png"), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
     video.unlink()
     ds = Human36MDataset(root, split="test", subjects=(9,))
-    assert len(ds) == 1 and ds.paths(9, stem)["video"] == folder
+    assert len(ds) == 1 and ds.source.paths(9, stem)["video"] == folder
     s = ds[0]
     root_j = PA17J.index("pelvis")
     x, y = (s["pose"][root_j, :2] * 256).round().long()

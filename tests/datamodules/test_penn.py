@@ -240,3 +240,16 @@ def test_whole_sampling_gives_one_clip_per_video(samples_dir: Path):
     drawn = PennActionDataset(penn, "train", mode="poses", clip_length=32,
                               clip_sampling="whole_random", augment=False)  # fmt: skip
     assert len(drawn) == len(drawn.videos) and drawn[0]["pose"].shape[0] == 32
+
+
+def test_whole_offsets_give_one_view_per_offset_of_each_video(samples_dir: Path):
+    penn = samples_dir / "penn_action"
+    views = PennActionDataset(penn, "train", mode="poses", clip_length=8, clip_sampling="whole",
+                              whole_offsets=(0.25, 0.5, 0.75), augment=False)  # fmt: skip
+    assert len(views) == 3 * len(views.videos)
+    first = [views[i] for i in range(3)]
+    assert len({s["video_id"] for s in first}) == 1  # one video's views: one multi-clip score
+    assert len({s["sample_id"] for s in first}) == 3
+    n = views.videos[0].num_frames
+    np.testing.assert_array_equal(whole_video_indices(n, 8, offset=0.25),
+                                  np.floor((np.arange(8) + 0.25) * n / 8))  # fmt: skip

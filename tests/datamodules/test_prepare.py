@@ -188,7 +188,7 @@ def test_start_up_is_lazy(world, monkeypatch):
     def no_video(*args, **kwargs):
         raise AssertionError("a video was opened at start-up")
 
-    monkeypatch.setattr("datamodules.h36m.VideoReader", no_video)
+    monkeypatch.setattr("datamodules.storage.h36m_files.VideoReader", no_video)
     ds = Human36MDataset(world / "h36m", split="train", subjects=(1,))
     assert len(ds) == 4 * 3 and isinstance(ds.item_frame, np.ndarray)
     assert ds.item_seq.dtype.kind == "i" and ds.item_frame.dtype.kind == "i"
@@ -217,10 +217,11 @@ def test_mpii_large_people_decode_reduced_within_jpeg_tolerance(world, monkeypat
     """A person whose crop window spans ≥ 2× the input is decoded at 1/2 (or less) by JPEG DCT
     scaling: same crop and targets, image within the JPEG tolerance of the full decode."""
     import datamodules.mpii as mpii
+    import datamodules.storage.mpii_files as mpii_files
     from datamodules.base import read_image
 
     ds = mpii.MPIIDataset(world / "mpii", split="train", augment=True)
-    reduced, fast = [], mpii.read_for_crop
+    reduced, fast = [], mpii_files.read_for_crop
 
     def spy(path, window, size):
         image, matrix = fast(path, window, size)
@@ -231,10 +232,10 @@ def test_mpii_large_people_decode_reduced_within_jpeg_tolerance(world, monkeypat
         return read_image(path), None
 
     for i in range(len(ds)):
-        monkeypatch.setattr(mpii, "read_for_crop", spy)
+        monkeypatch.setattr(mpii_files, "read_for_crop", spy)
         torch.manual_seed(i)
         a = ds[i]
-        monkeypatch.setattr(mpii, "read_for_crop", full)
+        monkeypatch.setattr(mpii_files, "read_for_crop", full)
         torch.manual_seed(i)
         b = ds[i]
         assert (

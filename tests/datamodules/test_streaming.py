@@ -17,8 +17,10 @@ pytest.importorskip("litdata")
 from datamodules.h36m import Human36MDataset  # noqa: E402
 from datamodules.mixed import MixedRatioDataModule  # noqa: E402
 from datamodules.prepare import h36m as prep_h36m  # noqa: E402
+from datamodules.prepare.chunks import write_chunks  # noqa: E402
 from datamodules.prepare.runner import prepare  # noqa: E402
-from datamodules.streaming import StreamingSource, write_chunks  # noqa: E402
+from datamodules.storage.h36m_prepared import PreparedH36M  # noqa: E402
+from datamodules.streaming import StreamingSource  # noqa: E402
 from datamodules.synthetic.write_h36m import write_h36m  # noqa: E402
 
 SHARES, BATCH = {"train": 3, "test": 1}, 4  # S1 frames (every 5th) and S9 frames (every 64th)
@@ -102,7 +104,9 @@ def test_config_switches_select_prepared_and_streaming_sources(chunks, tmp_path)
     cfg = load_config("h36m", base)
     validate(cfg)  # no data.root: the prepared folder replaces the download
     test = build_dataset(cfg, "h36m", "test")
-    assert test.dataset.prepared is not None and len(test) == 4  # S9 every 64th frame, 4 cameras
+    assert (
+        isinstance(test.dataset.source, PreparedH36M) and len(test) == 4
+    )  # S9 every 64th frame, 4 cameras
     stream = f"data.sources.h36m.streaming={chunks['chunks'] / 'train'}"
     train = build_dataset(load_config("h36m", [*base, stream]), "h36m", "train")
     assert isinstance(train.dataset, StreamingSource) and len(train) == 32

@@ -210,3 +210,15 @@ def test_visibility_joints_all_counts_unannotated_joints_as_targets_zero():
         assert vis.item() == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="loss.visibility_joints"):
         pose_block_losses(out, batch, 0.01, "l1l2", "visible")
+
+
+def test_action_loss_label_smoothing_mixes_uniform_targets_and_ignores_missing_labels():
+    out = _action_output()
+    labels, eps, a = torch.tensor([1, -1, 3, 0]), 0.1, 5
+    expected = 0.0
+    for z in out.all_logits:
+        logp = z.detach().log_softmax(-1)[[0, 2, 3]]
+        target = torch.full((3, a), eps / a)
+        target[torch.arange(3), torch.tensor([1, 3, 0])] += 1 - eps
+        expected += -(target * logp).sum(-1).mean().item()
+    assert action_loss(out, labels, label_smoothing=eps).item() == pytest.approx(expected, rel=1e-6)

@@ -122,7 +122,7 @@ class ActionModule(TaskModule):
     """Action training on clips or provided poses; the pose network frozen unless fine-tuning.
 
     net: ``build_model(cfg)`` with ``cfg.num_actions > 0``; optim: ``OptimSettings`` (paper: SGD
-    Nesterov, momentum 0.98, lr 2e-4, ×0.2 on plateau). Logs ``train/loss``, ``val/acc``,
+    Nesterov, momentum 0.98, lr 2e-4, ×0.2 on plateau); label_smoothing of the cross-entropy. Logs ``train/loss``, ``val/acc``,
     ``val/video_acc``, ``val/acc_pose1`` … ``val/acc_agg``, ``test/…``.
     """
 
@@ -134,13 +134,16 @@ class ActionModule(TaskModule):
         video_reduction: str = "mean",
         channels_last: bool = False,
         compile: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(net, optim, channels_last, compile)
         attach_action_head(net, "ActionModule", freeze_pose)
+        self.label_smoothing = label_smoothing
         blocks, actions = net.cfg.action_blocks, net.cfg.num_actions
         self.val_action = ActionMetrics(blocks, actions, video_reduction)
         self.test_action = ActionMetrics(blocks, actions, video_reduction)
-        self.save_settings(freeze_pose=freeze_pose, video_reduction=video_reduction)
+        self.save_settings(freeze_pose=freeze_pose, video_reduction=video_reduction,
+                           label_smoothing=label_smoothing)  # fmt: skip
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_action")]
@@ -152,7 +155,7 @@ class ActionModule(TaskModule):
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         images = self.to_input(batch["image"]) if "image" in batch else None
         output = action_forward(self.net, batch, images)
-        loss = action_loss(output, batch["action"])
+        loss = action_loss(output, batch["action"], self.label_smoothing)
         self.log_loss(stage, loss, {}, len(batch["action"]))
         if stage != "train":
             getattr(self, f"{stage}_action").update(output, batch)

@@ -30,7 +30,7 @@ class OptimSettings:
     momentum 0.98, 2e-4; both ×0.2 on plateau; ``schedule`` in ``deephar.tasks.schedule``).
     Also the ``optim`` section of the experiment config."""
 
-    name: str = "rmsprop"  # rmsprop | sgd | adam
+    name: str = "rmsprop"  # rmsprop | sgd | adam | adamw (decoupled weight decay)
     lr: float = 1e-3
     rho: float = 0.99  # rmsprop: a ← rho·a + (1 − rho)·g² (torch alpha; official Keras: 0.9)
     eps: float = 1e-8  # rmsprop / adam: g / (√a + eps), outside the root (official Keras: 1e-7)
@@ -77,7 +77,11 @@ def build_optimizer(params, settings: OptimSettings) -> torch.optim.Optimizer:
         return torch.optim.Adam(
             params, settings.lr, eps=settings.eps, weight_decay=settings.weight_decay
         )
-    raise ValueError(f"unknown optimiser {settings.name!r} (rmsprop | sgd | adam)")
+    if settings.name == "adamw":
+        return torch.optim.AdamW(
+            params, settings.lr, eps=settings.eps, weight_decay=settings.weight_decay
+        )
+    raise ValueError(f"unknown optimiser {settings.name!r} (rmsprop | sgd | adam | adamw)")
 
 
 def as_settings(optim: OptimSettings | Mapping[str, Any] | None) -> OptimSettings:
