@@ -305,7 +305,7 @@ RANGES: dict[str, str] = {
     "trainer.gradient_clip_val": NON_NEGATIVE, "trainer.accumulate_grad_batches": POSITIVE,
     "trainer.log_every_n_steps": POSITIVE, "trainer.check_val_every_n_epoch": POSITIVE,
 }  # fmt: skip
-OPTIMIZERS = ("rmsprop", "sgd", "adam")  # deephar.tasks.base.build_optimizer
+OPTIMIZERS = ("rmsprop", "sgd", "adam", "adamw")  # deephar.tasks.base.build_optimizer
 # Lightning's precision names (lightning_fabric.connector._PRECISION_INPUT), the usual ones first
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
               "32", "16", "bf16", "64")  # fmt: skip
