@@ -2,24 +2,40 @@
 PY      ?= .venv/bin/python
 VENV    ?= .venv
 TORCH   ?= torch==2.13.0
+LOCK    ?= requirements/constraints.txt
+# what litdata imports at run time (litdata itself is installed without its requirements: install)
+LITDATA_DEPS = boto3 obstore tifffile filelock lightning-utilities requests urllib3
 DATA    ?= data
 OVERRIDES ?=
 
-.PHONY: help install test lint format bench bench-keras-env demo synthetic ablation train-mpii train-h36m train-penn train-ntu clean
+.PHONY: help install lock test lint format bench bench-keras-env demo synthetic ablation train-mpii train-h36m train-penn train-ntu clean
 
 help: ## list the targets (this text)
 	@grep -E '^[a-z0-9-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-install: ## create .venv, install torch (pinned, first) and the project with test extras
+install: ## create .venv; torch (pinned, first), the project with test extras, litdata: every version from $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --upgrade -c $(LOCK) pip
+	$(PY) -m pip install -q -c $(LOCK) $(TORCH)
+	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	# litdata (datamodules.streaming) without its torchvision requirement: PyPI's torchvision wheel
 	# is built for the CUDA torch and breaks `import torchvision` (hence lightning) on a CPU torch;
 	# litdata imports it only for image/video serialisers that the streaming source does not use.
-	$(PY) -m pip install -q --no-deps 'litdata>=0.2.50'
-	$(PY) -m pip install -q boto3 obstore tifffile filelock lightning-utilities requests urllib3
+	$(PY) -m pip install -q -c $(LOCK) --no-deps 'litdata>=0.2.50'
+	$(PY) -m pip install -q -c $(LOCK) $(LITDATA_DEPS)
+
+lock: ## upgrade the install set to the newest versions pyproject allows and write them to $(LOCK)
+	# In a fresh venv, so that nothing left over gets pinned: make lock VENV=.venv-lock
+	# PY=.venv-lock/bin/python; then `make test` on it and commit $(LOCK). torch stays $(TORCH).
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q --upgrade --upgrade-strategy eager -e '.[test]'
+	$(PY) -m pip install -q --upgrade --no-deps 'litdata>=0.2.50'
+	$(PY) -m pip install -q --upgrade --upgrade-strategy eager $(LITDATA_DEPS)
+	{ echo "# Exact versions of the whole install set: \`make install\` passes this file to pip (-c)."; \
+	  echo "# Written by \`make lock\` (pip freeze, less the project and torch, which the Makefile pins)."; \
+	  $(PY) -m pip freeze --all --exclude-editable | grep -v '^torch=='; } > $(LOCK)
 
 test: ## run the test suite on the CPU (skips listed at the end: ../shared enables most)
 	$(PY) -m pytest -x -q -rs

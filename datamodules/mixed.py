@@ -18,7 +18,9 @@ disjoint samples from every source and every rank's batch holds the same counts.
 share in random passes, re-shuffled each time it is exhausted, independently of the other sources.
 Epoch length: ``steps_per_epoch`` batches, or the official max over sources of
 ceil(N_s / world_size / counts[s]) when it is None. Lightning calls ``set_epoch`` on the sampler (a
-``DistributedSampler``, which Lightning therefore leaves in place) at every epoch.
+``DistributedSampler``, which Lightning therefore leaves in place) at every epoch. The training
+loader uses ``SeededSampler`` (each draw with its own seed, resumable mid-epoch) over a
+``SeededDataset``, in a ``datamodules.resume.ResumableLoader`` (why: ``datamodules.resume``).
 
 Batch structure (training):
 - ``groups=None``: one batch dict, ``default_collate`` of all samples (same keys required), the
@@ -37,16 +39,21 @@ lists unreadable samples under ``batch["unreadable"]`` instead of replacing them
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, default_collate
 
 from datamodules.missing import MissingLog, collate_readable
+from datamodules.resume import ResumableLoader
+from deephar import lightning_internals
 
 
 def split_counts(shares: Mapping[str, float], batch_size: int) -> dict[str, int]:
@@ -115,6 +122,46 @@ class MixedRatioSampler(DistributedSampler):
             for s, c in enumerate(self.counts)
         ]
         return iter(np.concatenate(blocks, axis=1).ravel().tolist())
+
+
+class SeededSampler(MixedRatioSampler):
+    """``MixedRatioSampler`` whose draws carry their own seed: yields (index, draw_seed).
+
+    ``resume_at(epoch, batches)``: the next iteration over ``epoch`` starts after ``batches``
+    blocks (a later epoch starts at its beginning; the request is used once).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, batches: int) -> None:
+        self._resume = (epoch, batches)  # the epoch itself is set by the Trainer (set_epoch)
+
+    def draw_seeds(self) -> np.ndarray:
+        """(steps·Σ counts,) seeds of this epoch's draws, in draw order."""
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, 2])
+        return rng.integers(0, 2**62, size=len(self))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        skip = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            skip = self._resume[1] * sum(self.counts)
+        self._resume = None
+        return itertools.islice(zip(super().__iter__(), self.draw_seeds().tolist()), skip, None)
+
+
+class SeededDataset(ConcatDataset):
+    """``ConcatDataset`` indexed by (index, draw_seed): the sample is loaded with torch's RNG
+    seeded by draw_seed (forked: the caller's RNG state is left as it was)."""
+
+    def __getitem__(self, item: Any) -> Any:
+        if not isinstance(item, tuple):
+            return super().__getitem__(item)
+        index, seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return super().__getitem__(index)
 
 
 class MixedCollate:
@@ -234,10 +281,8 @@ class MixedRatioDataModule(pl.LightningDataModule):
             return dist.get_rank(), dist.get_world_size()
         return 0, 1
 
-    def train_sampler(self) -> MixedRatioSampler:
-        """A ``datamodules.resume.SeededSampler``: (index, draw seed) pairs, resumable."""
-        from datamodules.resume import SeededSampler  # resume.py builds on this module
-
+    def train_sampler(self) -> SeededSampler:
+        """A ``SeededSampler``: (index, draw seed) pairs, resumable."""
         rank, world_size = self.distributed()
         sizes = [len(d) for d in self.train_sets.values()]
         counts = list(self.counts.values())
@@ -246,18 +291,10 @@ class MixedRatioDataModule(pl.LightningDataModule):
 
     def batches_done(self) -> int:
         """Batches trained on in the current epoch (0 between epochs, or without a Trainer)."""
-        if self.trainer is None:
-            return 0
-        loop = self.trainer.fit_loop
-        epoch = loop.epoch_progress.current
-        return (
-            loop.epoch_loop.batch_progress.current.completed if epoch.started == epoch.ready else 0
-        )
+        return 0 if self.trainer is None else lightning_internals.batches_done(self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         """Resumable mid-epoch, each draw augmented from its own seed (``datamodules.resume``)."""
-        from datamodules.resume import ResumableLoader, SeededDataset
-
         return ResumableLoader(
             SeededDataset(list(self.train_sets.values())),
             batch_size=self.batch_size,

@@ -33,6 +33,9 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+# the one crop mapping (pixels ↔ [0, 1]) lives beside the network; the readers use it from here
+from deephar.crop import apply_affine, invert_affine, to_crop, to_pixels  # noqa: F401
+
 REFERENCE_CROP = 256  # the official input size, in whose pixels translations are given
 
 
@@ -162,41 +165,9 @@ def crop_matrix(
     return np.concatenate([lin, trans[..., None]], axis=-1)
 
 
-def apply_affine(matrix, points):
-    """Map points (…, 2) through affine (…, 2, 3); works on NumPy arrays and torch tensors."""
-    return (matrix[..., :2] @ points.swapaxes(-1, -2)).swapaxes(-1, -2) + matrix[..., None, :, 2]
-
-
-def invert_affine(matrix):
-    """(…, 2, 3) inverse of an affine (closed-form 2×2 inverse; NumPy or torch)."""
-    a, b, tx = matrix[..., 0, 0], matrix[..., 0, 1], matrix[..., 0, 2]
-    c, d, ty = matrix[..., 1, 0], matrix[..., 1, 1], matrix[..., 1, 2]
-    det = a * d - b * c
-    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
-    rows = [
-        [ia, ib, -(ia * tx + ib * ty)],
-        [ic, id_, -(ic * tx + id_ * ty)],
-    ]
-    if isinstance(matrix, np.ndarray):
-        return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
-    import torch
-
-    return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
-
-
 def normalized_crop(matrix_px: np.ndarray, size: int) -> np.ndarray:
     """The sample's ``crop`` entry: original pixels → crop-normalised [0, 1] (float32)."""
     return (matrix_px / size).astype(np.float32)
-
-
-def to_crop(points_px, crop):
-    """Original pixels (…, J, 2) → crop-normalised coordinates through ``crop`` (…, 2, 3)."""
-    return apply_affine(crop, points_px)
-
-
-def to_pixels(points_norm, crop):
-    """Crop-normalised predictions (…, J, 2) → original-image pixels (inverse of ``crop``)."""
-    return apply_affine(invert_affine(crop), points_norm)
 
 
 def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:

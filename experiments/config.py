@@ -9,7 +9,8 @@ needs (task, sources, data roots on disk).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,40 @@ class LossConfig:
 
 
 @dataclass
-class EvalConfig:
+class ProtocolConfig:
+    """The test-time protocol of ``experiments.evaluate`` (``eval.*``; also ``evaluate.Protocol``)."""
+
+    crops: str = "both"  # MPII / H36M: single | multi | both (multi-crop: shifted + flipped)
+    displacement: int = -1  # multi-crop shift in crop pixels; -1: eval.crop_shift at this size
+    clips: str = "both"  # Penn / NTU: single (middle clip) | multi (every T/2) | both
+    clip_flip: bool = False  # official Penn multi-clip: each clip with and without flip
+    limit: int = 0  # first N samples (pose) / videos' clips (action) per source; 0 = all
+    out: str = ""  # output folder; "" = <out_dir>/<name>/eval
+
+    def runs(self, kind: str) -> list[str]:
+        """The runs of ``kind`` ("crops" | "clips"): ["single"], ["multi"] or both."""
+        choice = getattr(self, kind)
+        if choice not in ("single", "multi", "both"):
+            raise ConfigError(f"eval.{kind} = {choice!r}: single | multi | both")
+        return ["single", "multi"] if choice == "both" else [choice]
+
+
+@dataclass
+class EvalConfig(ProtocolConfig):
     video_reduction: str = "mean"  # multi-clip scores: mean of softmax | prod (official Penn)
     crop_shift: float = 8.0  # multi-crop shift in pixels of a 256² input, scaled with the input
     fast: bool = True  # evaluate / predict / demo: deephar.models.inference.for_inference
     allow_missing: bool = False  # unreadable val/test samples: reported, not scored; exit 0
+    ckpt: str = ""  # evaluate / predict: the checkpoint run (Lightning, deephar.convert .pt, .h5)
+
+
+@dataclass
+class PredictConfig:
+    """``experiments.predict`` (``predict.*``; its network: ``eval.ckpt``, ``eval.fast``)."""
+
+    keras_model: str = ""  # an official .h5's preset: mpii | h36m | penn | ntu
+    decode_size: int = 480  # frames decoded at max(H, W) <= this (0: full size)
+    threshold: float = 0.5  # visibility of the joints that box the person
 
 
 @dataclass
@@ -148,6 +178,7 @@ class ExperimentConfig:
     optim: OptimSettings = field(default_factory=OptimSettings)
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     init: InitConfig = field(default_factory=InitConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -193,6 +224,40 @@ def load_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictC
     except OmegaConfBaseException as err:
         raise ConfigError(f"config {name!r}: {getattr(err, 'msg', None) or err}") from err
     check_ranges(cfg)
+    return cfg
+
+
+# ---- evaluate / predict: their options are config keys; the short forms of their command lines ----
+EVALUATE_KEYS = {
+    k: f"eval.{k}" for k in (*(f.name for f in fields(ProtocolConfig)), "ckpt", "fast")
+}
+EVALUATE_KEYS["reduction"] = "eval.video_reduction"
+PREDICT_KEYS = {"ckpt": "eval.ckpt", "fast": "eval.fast"} | {
+    k: f"predict.{k}" for k in ("keras_model", "decode_size", "threshold")
+}
+PREDICT_SECTIONS = ("eval", "predict")  # the keys predict reads (it has no experiment config)
+
+
+def expand_short_keys(args: Sequence[str], short: Mapping[str, str]) -> list[str]:
+    """``key=value`` arguments with every short key of ``short`` written in full
+    (``crops=multi`` → ``eval.crops=multi``); an argument without ``=`` is a ConfigError."""
+    if bad := [a for a in args if "=" not in a]:
+        raise ConfigError(f"arguments must be key=value: {bad}")
+    pairs = [a.split("=", 1) for a in args]
+    return [f"{short.get(key, key)}={value}" for key, value in pairs]
+
+
+def load_predict_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """schema ← default.yaml ← dotlist of ``eval.*`` / ``predict.*`` keys (predict runs one
+    checkpoint on one file: any other key would be silently unused, so it is an error)."""
+    if bad := [o for o in overrides if o.split("=", 1)[0].split(".")[0] not in PREDICT_SECTIONS]:
+        raise ConfigError(f"predict takes eval.* and predict.* keys only, got {bad}")
+    try:
+        dotlist = OmegaConf.from_dotlist(list(overrides))
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig),
+                              OmegaConf.load(CONFIG_DIR / "default.yaml"), dotlist)  # fmt: skip
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"predict: {getattr(err, 'msg', None) or err}") from err
     return cfg
 
 

@@ -3,11 +3,14 @@
     python -m experiments.evaluate <config> ckpt=PATH [protocol options] [config overrides]
     python -m experiments.evaluate mpii ckpt=weights_PE_MPII_cvpr18_19-09-2017.h5 data.root=…
 
-ckpt: a Lightning checkpoint, a ``deephar.convert`` .pt or an official Keras .h5 (converted on the
-fly into the network of the config). Protocol options: crops=single|multi|both (MPII, H36M),
-displacement=8 (multi-crop shift, crop pixels), clips=single|multi|both (Penn, NTU),
-clip_flip=false (each clip also mirrored), reduction=mean|prod (default ``eval.video_reduction``),
-limit=0 (first N samples or videos per source), out=DIR (default ``<out_dir>/<name>/eval``).
+Every option is a key of the config's ``eval`` section, read with the config in one OmegaConf
+dot-list as ``train`` reads it (``experiments/config.py``: ``ProtocolConfig``, ``EvalConfig``);
+the short forms stand for them: ckpt=PATH (``eval.ckpt``: a Lightning checkpoint, a
+``deephar.convert`` .pt or an official Keras .h5, converted on the fly into the network of the
+config), crops=single|multi|both (MPII, H36M), displacement=8 (multi-crop shift, crop pixels),
+clips=single|multi|both (Penn, NTU), clip_flip=false (each clip also mirrored),
+reduction=mean|prod (``eval.video_reduction``), limit=0 (first N samples or videos per source),
+out=DIR (default ``<out_dir>/<name>/eval``), fast=false (``eval.fast``: the eager fp32 network).
 
 Per test source of the config: MPII PCKh@0.5 / @0.2 / AUC per body part; H36M MPJPE (protocol 1)
 per action; Penn / NTU accuracy of the middle clip (single-clip) and of all clips every T/2
@@ -22,7 +25,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -41,56 +44,25 @@ from deephar.tasks.action import BRANCHES, ActionMetrics, action_forward
 from deephar.tasks.pose import PoseMetrics
 from experiments import protocols, tables
 from experiments.cli import arguments
-from experiments.config import ConfigError, load_config, network_config
+from experiments.config import (
+    EVALUATE_KEYS,
+    ConfigError,
+    ProtocolConfig,
+    expand_short_keys,
+    load_config,
+    network_config,
+)
 from experiments.data import build_dataset, pckh_exclude, worker_count
 
 POSE_DATASETS, ACTION_DATASETS = ("mpii", "h36m"), ("penn", "ntu")
 
 
-@dataclass
-class Protocol:
-    """Test-time protocol options (``key=value`` on the command line)."""
-
-    crops: str = "both"  # single | multi | both
-    displacement: int = -1  # multi-crop shift in crop pixels; -1: eval.crop_shift at this size
-    fast: bool = True  # deephar.models.inference.for_inference (false: eager fp32)
-    clips: str = "both"  # single | multi | both
-    clip_flip: bool = False  # official Penn multi-clip: each clip with and without flip
-    reduction: str = ""  # mean | prod; "" = the config's eval.video_reduction
-    limit: int = 0  # first N samples (pose) / videos' clips (action) per source; 0 = all
-    out: str = ""  # output folder; "" = <out_dir>/<name>/eval
-
-    def runs(self, kind: str) -> list[str]:
-        choice = getattr(self, kind)
-        if choice not in ("single", "multi", "both"):
-            raise ConfigError(f"{kind}={choice!r}: single | multi | both")
-        return ["single", "multi"] if choice == "both" else [choice]
+Protocol = ProtocolConfig  # the protocol keys of the config's eval section, as a dataclass
 
 
-def split_args(args: Sequence[str]) -> tuple[str, dict[str, str], list[str]]:
-    """<config> ckpt=… [protocol key=value] [config overrides] → (name, protocol, overrides)."""
-    if not args:
-        raise ConfigError("usage: python -m experiments.evaluate <config> ckpt=PATH [options]")
-    keys = {f.name for f in fields(Protocol)} | {"ckpt"}
-    pairs = [a.split("=", 1) for a in args[1:]]
-    if bad := [a for a, p in zip(args[1:], pairs) if len(p) != 2]:
-        raise ConfigError(f"arguments must be key=value: {bad}")
-    options = {k: v for k, v in pairs if k in keys}
-    overrides = [f"{k}={v}" for k, v in pairs if k not in keys]
-    return args[0], options, overrides
-
-
-def parse_protocol(options: Mapping[str, str]) -> Protocol:
-    types = {f.name: f.type for f in fields(Protocol)}
-    values = {}
-    for key, raw in options.items():
-        if key == "ckpt":
-            continue
-        kind = types[key]
-        values[key] = raw.lower() in ("1", "true", "yes") if kind == "bool" else (
-            int(raw) if kind == "int" else raw
-        )  # fmt: skip
-    return Protocol(**values)
+def protocol_of(cfg: DictConfig) -> Protocol:
+    """The protocol the config's ``eval.*`` keys describe."""
+    return Protocol(**{f.name: cfg.eval[f.name] for f in fields(Protocol)})
 
 
 # ---- network ----
@@ -168,7 +140,7 @@ def evaluate_action(
 def evaluate(cfg: DictConfig, net: nn.Module, protocol: Protocol) -> dict[str, dict[str, Any]]:
     """{"<source>/<single|multi>-<crop|clip>": metrics} for every test source of ``cfg``."""
     results: dict[str, dict[str, Any]] = {}
-    reduction = protocol.reduction or cfg.eval.video_reduction
+    reduction = cfg.eval.video_reduction
     for key in cfg.data.test:
         dataset = cfg.data.sources[key].dataset
         if dataset in POSE_DATASETS:
@@ -222,12 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     if code is not None:
         return code
     try:
-        name, options, overrides = split_args(argv)
-        if "ckpt" not in options:
-            raise ConfigError("ckpt=PATH is required")
-        protocol = parse_protocol(options)
-        cfg = load_config(name, overrides)
-        net = load_model(cfg, options["ckpt"], protocol.fast)
+        cfg = load_config(argv[0], expand_short_keys(argv[1:], EVALUATE_KEYS))
+        if not cfg.eval.ckpt:
+            raise ConfigError("ckpt=PATH (eval.ckpt) is required")
+        protocol = protocol_of(cfg)
+        net = load_model(cfg, cfg.eval.ckpt)  # for_inference unless eval.fast=false
         results = evaluate(cfg, net, protocol)
         out = protocol.out or str(Path(cfg.out_dir) / cfg.name / "eval")
         print(write_results(results, cfg.data.layout, out))

@@ -44,6 +44,8 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from deephar import lightning_internals
+
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 PARTIAL = ".partial"
 
@@ -157,7 +159,7 @@ class SaveOnSignal(Callback):
             signum = int(agreed.item())
         if signum:
             self.received = signum
-            trainer._signal_connector.received_sigterm = True
+            lightning_internals.request_stop(trainer)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._agree_and_stop(trainer)

@@ -11,8 +11,10 @@ an image) into ``--out``.
 Checkpoints: a Lightning checkpoint of the task modules, a converted official file (``.pt`` of
 ``python -m deephar.convert``, the demo's ``model.pt``) or an official Keras ``.h5``
 (``keras_model=mpii|h36m|penn|ntu``), read by ``deephar.checkpoint``; ``fast=false`` runs the
-eager fp32 network instead of ``for_inference``'s. The action is printed by name and drawn on the
-overlay.
+eager fp32 network instead of ``for_inference``'s. Options are config keys (the ``eval`` and
+``predict`` sections of ``experiments/config.py``): ckpt=, fast= are ``eval.ckpt``, ``eval.fast``
+as for ``experiments.evaluate``; keras_model=, decode_size=, threshold= are ``predict.*``. The
+action is printed by name and drawn on the overlay.
 Alphabet: F frames, T clip frames, J joints, D 2|3, A actions, N clips.
 """
 
@@ -41,7 +43,13 @@ from deephar.checkpoint import load_network as load_checkpoint_network
 from deephar.config import PRESETS, NetworkConfig
 from deephar.models.inference import for_inference
 from experiments import protocols
-from experiments.config import network_config
+from experiments.config import (
+    PREDICT_KEYS,
+    ConfigError,
+    expand_short_keys,
+    load_predict_config,
+    network_config,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # ---- checkpoints ----
@@ -291,19 +299,19 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("source", type=Path, help="video file, frames folder or image")
     parser.add_argument("options", nargs="*", help="ckpt=PATH [keras_model=NAME decode_size=480 "
-                        "threshold=0.5 fast=true]")  # fmt: skip
+                        "threshold=0.5 fast=true]: short for eval.ckpt, predict.keras_model, …")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/predict"))
     args = parser.parse_intermixed_args(argv)  # options and key=value in any order
-    opts = dict(o.split("=", 1) for o in args.options if "=" in o)
-    if bad := [o for o in args.options if "=" not in o] + sorted(set(opts) - _OPTIONS):
-        parser.error(f"unknown option(s) {bad}; known: {sorted(_OPTIONS)}")
-    if "ckpt" not in opts:
+    try:
+        cfg = load_predict_config(expand_short_keys(args.options, PREDICT_KEYS))
+    except ConfigError as err:
+        parser.error(f"{err}; short forms: {sorted(PREDICT_KEYS)}")
+    if not cfg.eval.ckpt:
         parser.error("ckpt=PATH is required")
     try:
-        fast = opts.get("fast", "true").lower() in ("1", "true", "yes")
-        result = run(args.source, opts["ckpt"], args.out, opts.get("keras_model", ""),
-                     int(opts.get("decode_size", 480)), float(opts.get("threshold", 0.5)),
-                     fast)  # fmt: skip
+        opts = cfg.predict
+        result = run(args.source, cfg.eval.ckpt, args.out, opts.keras_model, opts.decode_size,
+                     opts.threshold, cfg.eval.fast)  # fmt: skip
     except (CheckpointError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -317,8 +325,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no action: {result['no_action']}")
     return 0
 
-
-_OPTIONS = {"ckpt", "keras_model", "decode_size", "threshold", "fast"}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,7 +30,6 @@ from pytorch_lightning.callbacks import (
 )
 
 from datamodules.missing import MissingLog, MissingSamples, check_missing
-from datamodules.resume import FreshResumedEpoch
 from deephar.checkpoint import CheckpointError, load_checkpoint
 from deephar.models.multitask import DeepHAR, build_model
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
@@ -55,6 +54,7 @@ from experiments.faults import (
 )
 from experiments.logging import build_logger, finish_logger, silence_known_warnings
 from experiments.progress import EpochLine
+from experiments.resume import FreshResumedEpoch
 
 
 def run_dir(cfg: DictConfig) -> Path:

@@ -162,11 +162,6 @@ def max_pool(x: Tensor, kernel: int = 2) -> Tensor:
     return F.max_pool2d(x, kernel, kernel)
 
 
-def max_min_pool(x: Tensor, kernel: int = 2) -> Tensor:
-    """Max-plus-min pooling of the action blocks: MaxPool(x) − MaxPool(−x)."""
-    return F.max_pool2d(x, kernel, kernel) - F.max_pool2d(-x, kernel, kernel)
-
-
 def upsample(x: Tensor, factor: int = 2) -> Tensor:
     """Keras ``UpSampling2D``: nearest neighbour."""
     return F.interpolate(x, scale_factor=factor, mode="nearest")

@@ -18,6 +18,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from deephar.crop import to_crop, to_pixels
+
 # Official MPII AUC grid: PCKh at thresholds 0:0.01:0.5 (float64, so 0.2 and 0.5 are exact decimals).
 AUC_THRESHOLDS = torch.arange(51, dtype=torch.float64) / 100
 
@@ -35,10 +37,11 @@ def _no_autocast(device: torch.device) -> torch.autocast:
 
 
 def encode_pose_px(pose_px: Tensor, crop: Tensor) -> Tensor:
-    """Original pixels (…, J, 2) → crop-normalised (…, J, 2) through ``crop`` (…, 2, 3)."""
+    """Original pixels (…, J, 2) → crop-normalised (…, J, 2) through ``crop`` (…, 2, 3)
+    (``deephar.crop.to_crop`` in float32 at least, outside autocast)."""
     pose_px, crop = _full_precision(pose_px, crop)
     with _no_autocast(crop.device):
-        return pose_px[..., :2] @ crop[..., :2].transpose(-1, -2) + crop[..., None, :, 2]
+        return to_crop(pose_px[..., :2], crop)
 
 
 def decode_pose_px(pose: Tensor, crop: Tensor) -> Tensor:
@@ -48,8 +51,7 @@ def decode_pose_px(pose: Tensor, crop: Tensor) -> Tensor:
     """
     pose, crop = _full_precision(pose, crop)
     with _no_autocast(crop.device):
-        inverse = torch.linalg.inv(crop[..., :2])  # (…, 2, 2)
-        return (pose[..., :2] - crop[..., None, :, 2]) @ inverse.transpose(-1, -2)
+        return to_pixels(pose[..., :2], crop)
 
 
 def encode_pose_mm(pose_mm: Tensor, crop: Tensor, depth: Tensor, camera: Tensor) -> Tensor:

@@ -230,3 +230,10 @@ def test_ddp_spawn_ranks_see_disjoint_samples(tmp_path, monkeypatch):
     # validation: each readable sample scored exactly once, none twice (no padding)
     scored = per_rank[0]["val"] + per_rank[1]["val"]
     assert sorted(scored) == sorted(f"v/{i}" for i in range(7) if i != 3)
+
+
+def test_resumable_loader_needs_a_resumable_sampler():
+    from datamodules.resume import ResumableLoader
+
+    with pytest.raises(TypeError, match="resume_at"):
+        ResumableLoader(range(4), batch_size=2, batches_done=lambda: 0)

@@ -183,3 +183,16 @@ def test_without_photometric_the_random_stream_is_unchanged():
     off = AugmentRanges(angle=30.0, translate=40.0).sample(np.random.default_rng(3))
     zero = AugmentRanges(angle=30.0, translate=40.0, photometric={"blur": 0.0})
     assert zero.sample(np.random.default_rng(3)) == off and off.photometric is None
+
+
+def test_augment_ranges_of_a_readers_aug_argument():
+    from datamodules.transforms import augment_ranges
+
+    default = AugmentRanges(angle=40.0, scales=(0.7, 1.0, 1.3))
+    assert augment_ranges(None, default) is default
+    mine = AugmentRanges(angle=5.0)
+    assert augment_ranges(mine, default) is mine
+    assert augment_ranges({"angle": 10.0, "scales": [0.9, 1.1]}, default) == AugmentRanges(
+        angle=10.0, scales=[0.9, 1.1]
+    )
+    assert augment_ranges({}, default) == AugmentRanges()  # a config's empty dict: no default

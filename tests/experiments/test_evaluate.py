@@ -11,7 +11,7 @@ import torch
 from deephar.models.multitask import build_model
 from deephar.outputs import PoseOutput
 from experiments import evaluate
-from experiments.config import load_config, network_config
+from experiments.config import EVALUATE_KEYS, expand_short_keys, load_config, network_config
 
 SMALL = ["model.input_size=64", "model.pose_blocks=1", "data.num_workers=0"]
 
@@ -35,16 +35,39 @@ def random_checkpoint(path, name, overrides):
     return path
 
 
-def test_split_args_and_protocol():
-    name, options, overrides = evaluate.split_args(
-        ["penn", "ckpt=a.pt", "clips=multi", "clip_flip=true", "data.root=/x"]
-    )
-    assert name == "penn" and overrides == ["data.root=/x"]
-    protocol = evaluate.parse_protocol(options)
+def test_options_are_the_eval_section_of_the_config():
+    """Short forms and full keys mean one thing: the config's ``eval.*`` (OmegaConf-typed)."""
+    short = ["ckpt=a.pt", "clips=multi", "clip_flip=true", "reduction=prod", "data.root=/x"]
+    full = ["eval.ckpt=a.pt", "eval.clips=multi", "eval.clip_flip=true",
+            "eval.video_reduction=prod", "data.root=/x"]  # fmt: skip
+    assert expand_short_keys(short, EVALUATE_KEYS) == full
+    cfg = load_config("penn", expand_short_keys(short, EVALUATE_KEYS))
+    assert cfg == load_config("penn", full) and cfg.data.root == "/x"
+    protocol = evaluate.protocol_of(cfg)
     assert protocol.clip_flip is True and protocol.runs("clips") == ["multi"]
-    assert protocol.runs("crops") == ["single", "multi"]
-    with pytest.raises(ValueError):
-        evaluate.split_args(["penn", "oops"])
+    assert protocol.runs("crops") == ["single", "multi"] and cfg.eval.video_reduction == "prod"
+    assert evaluate.protocol_of(load_config("penn")) == evaluate.Protocol()  # one set of defaults
+    with pytest.raises(ValueError, match="key=value"):
+        expand_short_keys(["oops"], EVALUATE_KEYS)
+    with pytest.raises(ValueError, match="limit"):
+        load_config("penn", expand_short_keys(["limit=many"], EVALUATE_KEYS))
+
+
+@pytest.mark.parametrize("option", ["eval.fast=false", "fast=false"])
+def test_eval_fast_false_runs_the_eager_network(tmp_path, monkeypatch, option):
+    """``eval.fast=false`` reaches the network evaluated: the eager one, BatchNorm unfolded."""
+    ckpt = random_checkpoint(tmp_path / "pose.pt", "mpii", SMALL)
+    evaluated = {}
+
+    def spy(cfg, net, protocol):
+        evaluated[option] = net
+        return {}
+
+    monkeypatch.setattr(evaluate, "evaluate", spy)
+    assert evaluate.main(["mpii", f"ckpt={ckpt}", option, f"out={tmp_path}", *SMALL]) == 0
+    modules = list(evaluated[option].modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in modules)  # for_inference folds them
+    assert all(not m.training for m in modules)
 
 
 def test_pose_and_action_evaluation_write_tables(world, tmp_path):

@@ -83,3 +83,22 @@ def test_predict_on_an_image_and_bad_input(tmp_path):
     assert predict.main([str(tmp_path / "img.png"), "ckpt=" + str(tmp_path / "nope.pt")]) == 1
     with pytest.raises(SystemExit):
         predict.main([str(tmp_path / "img.png"), "bogus=1"])
+
+
+@pytest.mark.parametrize(
+    "options", [["fast=false", "decode_size=96"], ["eval.fast=false", "predict.decode_size=96"]]
+)
+def test_options_are_config_keys_as_for_evaluate(tmp_path, monkeypatch, options):
+    """Short forms and full keys are the config's ``eval.*`` / ``predict.*``, typed by OmegaConf."""
+    seen = {}
+
+    def spy(source, ckpt, out_dir, keras_model, decode_size, threshold, fast):
+        seen.update(ckpt=ckpt, decode_size=decode_size, threshold=threshold, fast=fast)
+        return {"num_frames": 1, "rendered": "x.png"}
+
+    monkeypatch.setattr(predict, "run", spy)
+    assert predict.main([str(tmp_path / "img.png"), "ckpt=a.pt", *options]) == 0
+    assert seen == {"ckpt": "a.pt", "decode_size": 96, "threshold": 0.5, "fast": False}
+    for wrong in (["ckpt=a.pt", "model.width=2"], ["ckpt=a.pt", "decode_size=big"], []):
+        with pytest.raises(SystemExit):  # not a predict key / not an int / no checkpoint
+            predict.main([str(tmp_path / "img.png"), *wrong])

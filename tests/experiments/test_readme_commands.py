@@ -26,6 +26,7 @@ DATA = {"/data/mpii": "mpii", "/data/h36m": "h36m", "/data/PennAction": "penn", 
 # Not run here, with the reason.
 NOT_RUN = {
     "make install": "creates the environment the tests run in",
+    "make lock": "upgrades the environment and rewrites the lock (tests/test_install.py checks it)",
     "make test": "the test suite itself",
     "make lint": "CI runs it beside the tests",
     "make help": "tests/experiments/test_readme_commands.py::test_make_help_lists_every_target",

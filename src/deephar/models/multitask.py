@@ -17,7 +17,7 @@ from deephar.models.action import ActionHead, appearance_features
 from deephar.models.pose import PoseNet, map_pose_output
 from deephar.models.stem import STEM_CHANNELS, Stem
 from deephar.outputs import ActionOutput, PoseOutput
-from deephar.soft_argmax import spatial_softmax, split_volumetric
+from deephar.soft_argmax import spatial_softmax, visibility_logits
 
 # Official action-model joint probability: sigmoid(4·max h_j) in 2D, sigmoid(2·(max hxy + max hz))
 # in 3D — sharper than the pose model's visibility.
@@ -25,13 +25,9 @@ PROB_GAIN = {2: 4.0, 3: 2.0}
 
 
 def joint_probability(logits: Tensor, num_joints: int, dim: int) -> Tensor:
-    """Heat-map logits (N, N_h, H, W) of the last pose block → (N, J) joint probabilities."""
-    if dim == 2:
-        score = logits[:, :num_joints].amax(dim=(-2, -1))
-    else:
-        hxy, hz = split_volumetric(logits, num_joints)
-        score = hxy.amax(dim=(-2, -1)) + hz.amax(dim=-1)
-    return torch.sigmoid(PROB_GAIN[dim] * score)
+    """Heat-map logits (N, N_h, H, W) of the last pose block → (N, J) joint probabilities: the
+    pose visibility's logits (``soft_argmax.visibility_logits``) × ``PROB_GAIN``."""
+    return torch.sigmoid(PROB_GAIN[dim] * visibility_logits(logits, num_joints, dim))
 
 
 class DeepHAR(nn.Module):
