@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +44,8 @@ def load_each(
     paths: Sequence[str | Path], load: Callable[[Path], Any], what: str
 ) -> tuple[list[Any], dict[str, str]]:
     """``load`` every file of ``paths``; a file that fails is excluded (with its sample), never the
-    run: returns (loaded, {file: reason}) and lists the excluded files once, at start-up. Every
+    run: returns (loaded, {file: reason}) and lists the excluded files at start-up, each once per
+    process (the train, validation and test readers of one source load the same files). Every
     file failing is an error (the data is broken, not one file)."""
     loaded, excluded = [], {}
     for path in map(Path, paths):
@@ -52,16 +53,21 @@ def load_each(
             loaded.append(load(path))
         except (*LOAD_ERRORS, KeyError, IndexError, TypeError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            excluded[str(path)] = reason.removeprefix(f"{path}: ")
+            excluded[str(path)] = reason.split(f"{path}: ", 1)[-1]  # the file is the key
     if excluded:
         if not loaded:
             first = next(iter(excluded.items()))
             raise ValueError(f"{what}: all {len(excluded)} files unreadable, e.g. {first[0]}: "
                              f"{first[1]}")  # fmt: skip
-        listed = "; ".join(f"{k}: {v}" for k, v in excluded.items())
-        log.warning("%s: %d of %d files excluded (their samples are left out): %s",
-                    what, len(excluded), len(paths), listed)  # fmt: skip
+        if new := {k: v for k, v in excluded.items() if (k, v) not in _LISTED}:
+            _LISTED.update(new.items())
+            listed = "; ".join(f"{k}: {v}" for k, v in new.items())
+            log.warning("%s: %d of %d files excluded (their samples are left out): %s",
+                        what, len(new), len(paths), listed)  # fmt: skip
     return loaded, excluded
+
+
+_LISTED: set[tuple[str, str]] = set()  # (file, reason) already listed by ``load_each``
 
 
 def require_dir(path: str | Path, what: str) -> Path:
@@ -141,48 +147,96 @@ def no_3d(num_joints: int, lead: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
 class RobustDataset(Dataset):
     """Wraps a map-style dataset: a sample that fails to load is logged, counted and replaced.
 
-    A failing index i is replaced by i+1, i+2, … (deterministic); after ``max_consecutive``
-    failures in a row a RuntimeError stops the run (the data is broken, not one file).
-    ``num_failures`` counts failures across DataLoader worker processes (a shared counter).
-    Attributes not found here are looked up on the wrapped dataset.
+    A failing index is replaced by a sample drawn at random, seeded by (``seed``, index,
+    attempt): the same replacement in every run and worker, almost always from another file
+    (the frames of one bad video are a small share of the data, where index + 1, + 2 … were the
+    same video), and never one already seen to fail in this process. Each bad file is logged
+    once per process, with the reason; ``num_failures`` counts every failed load across
+    DataLoader worker processes (shared counters). The data is broken, not one file, and a
+    RuntimeError stops the run, when more than ``max_failed_share`` of the loads failed (all
+    workers, after ``min_loads`` loads), or when ``max_attempts`` loads in a row failed for one
+    sample. Attributes not found here are looked up on the wrapped dataset.
     """
 
     def __init__(
         self,
         dataset: Dataset,
-        max_consecutive: int = 16,
+        max_failed_share: float = 0.25,
+        min_loads: int = 256,
+        max_attempts: int = 16,
+        seed: int = 0,
         errors: tuple[type[BaseException], ...] = LOAD_ERRORS,
     ):
         self.dataset = dataset
-        self.max_consecutive = max_consecutive
+        self.max_failed_share, self.min_loads = max_failed_share, min_loads
+        self.max_attempts, self.seed = max_attempts, seed
         self.errors = errors
         self._failures = multiprocessing.Value("i", 0)
+        self._loads = multiprocessing.Value("i", 0)
+        self._bad: set[int] = set()  # indices seen to fail (this process)
+        self._bad_files: set[str] = set()  # files logged (this process)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     @property
     def num_failures(self) -> int:
-        """Samples replaced so far (all workers)."""
+        """Failed loads so far (all workers): each one was replaced."""
         return int(self._failures.value)
 
-    def __getitem__(self, index: int) -> Any:
+    @property
+    def num_loads(self) -> int:
+        """Loads so far, failed or not (all workers)."""
+        return int(self._loads.value)
+
+    def candidates(self, index: int) -> Iterator[int]:
+        """``index``, then its replacements: seeded random indices, known bad ones skipped."""
+        yield index
         n = len(self.dataset)
+        for attempt in range(1, 64 * self.max_attempts):
+            i = int(np.random.default_rng((self.seed, index, attempt)).integers(n))
+            if i != index and i not in self._bad:
+                yield i
+
+    def __getitem__(self, index: int) -> Any:
         last_error: BaseException | None = None
-        for attempt in range(self.max_consecutive):
-            i = (index + attempt) % n
+        for attempt, i in enumerate(self.candidates(index)):
+            if attempt == self.max_attempts:
+                break
             try:
-                return self.dataset[i]
+                sample = self.dataset[i]
             except self.errors as err:
                 last_error = err
-                with self._failures.get_lock():
-                    self._failures.value += 1
-                log.warning("%s: sample %d failed, replaced by the next one: %s",
-                            type(self.dataset).__name__, i, err)  # fmt: skip
+                self._failed(i, err)
+                continue
+            with self._loads.get_lock():
+                self._loads.value += 1
+            return sample
         raise RuntimeError(
-            f"{type(self.dataset).__name__}: {self.max_consecutive} consecutive samples failed "
-            f"from index {index}; the last error is chained below"
+            f"{type(self.dataset).__name__}: sample {index} and {self.max_attempts - 1} random "
+            f"replacements failed: the data is broken, not one file; the last error is chained "
+            f"below"
         ) from last_error
+
+    def _failed(self, index: int, err: BaseException) -> None:
+        """Count a failed load, log its file the first time, stop when the data is broken."""
+        with self._failures.get_lock(), self._loads.get_lock():
+            self._failures.value += 1
+            self._loads.value += 1
+            failures, loads = self._failures.value, self._loads.value
+        self._bad.add(index)
+        name = str(getattr(err, "path", None) or getattr(err, "filename", None) or index)
+        if name not in self._bad_files:
+            self._bad_files.add(name)
+            log.warning("%s: sample %d failed, replaced by a random other one (this file's "
+                        "other failures are counted, not logged): %s",
+                        type(self.dataset).__name__, index, err)  # fmt: skip
+        if loads >= self.min_loads and failures > self.max_failed_share * loads:
+            raise RuntimeError(
+                f"{type(self.dataset).__name__}: {failures} of {loads} loads failed (more than "
+                f"{self.max_failed_share:.0%}; {len(self._bad_files)} files in this process): "
+                f"the data is broken, not one file; the last error is chained below"
+            ) from err
 
     def __getattr__(self, name: str) -> Any:
         # "dataset" not yet set (unpickling): no infinite recursion; dunders such as

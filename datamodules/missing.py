@@ -1,11 +1,13 @@
 """Evaluation never substitutes a sample: an unreadable one is reported by name and not scored.
 
-Training wraps its datasets in ``RobustDataset`` (a corrupt sample is replaced by the next one and
+Training wraps its datasets in ``RobustDataset`` (a corrupt sample is replaced by another one and
 counted). Validation and test wrap theirs in ``ReportingDataset``: a sample that fails to load is
 returned as an ``Unreadable`` record (its name and the reason); ``collate_readable`` drops such
 records from the batch and lists them under ``batch[UNREADABLE_KEY]``; ``MissingLog`` takes that
 list off every batch and keeps what the report needs: how many samples were scored, which were
-not, and why ("scored 21 of 23 samples; 2 unreadable: …").
+not, and why ("scored 21 of 23 samples; 2 unreadable: …"). Samples are counted one by one,
+their files listed once: twelve clips of four zero-byte videos read "scored 0 of 12 samples; 12
+unreadable (4 files: …)".
 """
 
 from __future__ import annotations
@@ -84,11 +86,13 @@ def batch_size(batch: Mapping[str, Any]) -> int:
 
 
 class MissingLog:
-    """Unreadable samples of one evaluation (name → reason) and the number of samples scored."""
+    """One evaluation's samples: ``scored``, ``failed`` (unreadable samples) and ``unreadable``
+    (their files, each once: name → reason; several samples may share one video)."""
 
     def __init__(self) -> None:
         self.unreadable: dict[str, str] = {}
         self.scored = 0
+        self.failed = 0
 
     def take(self, batch: Any) -> Any | None:
         """Record and remove ``batch[UNREADABLE_KEY]``; the batch, or None when nothing is left
@@ -98,6 +102,7 @@ class MissingLog:
         batch = dict(batch)
         for name, reason in batch.pop(UNREADABLE_KEY):
             self.unreadable[str(name)] = str(reason)
+            self.failed += 1
         size = batch_size(batch)
         self.scored += size
         return batch if size else None
@@ -110,20 +115,25 @@ class MissingLog:
 
     @property
     def total(self) -> int:
-        return self.scored + len(self.unreadable)
+        return self.scored + self.failed
 
     def summary(self, what: str = "samples", show: int = 5) -> str:
-        """ "scored 21 of 23 samples; 2 unreadable: a.mp4 (reason), …"."""
+        """ "scored 21 of 23 samples; 2 unreadable: a.jpg (reason), …", or when samples share
+        files "scored 0 of 12 samples; 12 unreadable (4 files: a.mp4 (reason), …)"."""
         text = f"scored {self.scored} of {self.total} {what}"
         if self.unreadable:
             listed = [f"{n} ({r})" for n, r in list(self.unreadable.items())[:show]]
             more = len(self.unreadable) - len(listed)
-            text += f"; {len(self.unreadable)} unreadable: " + ", ".join(listed)
-            text += f", and {more} more" if more else ""
+            files = ", ".join(listed) + (f", and {more} more" if more else "")
+            if self.failed == len(self.unreadable):  # a file per sample
+                text += f"; {self.failed} unreadable: {files}"
+            else:
+                text += f"; {self.failed} unreadable ({len(self.unreadable)} files: {files})"
         return text
 
     def as_dict(self) -> dict[str, Any]:
-        """For results.json: {"scored", "total", "unreadable": {name: reason}}."""
+        """For results.json: {"scored", "total", "unreadable": {file: reason}} (total − scored
+        samples were unreadable)."""
         return {"scored": self.scored, "total": self.total, "unreadable": dict(self.unreadable)}
 
     @classmethod
@@ -132,6 +142,7 @@ class MissingLog:
         merged = cls()
         for log in logs:
             merged.scored += log.scored
+            merged.failed += log.failed
             merged.unreadable.update(log.unreadable)
         return merged
 
@@ -140,6 +151,7 @@ class MissingLog:
         """The log of an ``as_dict`` (e.g. read back from results.json)."""
         log = cls()
         log.scored, log.unreadable = int(values["scored"]), dict(values["unreadable"])
+        log.failed = int(values.get("total", log.scored + len(log.unreadable))) - log.scored
         return log
 
 

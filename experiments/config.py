@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from datamodules.layouts import LAYOUTS
 from deephar.config import NetworkConfig
 from deephar.losses import POSE_LOSSES, VISIBILITY_JOINTS
 from deephar.tasks.base import OptimSettings
@@ -170,6 +171,7 @@ class ExperimentConfig:
     seed: int = 0
     out_dir: str = "checkpoints"
     resume: str = ""  # a checkpoint path, or auto: <out_dir>/<name>/last.ckpt when present
+    resume_allow_changes: list[str] = field(default_factory=list)  # RESUME_KEYS resume may change
     freeze_pose: bool = True  # action / joint: pose network frozen in the first stage
     bn_momentum: float = 0.0  # BatchNorm momentum for short runs (0: official 0.01)
     channels_last: bool = False
@@ -317,16 +319,49 @@ def check_data_roots(cfg: DictConfig) -> None:
             )
 
 
+# ---- resume: what a resumed run must share with the run it continues (its config.yaml) ----
+#: the epoch's length and order, the carved split, the network: changed, the resumed run is not
+#: the saved one continued (its epoch ended at the saved step with another batch size)
+RESUME_KEYS = ("task", "seed", "model", "data.batch_size", "data.steps_per_epoch", "data.train",
+               "data.augment", "data.val_fraction", "data.split_seed", "data.folds", "data.fold",
+               "trainer.accumulate_grad_batches")  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def resume_changes(saved: DictConfig, cfg: DictConfig) -> dict[str, tuple[Any, Any]]:
+    """{key: (saved, now)} of the ``RESUME_KEYS`` (and the sources' ``share``) that differ between
+    a run's saved config and ``cfg``, less those ``cfg.resume_allow_changes`` names (a key or a
+    prefix: ``model`` allows every ``model.*``)."""
+    keys = list(RESUME_KEYS) + [f"data.sources.{k}.share"
+                                for k in sorted(set(saved.data.sources) | set(cfg.data.sources))]  # fmt: skip
+    allowed = tuple(cfg.resume_allow_changes)
+    changes = {}
+    for key in keys:
+        before, now = _plain(OmegaConf.select(saved, key)), _plain(OmegaConf.select(cfg, key))
+        if before != now and not any(key == a or key.startswith(f"{a}.") for a in allowed):
+            if isinstance(before, dict) and isinstance(now, dict):  # name the inner keys
+                changes |= {f"{key}.{k}": (before.get(k), now.get(k)) for k in before | now
+                            if before.get(k) != now.get(k)
+                            and f"{key}.{k}" not in allowed}  # fmt: skip
+            else:
+                changes[key] = (before, now)
+    return changes
+
+
 def network_config(cfg: DictConfig) -> NetworkConfig:
     return NetworkConfig(**OmegaConf.to_container(cfg.model, resolve=True))
 
 
 # ---- numeric ranges: checked when the config is loaded, before any model or dataset exists ----
-POSITIVE, NON_NEGATIVE, FRACTION = "> 0", ">= 0", "in (0, 1)"
+POSITIVE, NON_NEGATIVE, FRACTION, SHARE = "> 0", ">= 0", "in (0, 1)", "in [0, 1)"
 RANGES: dict[str, str] = {
     "data.batch_size": POSITIVE, "data.eval_batch_size": POSITIVE,
     "data.steps_per_epoch": NON_NEGATIVE, "data.num_workers": NON_NEGATIVE,
-    "data.limit_val": NON_NEGATIVE, "seed": NON_NEGATIVE, "bn_momentum": NON_NEGATIVE,
+    "data.limit_val": NON_NEGATIVE, "data.val_fraction": SHARE, "seed": NON_NEGATIVE,
+    "bn_momentum": NON_NEGATIVE,
     "model.input_size": POSITIVE, "model.num_joints": POSITIVE, "model.pose_blocks": POSITIVE,
     "model.kernel_size": POSITIVE, "model.num_frames": POSITIVE, "model.action_blocks": POSITIVE,
     "model.depth_maps": POSITIVE, "model.context_maps": NON_NEGATIVE,
@@ -340,13 +375,23 @@ RANGES: dict[str, str] = {
     "trainer.gradient_clip_val": NON_NEGATIVE, "trainer.accumulate_grad_batches": POSITIVE,
     "trainer.log_every_n_steps": POSITIVE, "trainer.check_val_every_n_epoch": POSITIVE,
 }  # fmt: skip
+OPTIMIZERS = ("rmsprop", "sgd", "adam", "adamw")  # deephar.tasks.base.build_optimizer
+# Lightning's precision names (lightning_fabric.connector._PRECISION_INPUT), the usual ones first
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
+              "32", "16", "bf16", "64")  # fmt: skip
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 CHOICES: dict[str, tuple[str, ...]] = {
     "loss.pose": POSE_LOSSES, "loss.visibility_joints": VISIBILITY_JOINTS,
-    "optim.schedule": SCHEDULES, "optim.scale_lr": LR_SCALING,
+    "optim.schedule": SCHEDULES, "optim.scale_lr": LR_SCALING, "optim.name": OPTIMIZERS,
+    "optim.monitor_mode": ("min", "max"),
+    "data.layout": tuple(LAYOUTS), "trainer.precision": PRECISIONS,
+    "trainer.accelerator": ACCELERATORS, "logger.kind": ("wandb", "csv", "tensorboard", "none"),
+    "eval.video_reduction": ("mean", "prod"),
 }  # fmt: skip
 AUTO = ("data.num_workers",)  # keys that may also be "auto"
 # -1 means "no limit" to Lightning; any other negative number is an error
 LIMITS = ("trainer.max_epochs", "trainer.max_steps")
+DEVICES = "auto, a count (1, 2, …; -1: all), or device indices ([0, 1] or '0,1')"
 
 
 def _in_range(value: float, rule: str) -> bool:
@@ -354,12 +399,32 @@ def _in_range(value: float, rule: str) -> bool:
         return value > 0
     if rule == NON_NEGATIVE:
         return value >= 0
+    if rule == SHARE:
+        return 0 <= value < 1
     return 0 < value < 1
 
 
+def devices_ok(value: Any) -> bool:
+    """``trainer.devices`` as Lightning takes it: "auto", a count ≥ 1 or -1 (all), a list of
+    device indices, or a string of either ("2", "0,1")."""
+    if isinstance(value, str) and value != "auto":
+        parts = [p.strip() for p in value.strip(",").split(",")]
+        if not all(p.lstrip("-").isdigit() for p in parts):
+            return False
+        value = int(parts[0]) if len(parts) == 1 else [int(p) for p in parts]
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 1 or value == -1
+    if isinstance(value, str):
+        return True  # "auto"
+    return len(value) > 0 and all(isinstance(i, int) and i >= 0 for i in value)
+
+
 def check_ranges(cfg: DictConfig) -> None:
-    """Every numeric key of ``RANGES``, every key of ``CHOICES`` (and each source's ``share`` > 0, ``bn_momentum`` ≤ 1,
-    the trainer's epoch / step limits ≥ -1) in range, else a ConfigError naming the key."""
+    """Every numeric key of ``RANGES``, every key of ``CHOICES`` (and each source's ``share`` > 0,
+    ``bn_momentum`` ≤ 1, the trainer's epoch / step limits ≥ -1, ``trainer.devices``) in range,
+    else a ConfigError naming the key and what it may be."""
     checks = [(key, OmegaConf.select(cfg, key), rule) for key, rule in RANGES.items()]
     checks += [(f"data.sources.{k}.share", s.share, POSITIVE) for k, s in cfg.data.sources.items()]
     for key, value, rule in checks:
@@ -370,9 +435,13 @@ def check_ranges(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} = {value!r}: must be {rule}{also}")
     for key, choices in CHOICES.items():
         if (value := OmegaConf.select(cfg, key)) is not None and value not in choices:
-            raise ConfigError(f"{key} = {value!r}: one of {choices}")
+            raise ConfigError(f"{key} = {value!r}: one of {' | '.join(choices)}")
     if cfg.bn_momentum > 1:
         raise ConfigError(f"bn_momentum = {cfg.bn_momentum!r}: must be in [0, 1] (0: official)")
     for key in LIMITS:
         if (value := OmegaConf.select(cfg, key)) is not None and value < -1:
             raise ConfigError(f"{key} = {value!r}: must be >= 0 (or -1: no limit)")
+    devices = cfg.trainer.devices
+    devices = OmegaConf.to_container(devices) if OmegaConf.is_config(devices) else devices
+    if not devices_ok(devices):
+        raise ConfigError(f"trainer.devices = {devices!r}: {DEVICES}")

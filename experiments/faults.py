@@ -4,6 +4,7 @@
   beside its target, flushed, then renamed over it (``os.replace``: a reader sees the old file or
   the new one, never half of one). Nothing goes through TMPDIR; a write killed half-way leaves a
   ``.partial`` file in the run folder, which ``remove_partial_writes`` deletes at the next start.
+  A write that fails (disk full) raises ``SaveFailed`` naming the folder; the target is intact.
 - ``SaveOnSignal``: during ``trainer.fit`` SIGTERM (cluster pre-emption, ``scancel``) and SIGINT
   (Ctrl+C) stop training after the current step; the checkpoint of that step is written to the
   stage's ``last.ckpt`` and ``fit`` raises ``Interrupted``; the entry point then exits with
@@ -11,7 +12,8 @@
   list it in slurm.conf ``RequeueExit`` or requeue on it in the batch script), 130 for SIGINT.
   A signal during validation lets the validation finish first (the epoch's checkpoint, learning
   rate step and best-so-far are written as in an uninterrupted run) and stops when it ends, at
-  the step it validated. A second Ctrl+C aborts at once. A rerun with ``resume=auto`` continues from that step.
+  the step it validated. A second Ctrl+C aborts at once (``abort_now``: exit 130, nothing
+  saved, the checkpoints on disk kept). A rerun with ``resume=auto`` continues from the saved step.
   Under DDP all ranks stop at the same step, whichever of them got the signal (all of them, as
   under SLURM, or rank 0 alone): the handler only records it, and the ranks agree at the end of
   every ``log_every_n_steps``-th step and of every validation (one gloo all-reduce; at every step
@@ -63,21 +65,35 @@ class Interrupted(Exception):
         return EXIT_CODES.get(signal.Signals(self.signum), 128 + self.signum)
 
 
+class SaveFailed(RuntimeError):
+    """A checkpoint could not be written (disk full, folder gone …); the one before is intact."""
+
+    def __init__(self, path: Path, err: OSError) -> None:
+        kept = " (the last good one there is kept)" if path.is_file() else ""
+        super().__init__(f"cannot write {path.name} in {path.parent}: {err.strerror or err}"
+                         f"{kept}; free space there, then rerun with resume=auto")  # fmt: skip
+        self.path, self.errno = path, err.errno
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to ``.<name>.<pid>.partial`` in the target's folder, fsync, ``os.replace``."""
+    """``torch.save`` to ``.<name>.<pid>.partial`` in the target's folder, fsync, ``os.replace``;
+    an ``OSError`` on the way (ENOSPC) becomes ``SaveFailed`` naming the folder, the target
+    untouched."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(partial, "wb") as file:
                 torch.save(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(partial, path)
+        except OSError as err:
+            raise SaveFailed(path, err) from None
         finally:
             partial.unlink(missing_ok=True)
 
@@ -89,6 +105,14 @@ def remove_partial_writes(folder: str | Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def abort_now(signum: int) -> None:
+    """A second Ctrl+C: end the process at once, saving nothing (a KeyboardInterrupt went
+    through Lightning's graceful shutdown, which finished the first one's save). A checkpoint
+    write cut short leaves only a ``.partial`` file, removed at the next start."""
+    os.write(2, b"aborted by a second Ctrl+C: nothing saved (the checkpoints on disk are kept)\n")
+    os._exit(EXIT_CODES[signal.Signals(signum)])
 
 
 class SaveOnSignal(Callback):
@@ -104,7 +128,7 @@ class SaveOnSignal(Callback):
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl+C: abort now
+            abort_now(signum)
         if self.trainer is None:  # before the Trainer's set-up or after its teardown: no step
             raise SystemExit(EXIT_CODES[signal.Signals(signum)])
         self.received = signum  # acted upon where all ranks agree (``_agree_and_stop``)

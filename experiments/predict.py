@@ -177,11 +177,14 @@ def host_predictor(model: nn.Module) -> protocols.PosePredictor:
 
 
 @torch.no_grad()
-def predict_frames(net: LoadedNetwork, frames: np.ndarray, threshold: float = 0.5) -> Prediction:
-    """Run the protocol on uint8 frames (F, H, W, 3) (one frame for an image)."""
+def predict_frames(net: LoadedNetwork, frames: np.ndarray, threshold: float = 0.5,
+                   still: bool = False) -> Prediction:  # fmt: skip
+    """Run the protocol on uint8 frames (F, H, W, 3). ``still``: an image, posed only; a video
+    of any length gets its action, one shorter than the clip from its frames stretched over it
+    (a 1-frame video: that frame repeated)."""
     model, cfg = net.model.eval(), net.config
     size, length = cfg.input_size, cfg.num_frames
-    has_action = cfg.num_actions > 0 and len(frames) > 1
+    has_action = cfg.num_actions > 0 and not still
     clips = (
         protocols.multi_clip_indices(len(frames), length)
         if has_action
@@ -246,6 +249,12 @@ def to_json(pred: Prediction, net: LoadedNetwork, source: Path, frames: np.ndarr
         out["action"] = {"index": best, "name": net.action_names[best],
                          "score": float(pred.scores[best]),
                          "scores": np.round(pred.scores, 5).tolist()}  # fmt: skip
+        if len(pred.pose_px) < net.config.num_frames:
+            out["action"]["note"] = (f"from {len(pred.pose_px)} frame(s) stretched over the "
+                                     f"{net.config.num_frames}-frame clip")  # fmt: skip
+    elif net.config.num_actions > 0:
+        out["action"] = None
+        out["no_action"] = "a still image is posed only: actions are predicted for videos"
     return out
 
 
@@ -294,7 +303,7 @@ def run(source: str | Path, ckpt: str | Path, out_dir: str | Path, keras_model: 
         raise FileNotFoundError(f"input not found: {source}")
     net = load_network(ckpt, keras_model=keras_model, fast=fast, device=device)
     frames, fps = read_frames(source, decode_size)
-    pred = predict_frames(net, frames, threshold)
+    pred = predict_frames(net, frames, threshold, still=source.suffix.lower() in IMAGE_SUFFIXES)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = to_json(pred, net, source, frames, fps)
@@ -327,7 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     action = result.get("action")
     print(f"{result['num_frames']} frames → {args.out}; rendered {result['rendered']}")
     if action:
-        print(f"action: {action['name']} (class {action['index']}, score {action['score']:.3f})")
+        note = f"; {action['note']}" if "note" in action else ""
+        print(f"action: {action['name']} (class {action['index']}, score {action['score']:.3f}"
+              f"{note})")  # fmt: skip
+    elif "no_action" in result:
+        print(f"no action: {result['no_action']}")
     return 0
 
 

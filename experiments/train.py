@@ -13,6 +13,8 @@ second stage). ``resume=auto`` continues from the stages' ``last.ckpt``.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,13 @@ from deephar.models.multitask import DeepHAR, build_model
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
 from deephar.tasks.base import OptimSettings, TaskModule
 from experiments.cli import arguments
-from experiments.config import ConfigError, load_config, network_config, validate
+from experiments.config import (
+    ConfigError,
+    load_config,
+    network_config,
+    resume_changes,
+    validate,
+)
 from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
 from experiments.distributed import (
     GlobalBatch,
@@ -45,6 +53,7 @@ from experiments.faults import (
     AtomicCheckpointIO,
     Interrupted,
     RNGState,
+    SaveFailed,
     SaveOnSignal,
     remove_partial_writes,
 )
@@ -115,7 +124,7 @@ class LogDataFailures(Callback):
             for key, count in failures(trainer.datamodule).items():  # each rank's own
                 module.log(f"data/failures_{key}", float(count), sync_dist=True, reduce_fx="sum")
             for key, log in getattr(trainer.datamodule, "missing", {}).items():
-                module.log(f"data/unreadable_{key}", float(len(log.unreadable)))
+                module.log(f"data/unreadable_{key}", float(log.failed))
 
     def on_validation_epoch_start(self, trainer, module):
         for key in [k for k in getattr(trainer.datamodule, "missing", {}) if k.startswith("val/")]:
@@ -261,6 +270,7 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
     ``cfg.model`` initialised from ``cfg.init``.
     """
     validate(cfg)
+    check_startup(cfg)
     silence_known_warnings()
     if cfg.threads > 0:  # small networks on shared cores: more threads only wait on each other
         torch.set_num_threads(cfg.threads)
@@ -287,7 +297,7 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
         trainer = _fit(cfg, module, data, "finetune")
     last_val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     metrics = test_metrics(trainer, module, data)
-    metrics |= {f"{key}/unreadable": float(len(log.unreadable))
+    metrics |= {f"{key}/unreadable": float(log.failed)
                 for key, log in data.missing.items() if log.unreadable}  # fmt: skip
     if metrics and trainer.is_global_zero:
         print(format_table(metrics, f"test metrics of {cfg.name}"), flush=True)
@@ -300,6 +310,95 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
 def finetune_lr(cfg: DictConfig) -> float:
     """The one meaning of fine-tuning's rate: ``optim.lr`` ÷ ``finetune.lr_divisor``."""
     return cfg.optim.lr / cfg.finetune.lr_divisor
+
+
+# ---- start-up checks: what would fail later, refused before any model or dataset is built ----
+TASK_MODULES: dict[str, type[TaskModule]] = {
+    "pose": Pose2D3DModule, "action": ActionModule, "joint": JointModule,
+}  # fmt: skip
+CHECKPOINT_FILES = 3  # best.ckpt, last.ckpt and the .partial of the one being replaced
+
+
+def check_startup(cfg: DictConfig) -> None:
+    """The monitored metric, the run folder (writable, room for the checkpoints) and a resume's
+    config: a ``ConfigError`` naming the key or the folder, before any work."""
+    check_monitor(cfg)
+    check_resume_config(cfg)
+    check_out_dir(cfg)
+    check_free_space(cfg)
+
+
+def check_monitor(cfg: DictConfig) -> None:
+    """``optim.monitor`` must be a metric the task logs (it was found missing after an epoch)."""
+    if not cfg.data.val:
+        return  # nothing validates: nothing is monitored
+    names = TASK_MODULES[cfg.task].val_metrics(network_config(cfg))
+    if cfg.optim.monitor not in names:
+        raise ConfigError(f"optim.monitor = {cfg.optim.monitor!r}: the {cfg.task} task logs "
+                          f"{', '.join(names)}")  # fmt: skip
+
+
+def check_out_dir(cfg: DictConfig) -> None:
+    """The run folder can be created and written (a read-only or missing mount fails here)."""
+    folder = run_dir(cfg)
+    probe = folder / f".write-test.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"out_dir = {cfg.out_dir!r}: cannot write the run folder {folder} "
+                          f"({err.strerror or err})") from None  # fmt: skip
+
+
+def checkpoint_bytes(cfg: DictConfig) -> int:
+    """About the size of one checkpoint (at least it): the network's tensors (built on the meta
+    device: no memory, no time), up to two optimiser states of each parameter, and the file's
+    ~1 kB per tensor and 64 kB of loops, callbacks and settings."""
+    with torch.device("meta"):
+        net = build_model(network_config(cfg))
+    params, buffers = list(net.parameters()), list(net.buffers())
+    data = sum(3 * p.numel() * p.element_size() for p in params)
+    data += sum(b.numel() * b.element_size() for b in buffers)
+    return data + 1024 * (3 * len(params) + len(buffers)) + 2**16
+
+
+def check_free_space(cfg: DictConfig) -> None:
+    """Room in the run folder for the checkpoints of every stage (``CHECKPOINT_FILES`` each, less
+    those already there, which are replaced): a full disk is named before the first epoch."""
+    stages = ["main", "finetune"] if finetunes(cfg) else ["main"]
+    files = sum(CHECKPOINT_FILES - sum((stage_dir(cfg, s) / f"{n}.ckpt").is_file()
+                                       for n in ("best", "last")) for s in stages)  # fmt: skip
+    size = checkpoint_bytes(cfg)
+    free = shutil.disk_usage(run_dir(cfg)).free
+    if free < files * size:
+        raise ConfigError(f"out_dir = {cfg.out_dir!r}: {free / 1e6:.1f} MB free in {run_dir(cfg)}, "
+                          f"the checkpoints need about {files * size / 1e6:.1f} MB ({files} files "
+                          f"of {size / 1e6:.1f} MB)")  # fmt: skip
+
+
+def saved_config(cfg: DictConfig, ckpt: str) -> Path | None:
+    """The ``config.yaml`` of the run a checkpoint belongs to (its folder, or the one above for
+    ``finetune/``); for ``resume=auto``, this run's."""
+    if cfg.resume == "auto":
+        candidates = [run_dir(cfg) / "config.yaml"]
+    else:
+        candidates = [Path(ckpt).parent / "config.yaml", Path(ckpt).parent.parent / "config.yaml"]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def check_resume_config(cfg: DictConfig) -> None:
+    """A resumed run must be the saved one continued: the ``RESUME_KEYS`` that differ from its
+    ``config.yaml`` are refused, named, unless ``resume_allow_changes`` lists them."""
+    stages = ["main", "finetune"] if finetunes(cfg) else ["main"]
+    ckpt = next((p for s in stages if (p := resume_path(cfg, s))), None)
+    if ckpt is None or (saved := saved_config(cfg, ckpt)) is None:
+        return
+    if changes := resume_changes(OmegaConf.load(saved), cfg):
+        listed = ", ".join(f"{k} = {now!r} (saved: {was!r})" for k, (was, now) in changes.items())
+        keys = ",".join(changes)
+        raise ConfigError(f"resume from {ckpt}: {listed} differ from the run's {saved}; rerun with "
+                          f"the saved values, or allow it: resume_allow_changes=[{keys}]")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as stop:
         print(f"interrupted: {stop}", file=sys.stderr)
         return stop.exit_code
+    except SaveFailed as err:  # mid-run: the checkpoints before it are intact
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

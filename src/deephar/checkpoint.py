@@ -18,9 +18,10 @@ pose files).
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import pickle
-import re
+import pickletools
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +45,55 @@ class CheckpointError(ValueError):
         self.path, self.problem = str(path), problem
 
 
+#: pickle opcodes that import or call: what ``weights_only`` exists to refuse
+CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"})
+#: imports of every tensor checkpoint (not worth naming when a file is refused)
+TENSOR_MODULES = ("torch", "collections", "_codecs")
+
+
+def _pickle_stream(path: Path) -> bytes:
+    """The pickle bytes of a checkpoint: the ``*/data.pkl`` member of a zip ``torch.save``,
+    else the whole file (the legacy format: pickles one after the other)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+            return archive.read(member) if member else b""
+    return path.read_bytes()
+
+
+def pickled_objects(path: str | Path) -> list[str] | None:
+    """The importable names (``builtins.print``) a pickle in ``path`` would import, tensor
+    machinery left out, when it holds opcodes that import or call (``CODE_OPCODES``); None when it
+    holds none (or is not pickle data). Read with ``pickletools.genops``: nothing is executed."""
+    try:
+        stream = io.BytesIO(_pickle_stream(Path(path)))
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return None
+    found, names, strings, memo, top = False, [], [], {}, None
+    try:
+        while stream.tell() < len(stream.getbuffer()):  # legacy files: several pickles
+            for op, arg, _ in pickletools.genops(stream):
+                if op.name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[len(memo) if arg is None else arg] = top  # the top stays
+                    continue
+                pushed = isinstance(arg, str) and op.name.endswith(("UNICODE", "STRING"))
+                top = arg if pushed else memo.get(arg) if op.name.endswith("GET") else None
+                if isinstance(top, str):
+                    strings.append(top)  # STACK_GLOBAL imports the last two
+                if op.name in CODE_OPCODES:
+                    found = True
+                if op.name in ("GLOBAL", "INST"):
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(".".join(strings[-2:]))
+    except (ValueError, EOFError, pickle.UnpicklingError):  # the rest is not pickle data
+        pass
+    if not found:
+        return None
+    foreign = [n for n in dict.fromkeys(names) if not n.startswith(TENSOR_MODULES)]
+    return foreign
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The dict stored in ``path`` (it must hold a ``state_dict``), read with weights_only."""
     path = Path(path)
@@ -53,11 +103,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(path, "empty file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if found:  # a pickled object: never executed
+    except pickle.UnpicklingError:  # torch's wording changes between versions: scan the bytes
+        objects = pickled_objects(path)
+        if objects is not None:  # a pickled object: never executed
+            named = f" ({', '.join(objects[:3])})" if objects else ""
             raise CheckpointError(
-                path, f"refused: it holds a Python object ({found.group(1)}), not only tensors"
+                path, f"refused: it holds Python objects{named}, which could run code"
             ) from None
         raise CheckpointError(path, "not a PyTorch checkpoint (unreadable pickle data)") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:

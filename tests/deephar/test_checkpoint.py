@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import pytest
 import torch
@@ -36,10 +37,13 @@ def test_unusable_files_raise_one_error_naming_file_and_problem(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     (tmp_path / "text.pt").write_text("not a checkpoint at all")
     torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": Payload()}, tmp_path / "evil.pt")
+    (tmp_path / "raw.pt").write_bytes(pickle.dumps({"state_dict": {}, "extra": Payload()}))
+    (tmp_path / "plain.pt").write_bytes(pickle.dumps({"state_dict": {"w": [1.0]}}))
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    code = "refused: it holds Python objects .*print.*, which could run code"
     cases = {"missing.pt": "no such file", "empty.pt": "empty", "cut.pt": "truncated",
-             "text.pt": "not a PyTorch checkpoint", "evil.pt": "refused",
-             "other.pt": "no state_dict"}  # fmt: skip
+             "text.pt": "not a PyTorch checkpoint", "evil.pt": code, "raw.pt": code,
+             "plain.pt": "not a PyTorch checkpoint", "other.pt": "no state_dict"}  # fmt: skip
     for name, problem in cases.items():
         with pytest.raises(CheckpointError, match=problem) as err:
             load_checkpoint(tmp_path / name)

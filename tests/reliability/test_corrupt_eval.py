@@ -90,7 +90,7 @@ def test_training_replaces_and_test_reports(world, tmp_path, capsys, caplog):
     code = train.main(args)
     out, err = capsys.readouterr()
     assert code == 3, err
-    assert "replaced by the next one" in caplog.text  # training: replaced, as before
+    assert "replaced by a random other one" in caplog.text  # training: replaced, as before
     found = re.search(r"test/mpii: scored (\d+) of (\d+) samples; (\d+) unreadable", err)
     assert found, err
     scored, listed, bad = map(int, found.groups())
@@ -124,3 +124,34 @@ def test_validation_with_no_readable_sample_names_its_source(world, tmp_path, ca
     assert code == 3, err
     assert re.search(r"val/mpii: scored 0 of \d+ samples; \d+ unreadable", err), err
     assert "data.val" in err
+
+
+def test_unreadable_samples_are_counted_one_by_one_their_files_once(broken_ntu, action_net,
+                                                                   tmp_path, capsys):  # fmt: skip
+    """Multi-clip evaluation of two zero-byte videos: every clip of theirs counts as a sample
+    (it said "2 unreadable" whatever the clip count: one per file), each video listed once."""
+    root, names = broken_ntu
+    multi = NTUDataset(root / "ntu", split="test", clip_sampling="multi", clip_length=4)
+    clips = sum(multi.names[v] in names for v, _ in multi.items)
+    assert clips > len(names)  # several clips per video
+    args = ["demo_action", f"ckpt={action_net}", "clips=multi", f"out={tmp_path / 'e'}",
+            f"data.root={root}", *ACTION]  # fmt: skip
+    assert evaluate.main(args) == 3
+    out = capsys.readouterr().out
+    results = json.loads((tmp_path / "e" / "results.json").read_text())
+    samples = results["ntu/multi-clip"]["samples"]
+    assert samples["total"] == len(multi) and samples["scored"] == len(multi) - clips
+    assert len(samples["unreadable"]) == len(names)
+    assert f"; {clips} unreadable ({len(names)} files: " in out, out
+    assert all(out.count(f"{n}_rgb.avi (") == 1 for n in names), out  # each file listed once
+
+
+def test_missing_log_counts_samples_and_lists_files_once():
+    log, batch = MissingLog(), {"sample_id": ["a"]}
+    log.take(batch | {"unreadable": [("v.mp4", "empty file"), ("v.mp4", "empty file")]})
+    log.take(batch | {"unreadable": [("w.mp4", "empty file")]})
+    assert (log.scored, log.failed, log.total) == (2, 3, 5)
+    text = "scored 2 of 5 samples; 3 unreadable (2 files: v.mp4 (empty file), w.mp4 (empty file))"
+    assert log.summary() == text
+    assert MissingLog.from_dict(log.as_dict()).summary() == text
+    assert MissingLog.merge([log, log]).total == 10

@@ -11,6 +11,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from datamodules.base import RobustDataset, SampleReadError, read_image
 from datamodules.h36m import Human36MDataset
@@ -87,3 +88,62 @@ def test_garbage_ntu_skeleton_in_multi_clip_is_excluded_and_named(world, tmp_pat
     single = NTUDataset(root, split="test", input_size=64)  # lazy: the sample, named
     with pytest.raises(SampleReadError, match=name):
         single[single.names.index(name)]
+
+
+def test_garbage_penn_mat_is_listed_once_for_the_three_readers_of_a_run(world, tmp_path, caplog):
+    """A run builds the Penn reader three times (training, carved validation, test), each loading
+    every label file: the bad file is listed once, not three times."""
+    root = tmp_path / "penn"
+    shutil.copytree(world / "penn", root)
+    label = sorted((root / "labels").glob("*.mat"))[0]
+    label.write_bytes(b"MATLAB garbage" * 20)
+    cfg = load_config("demo", [f"data.root={tmp_path}", *TINY])
+    with caplog.at_level(logging.WARNING):
+        for stage in ("train", "val", "test"):
+            build_dataset(cfg, "penn", stage)
+    assert caplog.text.count(str(label)) == 1, caplog.text
+
+
+def test_one_bad_recording_is_replaced_by_other_files_not_its_own_frames(world, tmp_path, caplog):
+    """The 4 camera videos of one Human3.6M recording zero-byte: its 20 consecutive training
+    samples (16 in a row stopped the run) are replaced by samples of other videos, each bad
+    video logged once."""
+    root = tmp_path / "h36m"
+    shutil.copytree(world / "h36m", root)
+    videos = sorted((root / "S1" / "Videos").glob("Directions 1.*.mp4"))
+    assert len(videos) == 4
+    for video in videos:
+        video.write_bytes(b"")
+    data = RobustDataset(Human36MDataset(root, split="train", subjects=[1, 5], input_size=64))
+    with caplog.at_level(logging.WARNING):
+        ids = [data[i]["sample_id"] for i in range(len(data))]
+    assert not [i for i in ids if "S1/Directions 1." in i]  # every bad sample replaced
+    assert data.num_failures >= 20 and len(set(ids)) > len(ids) // 2
+    for video in videos:
+        assert sum(str(video) in r.getMessage() for r in caplog.records) == 1, video
+
+
+class Videos(torch.utils.data.Dataset):
+    """``files`` videos of 10 frames; the videos in ``bad`` fail as a zero-byte file would."""
+
+    def __init__(self, files: int, bad: set[int]):
+        self.files, self.bad = files, bad
+
+    def __len__(self) -> int:
+        return 10 * self.files
+
+    def __getitem__(self, i: int) -> int:
+        if i // 10 in self.bad:
+            raise SampleReadError(f"/data/video_{i // 10}.mp4", "empty file")
+        return i
+
+
+def test_the_broken_data_stop_counts_a_share_of_the_loads():
+    order = np.random.default_rng(0).permutation(300).tolist()  # a training sampler's order
+    few = RobustDataset(Videos(30, {3, 4, 5}), min_loads=64)  # 10 % of the data: trained on
+    assert all(few[i] // 10 not in {3, 4, 5} for i in order)
+    many = RobustDataset(Videos(30, set(range(0, 30, 2))), min_loads=64)  # half: broken
+    with pytest.raises(RuntimeError, match=r"of \d+ loads failed \(more than 25%"):
+        for i in order:
+            many[i]
+    assert 64 <= many.num_loads < 100  # stopped as soon as the share was known

@@ -199,3 +199,21 @@ def test_ddp_ranks_vote_on_a_signal_at_log_steps_only(monkeypatch):
         callback.on_train_batch_end(trainer)
         assert trainer._signal_connector.received_sigterm is (step >= 6)
     assert votes == [3, 6]
+
+
+@pytest.mark.parametrize("gap", [0.02, 0.12])
+def test_a_second_ctrl_c_aborts_at_once_saving_nothing(world, tmp_path, gap):
+    """The first Ctrl+C asks for a save at the end of the step; a second one, 20 or 120 ms later,
+    ends the process at once with 130 (it had saved and exited 130 as if there was one)."""
+    args = train_args(world, tmp_path / "runs", 0)
+    proc, beacon = start(args, tmp_path, sleep=2.0)
+    wait_for_step(proc, beacon, 1)  # asleep after step 1, in epoch 1: nothing saved yet
+    proc.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    returned, err = finish(proc, timeout=60)
+    assert returned == 130, err
+    assert time.monotonic() - sent < 1.5, "not at once: the step's sleep ran out"
+    assert "aborted by a second Ctrl+C" in err and "saved to" not in err, err
+    assert not (tmp_path / "runs" / "demo_pose" / "last.ckpt").exists()

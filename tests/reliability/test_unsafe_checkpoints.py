@@ -8,6 +8,7 @@ refuse the file with one line naming it, exit non-zero, and leave no marker.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,23 @@ def test_demo_rerun(world, evil, tmp_path, capsys):
     finished_rows(out, path)  # the demo's pose row "finished" with a swapped checkpoint
     code = demo.main(["--size", "tiny", "--out", str(out), "--data", str(world)])
     refused(code, capsys.readouterr().err, path, marker)
+
+
+@pytest.mark.parametrize("kind", ["torch.save", "pickle.dumps"])
+def test_the_refusal_says_why_for_both_payload_kinds(world, trained, tmp_path, capsys, kind):
+    """torch 2.13 words the two refusals differently ("Unsupported global" / "Unsupported operand
+    149"): the reason comes from the file's pickle opcodes, not from torch's message."""
+    marker = tmp_path / "PAYLOAD_RAN"
+    state = torch.load(trained / "last.ckpt", map_location="cpu", weights_only=True)
+    state["hyper_parameters"]["evil"] = Payload(marker)
+    path = tmp_path / "payload.ckpt"
+    if kind == "torch.save":
+        torch.save(state, path)
+    else:
+        path.write_bytes(pickle.dumps(state))
+    code = train.main(train_args(world, tmp_path / "runs", f"init.ckpt={path}"))
+    err = capsys.readouterr().err
+    refused(code, err, path, marker)
+    line = err.strip().splitlines()[-1]
+    assert "refused: it holds Python objects (" in line and "open" in line, line  # named
+    assert line.endswith("which could run code"), line

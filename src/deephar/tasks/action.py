@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from deephar.config import NetworkConfig
 from deephar.losses import action_loss
 from deephar.metrics import VideoAccuracy
 from deephar.models.multitask import DeepHAR
@@ -122,6 +123,11 @@ class ActionMetrics(nn.Module):
         for metric in (self.clip, self.video, *self.blocks.values(), *self.branches.values()):
             metric.reset()
 
+    def metric_names(self) -> list[str]:
+        """Every key ``compute()`` can return."""
+        return (["acc", "video_acc"] + [f"acc_{n}" for n in self.names]
+                + [f"video_acc_{b}" for b in self.branches])  # fmt: skip
+
 
 class ActionModule(TaskModule):
     """Action training on clips or provided poses; the pose network frozen unless fine-tuning.
@@ -152,6 +158,10 @@ class ActionModule(TaskModule):
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_action")]
+
+    @staticmethod
+    def scorers(cfg: NetworkConfig) -> list[nn.Module]:
+        return [ActionMetrics(cfg.action_blocks, cfg.num_actions)]
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         images = self.to_input(batch["image"]) if "image" in batch else None

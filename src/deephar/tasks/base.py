@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
+from deephar.config import NetworkConfig
 from deephar.images import batch_to_float
 from deephar.models.multitask import DeepHAR
 from deephar.tasks.schedule import LR_SCALING, build_scheduler, lr_scale
@@ -206,6 +207,18 @@ class TaskModule(pl.LightningModule):
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         raise NotImplementedError
+
+    @staticmethod
+    def scorers(cfg: NetworkConfig) -> list[nn.Module]:
+        """Fresh metric holders of a stage, as the subclass builds them (each with
+        ``metric_names()``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def val_metrics(cls, cfg: NetworkConfig) -> list[str]:
+        """The ``val/…`` keys the task can log for a network of ``cfg``, known before any
+        training: what ``optim.monitor`` may name (each logged when the validation data allows)."""
+        return ["val/loss"] + [f"val/{n}" for m in cls.scorers(cfg) for n in m.metric_names()]
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")

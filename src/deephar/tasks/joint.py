@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from deephar.config import NetworkConfig
 from deephar.losses import action_loss
 from deephar.models.multitask import DeepHAR
 from deephar.tasks.action import ActionMetrics, action_forward
@@ -67,6 +68,10 @@ class JointModule(TaskModule):
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_pose"), getattr(self, f"{stage}_action")]
+
+    @staticmethod
+    def scorers(cfg: NetworkConfig) -> list[nn.Module]:
+        return [PoseMetrics(cfg.num_joints), ActionMetrics(cfg.action_blocks, cfg.num_actions)]
 
     def _pose_part(self, batch: Mapping[str, Any], stage: str):
         output, loss, parts = pose_step(

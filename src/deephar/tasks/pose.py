@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from deephar.config import NetworkConfig
 from deephar.losses import POSE_LOSSES, VISIBILITY_JOINTS, pose_loss
 from deephar.metrics import MPJPE, PCK, PCKh, decode_pose_mm, decode_pose_px
 from deephar.models.multitask import DeepHAR
@@ -92,6 +93,11 @@ class PoseMetrics(nn.Module):
         for metric in (self.pckh, self.pck, self.mpjpe):
             metric.reset()
 
+    def metric_names(self) -> list[str]:
+        """Every key ``compute()`` can return."""
+        pck = [f"{m.prefix}@{t:g}" for m in (self.pckh, self.pck) for t in m.report]
+        return pck + [f"{m.prefix}_auc" for m in (self.pckh, self.pck)] + ["mpjpe", "pa_mpjpe"]
+
 
 def pose_step(
     net: DeepHAR,
@@ -152,6 +158,10 @@ class Pose2D3DModule(TaskModule):
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_pose")]
+
+    @staticmethod
+    def scorers(cfg: NetworkConfig) -> list[nn.Module]:
+        return [PoseMetrics(cfg.num_joints)]
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         if batch["image"].ndim != 4:
