@@ -24,6 +24,11 @@ def _side_swapped(name: str) -> str:
     return name
 
 
+def _centre_then_pairs(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """The merged order: pelvis, thorax, neck, head, then each part's right and left joint."""
+    return ("pelvis", "thorax", "neck", "head") + tuple(f"{s}_{p}" for p in parts for s in "rl")
+
+
 @dataclass(frozen=True)
 class Layout:
     """A named joint order. ``swap_sides``: its l_/r_ labels map onto the merged r_/l_ joints."""
@@ -105,22 +110,13 @@ NTU25 = Layout(
     swap_sides=True,
 )  # fmt: skip
 
-PA16J = Layout(
-    "pa16j",
-    (
-        "pelvis", "thorax", "neck", "head", "r_shoulder", "l_shoulder", "r_elbow", "l_elbow",
-        "r_wrist", "l_wrist", "r_hip", "l_hip", "r_knee", "l_knee", "r_ankle", "l_ankle",
-    ),
-)  # fmt: skip
+# The merged layouts of the official code, as the paired parts that follow the centre line.
+PA16J = Layout("pa16j", _centre_then_pairs(("shoulder", "elbow", "wrist", "hip", "knee", "ankle")))
 PA17J = Layout("pa17j", PA16J.joints + ("spine",))
 PA20J = Layout(
     "pa20j",
-    (
-        "pelvis", "thorax", "neck", "head", "r_shoulder", "l_shoulder", "r_elbow", "l_elbow",
-        "r_wrist", "l_wrist", "r_hand", "l_hand", "r_hip", "l_hip", "r_knee", "l_knee",
-        "r_ankle", "l_ankle", "r_foot", "l_foot",
-    ),
-)  # fmt: skip
+    _centre_then_pairs(("shoulder", "elbow", "wrist", "hand", "hip", "knee", "ankle", "foot")),
+)
 
 LAYOUTS: dict[str, Layout] = {
     lay.name: lay for lay in (MPII, PENN, H36M32, NTU25, PA16J, PA17J, PA20J)

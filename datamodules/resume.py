@@ -4,11 +4,11 @@ A run killed at step n and resumed from a checkpoint must see the very batches, 
 augmentations, of the uninterrupted run. Two facts make that hold:
 
 - Every draw's randomness is a function of (seed, epoch, rank, position in the epoch) only, not of
-  a process-wide RNG stream: ``datamodules.mixed.SeededSampler`` yields ``(index, draw_seed)``
-  pairs and ``datamodules.mixed.SeededDataset`` loads index under ``torch.manual_seed(draw_seed)``
-  in a forked RNG (the readers draw their augmentation through ``datamodules.base.sample_rng``,
-  i.e. from torch's RNG). So the number of DataLoader workers, their seeds and restarts change
-  nothing.
+  a process-wide RNG stream: ``datamodules.sampling.SeededSampler`` yields ``(index, draw_seed)``
+  pairs and ``datamodules.sampling.SeededDataset`` loads index under
+  ``torch.manual_seed(draw_seed)`` in a forked RNG (the readers draw their augmentation through
+  ``datamodules.base.sample_rng``, i.e. from torch's RNG). So the number of DataLoader workers,
+  their seeds and restarts change nothing.
 - ``ResumableLoader`` (here) implements Lightning's ``state_dict`` / ``load_state_dict`` loader
   protocol: the checkpoint stores (epoch, batches done in it); the resumed loader's sampler skips
   those batches of that epoch, without loading them.
@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 
 
 class ResumableLoader(DataLoader):
-    """A DataLoader that Lightning saves and restores (its stateful-loader protocol), over a
-    sampler with ``epoch`` and ``resume_at(epoch, batches)`` (``datamodules.mixed.SeededSampler``).
+    """A DataLoader that Lightning saves and restores (its stateful-loader protocol), over a sampler
+    with ``epoch`` and ``resume_at(epoch, batches)`` (``datamodules.sampling.SeededSampler``).
     ``batches_done()`` says how many batches of the current epoch were trained on."""
 
     def __init__(self, *args: Any, batches_done: Callable[[], int], **kwargs: Any) -> None:

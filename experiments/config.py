@@ -161,7 +161,7 @@ class LoggerConfig:
     kind: str = "wandb"  # wandb | csv | tensorboard | none
     project: str = "deephar-lightning"
     group: str = ""  # W&B group: the rows of an ablation share one
-    offline: Any = "auto"  # auto: offline unless logged in (sync later: `wandb sync <dir>`)
+    offline: bool | str = "auto"  # true | false | auto: offline unless logged in (`wandb sync`)
 
 
 @dataclass
@@ -386,6 +386,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.monitor_mode": ("min", "max"),
     "data.layout": tuple(LAYOUTS), "trainer.precision": PRECISIONS,
     "trainer.accelerator": ACCELERATORS, "logger.kind": ("wandb", "csv", "tensorboard", "none"),
+    "logger.offline": ("auto", True, False),
     "eval.video_reduction": ("mean", "prod"),
 }  # fmt: skip
 AUTO = ("data.num_workers",)  # keys that may also be "auto"
@@ -435,7 +436,7 @@ def check_ranges(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} = {value!r}: must be {rule}{also}")
     for key, choices in CHOICES.items():
         if (value := OmegaConf.select(cfg, key)) is not None and value not in choices:
-            raise ConfigError(f"{key} = {value!r}: one of {' | '.join(choices)}")
+            raise ConfigError(f"{key} = {value!r}: one of {' | '.join(map(str, choices))}")
     if cfg.bn_momentum > 1:
         raise ConfigError(f"bn_momentum = {cfg.bn_momentum!r}: must be in [0, 1] (0: official)")
     for key in LIMITS:

@@ -39,11 +39,12 @@ def wandb_logged_in() -> bool:
 
 
 def wandb_offline(offline: bool | str) -> bool:
-    """``logger.offline``: true / false, or auto (offline unless logged in or WANDB_MODE=online)."""
+    """``logger.offline`` as the config types it: true / false, or "auto" (offline unless logged
+    in, or WANDB_MODE says offline). Strings other than "auto" are the config loader's error."""
     if isinstance(offline, bool):
         return offline
-    if str(offline).lower() != "auto":
-        return str(offline).lower() in ("1", "true", "yes")
+    if offline != "auto":
+        raise ValueError(f"logger.offline = {offline!r}: true | false | auto")
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in ("offline", "dryrun", "disabled"):
         return True

@@ -33,6 +33,22 @@ OFFICIAL = {
 }
 SOURCES = {"mpii": MPII, "ntu": NTU25, "h36m32": H36M32}
 
+# The merged layouts' joint names as they were written out name by name before being derived.
+MERGED_NAMES = {
+    PA16J: "pelvis thorax neck head r_shoulder l_shoulder r_elbow l_elbow r_wrist l_wrist r_hip"
+    " l_hip r_knee l_knee r_ankle l_ankle",
+    PA17J: "pelvis thorax neck head r_shoulder l_shoulder r_elbow l_elbow r_wrist l_wrist r_hip"
+    " l_hip r_knee l_knee r_ankle l_ankle spine",
+    PA20J: "pelvis thorax neck head r_shoulder l_shoulder r_elbow l_elbow r_wrist l_wrist r_hand"
+    " l_hand r_hip l_hip r_knee l_knee r_ankle l_ankle r_foot l_foot",
+}
+
+
+@pytest.mark.parametrize("merged", list(MERGED_NAMES), ids=lambda lay: lay.name)
+def test_merged_layouts_derived_from_parts_keep_their_written_names(merged):
+    assert merged.joints == tuple(MERGED_NAMES[merged].split())
+    assert not merged.swap_sides
+
 
 @pytest.mark.parametrize("merged", [PA16J, PA20J])
 def test_flip_is_the_official_permutation(merged):

@@ -15,13 +15,7 @@ from torch.utils.data import Dataset, DistributedSampler
 from datamodules import mixed
 from datamodules.base import SampleReadError
 from datamodules.missing import ReportingDataset
-from datamodules.mixed import (
-    MixedCollate,
-    MixedRatioDataModule,
-    default_steps,
-    init_worker,
-    split_counts,
-)
+from datamodules.mixed import MixedCollate, MixedRatioDataModule, init_worker
 from experiments.distributed import ReleaseProcessGroup
 from experiments.train import LogDataFailures
 
@@ -53,19 +47,6 @@ def _epoch_ids(loader, epoch=0):
     return [batch["sample_id"] for batch in loader]
 
 
-# ---- counts ----
-def test_split_counts_largest_remainder():
-    # 45/45/10 of 24: quotas 10.8/10.8/2.4 → floors 10/10/2, the 2 leftovers go to the 0.8s
-    assert split_counts({"a": 45, "b": 45, "c": 10}, 24) == {"a": 11, "b": 11, "c": 2}
-    # 1/1/1 of 4: quotas 1.33 each, one leftover → the first source (ties keep source order)
-    assert split_counts({"a": 1, "b": 1, "c": 1}, 4) == {"a": 2, "b": 1, "c": 1}
-    # counts given directly are kept
-    assert split_counts({"a": 5, "b": 3}, 8) == {"a": 5, "b": 3}
-    assert split_counts({"a": 0.5, "b": 0.25, "c": 0.25}, 6) == {"a": 3, "b": 2, "c": 1}
-    with pytest.raises(ValueError, match=r"\['b'\] get 0"):
-        split_counts({"a": 99, "b": 1}, 4)
-
-
 def test_every_batch_has_the_configured_counts():
     dm = _module({"a": 50, "b": 7, "c": 30}, {"a": 45, "b": 45, "c": 10}, 24, steps=9)
     loader = dm.train_dataloader()
@@ -84,8 +65,7 @@ def test_every_batch_has_the_configured_counts():
 def test_epoch_length_configured_and_official_default():
     dm = _module({"a": 10, "b": 3}, {"a": 3, "b": 1}, 4, steps=5)
     assert len(dm.train_dataloader()) == 5
-    # official: max(ceil(10 / 3), ceil(3 / 1)) = 4 steps; on 2 ranks max(ceil(5/3), ceil(2/1)) = 2
-    assert default_steps([10, 3], [3, 1]) == 4 and default_steps([10, 3], [3, 1], 2) == 2
+    # official: max(ceil(10 / 3), ceil(3 / 1)) = 4 steps (datamodules.sampling.default_steps)
     loader = _module({"a": 10, "b": 3}, {"a": 3, "b": 1}, 4).train_dataloader()
     assert len(loader) == 4 and len(list(loader)) == 4
 
