@@ -340,3 +340,16 @@ def test_reduced_decode_puts_image_points_where_the_full_decode_does(tmp_path: P
 
     for a, b in paired_samples(root, augment):
         assert (centroid(a["image"]) - centroid(b["image"])).abs().max() <= 0.05
+
+
+@pytest.mark.parametrize(("override", "expected"), [([], True), (["false"], False)])
+def test_reduced_decode_is_a_source_option_of_the_config(
+    json_root: Path, override: list[str], expected: bool
+):
+    """``data.sources.mpii.options.reduced_decode`` reaches the reader; absent, it is on."""
+    from experiments.config import load_config
+    from experiments.data import build_dataset
+
+    keys = [f"data.sources.mpii.options.reduced_decode={v}" for v in override]
+    cfg = load_config("mpii", [f"data.root={json_root}", *keys])
+    assert build_dataset(cfg, "mpii", "test").source.reduced_decode is expected
