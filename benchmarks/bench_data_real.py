@@ -4,9 +4,11 @@ against what one GPU consumes in training.
     python -m benchmarks.bench_data_real [--samples 16] [--world data/bench_world_real] [--mpii]
 
 ``--mpii``: MPII raw only, per core, as one worker's reads and through a 2-worker DataLoader (the
-batches' trip included). Run as a file it measures the library on ``PYTHONPATH``, e.g. an older
-checkout: ``PYTHONPATH=../old/src:../old python benchmarks/bench_data_real.py --mpii --world
-/tmp/bench`` (``--world`` outside that checkout).
+batches' trip included). ``--compare [--rounds 3]``: the same two rates with the reader's
+``reduced_decode`` off and on (JPEG DCT scaling), interleaved rounds in one process. Run as a
+file it measures the library on ``PYTHONPATH``, e.g. an older checkout:
+``PYTHONPATH=../old/src:../old python benchmarks/bench_data_real.py --mpii --world /tmp/bench``
+(``--world`` outside that checkout).
 
 The synthetic world written at the real files' resolutions (Human3.6M 1000×1002 H.264 at 50 fps,
 250-frame videos: one keyframe per 250 frames like x264's default; NTU 1920×1080, 100 frames; MPII
@@ -26,6 +28,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks.run import REPO, BenchContext, BenchReport, header, register, table
@@ -135,6 +138,10 @@ def loader_rate(dataset, samples: int, workers: int = 2, batch: int = 24) -> flo
         use = resource.getrusage(who)
         return use.ru_utime + use.ru_stime
 
+    # this process at one OpenCV thread BEFORE the fork: a forked worker's cv2.setNumThreads
+    # blocks forever when this process's pool threads sat waiting at the fork (OpenCV 4, pthreads:
+    # the copied condition variable has waiters that no longer exist)
+    as_worker()
     sampler = RandomSampler(dataset, replacement=True, num_samples=samples)
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
                         worker_init_fn=as_worker)  # fmt: skip
@@ -143,24 +150,67 @@ def loader_rate(dataset, samples: int, workers: int = 2, batch: int = 24) -> flo
     return count / (cpu(resource.RUSAGE_SELF) + cpu(resource.RUSAGE_CHILDREN) - start)
 
 
-def mpii_rows(samples: int, world: Path = WORLD) -> list[list[str]]:
-    """MPII raw only (1280×720 JPEGs): one worker's ``__getitem__`` and a 2-worker DataLoader,
-    per core — the rows that compare code versions in a minute (see ``main``)."""
-    from datamodules.mpii import MPIIDataset
+def mpii_world(world: Path = WORLD) -> Path:
+    """The MPII part of the real-resolution world (1280×720 JPEGs), written once: its root."""
     from datamodules.synthetic.world import RESOLUTIONS
     from datamodules.synthetic.write_mpii import write_mpii
 
-    torch.set_num_threads(1)
-    as_worker()
     root = world / "mpii"
     if not (world / "mpii_world.json").is_file():
         write_mpii(root, 12, 2, 0, seed=0, sizes=RESOLUTIONS["real"]["mpii"])
         (world / "mpii_world.json").write_text(json.dumps({"version": WORLD_VERSION}))
-    dataset = MPIIDataset(root, split="train", augment=True)
+    return root
+
+
+def mpii_rows(samples: int, world: Path = WORLD) -> list[list[str]]:
+    """MPII raw only (1280×720 JPEGs): one worker's ``__getitem__`` and a 2-worker DataLoader,
+    per core — the rows that compare code versions in a minute (see ``main``)."""
+    from datamodules.mpii import MPIIDataset
+
+    torch.set_num_threads(1)
+    as_worker()
+    dataset = MPIIDataset(mpii_world(world), split="train", augment=True)
     item = samples_per_second(dataset, samples)
     loader = loader_rate(dataset, samples)
     return [["MPII (1280×720 JPEG)", "raw: one worker's reads", f"{item:.1f}"],
             ["MPII (1280×720 JPEG)", "raw: DataLoader, 2 workers, batch 24", f"{loader:.1f}"]]  # fmt: skip
+
+
+def factor_mix(dataset) -> str:
+    """Shares of the decode factors f (``MPIIFiles.frames``) over the dataset's persons × its
+    training scales (each equally likely), e.g. "f=1 33 %, f=2 67 %"."""
+    windows = np.outer(dataset.window, np.asarray(dataset.aug.scales, np.float64)).ravel()
+    f = np.array(
+        [max([r for r in (2, 4, 8) if w / r >= dataset.input_size] or [1]) for w in windows]
+    )
+    return ", ".join(f"f={r} {np.mean(f == r):.0%}" for r in (1, 2, 4, 8) if (f == r).any())
+
+
+def mpii_compare(samples: int, rounds: int, world: Path = WORLD) -> tuple[list[list[str]], str]:
+    """``reduced_decode`` off vs on in ONE process, ``rounds`` interleaved rounds of ``samples``
+    random reads each (one worker's reads and a 2-worker DataLoader): rows of per-core rates and
+    the on / off ratio of the means, and the factor mix of the reads."""
+    from datamodules.mpii import MPIIDataset
+
+    torch.set_num_threads(1)
+    as_worker()
+    root = mpii_world(world)
+    data = {on: MPIIDataset(root, split="train", augment=True, reduced_decode=on)
+            for on in (False, True)}  # fmt: skip
+    rates = {(how, on): [] for how in ("item", "loader") for on in (False, True)}
+    for _ in range(rounds):
+        for on in (False, True):
+            rates[("item", on)].append(samples_per_second(data[on], samples))
+            rates[("loader", on)].append(loader_rate(data[on], samples))
+    out = []
+    for how, name in (
+        ("item", "one worker's reads"),
+        ("loader", "DataLoader, 2 workers, batch 24"),
+    ):
+        off, on = rates[(how, False)], rates[(how, True)]
+        out.append([name, ", ".join(f"{r:.0f}" for r in off), ", ".join(f"{r:.0f}" for r in on),
+                    f"{np.mean(on) / np.mean(off):.2f}×"])  # fmt: skip
+    return out, factor_mix(data[True])
 
 
 def gpu_demand() -> tuple[float, str]:
@@ -226,7 +276,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--world", type=Path, default=WORLD)
     ap.add_argument("--samples", type=int, default=24)
     ap.add_argument("--mpii", action="store_true", help="MPII raw only: item and DataLoader rates")
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="MPII raw, reduced_decode off vs on, interleaved rounds in one process",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="--compare: rounds of each")
     args = ap.parse_args(argv)
+    if args.compare:
+        body, mix = mpii_compare(args.samples, args.rounds, args.world)
+        cols = ["MPII raw 1280×720, samples/s per core", "reduced_decode off (rounds)",
+                "on (rounds)", "on / off (means)"]  # fmt: skip
+        print(f"- decode factors of the reads: {mix}")
+        print(table(body, cols))
+        return
     if args.mpii:
         print(table(mpii_rows(args.samples, args.world), ["dataset", "path", "samples/s per core"]))
         return

@@ -94,15 +94,23 @@ class MPIIDataset(Dataset):
 
     Crop (official): s = 1.25·scale, centre = objpos + (0, 12·s) (y down), square window 200·s
     (× the augmentation scale), resized to ``input_size``. ``augment`` defaults to split == "train".
+
+    ``reduced_decode`` (config: ``data.sources.<key>.options.reduced_decode``): a person whose
+    window spans f ≥ 2 crop sides is decoded at 1/f (JPEG DCT scaling, f ∈ {2, 4, 8}) and warped
+    from there; ``crop``, the targets and every coordinate stay in original pixels (bit-identical
+    to the full decode), only the image differs. On by default for training and evaluation alike:
+    the DCT-domain downscale is an anti-aliased downsample (each f×f block's low frequencies),
+    whereas the bilinear warp of a full image by a factor > 2 skips pixels and aliases; it is
+    also the cheaper read (README, "Training on GPUs"). False: every image decoded at full size.
     """
 
     def __init__(self, root: str | Path, split: Literal["train", "val"] = "train",
                  layout: str = "pa16j", input_size: int = 256, augment: bool | None = None,
                  annotation: str | Path | None = None,
-                 aug: AugmentRanges | dict | None = None):  # fmt: skip
+                 aug: AugmentRanges | dict | None = None, reduced_decode: bool = True):  # fmt: skip
         if split not in ("train", "val"):
             raise ValueError(f"MPIIDataset: split must be 'train' or 'val', got {split!r}")
-        self.source = MPIIFiles(root, split == "val", annotation)
+        self.source = MPIIFiles(root, split == "val", annotation, reduced_decode)
         self.layout, self.input_size = get_layout(layout), input_size
         self.augment = split == "train" if augment is None else augment
         self.aug = augment_ranges(aug, MPII_AUG)

@@ -72,11 +72,17 @@ REDUCED = {
 }
 
 
+def decode_factor(window: float, size: int) -> int:
+    """The largest r ∈ {1, 2, 4, 8} with window / r ≥ size: a 1/r decode keeps at least the S×S
+    crop's samples over a ``window``-pixel square."""
+    return max([f for f in REDUCED if window / f >= size] or [1])
+
+
 def read_for_crop(path: Path, window: float, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """An image to crop a ``window``-pixel square (augmentation scale included) into S×S from:
-    decoded at 1/r (JPEG DCT scaling, r ∈ {2, 4, 8}, the largest keeping ≥ S / window samples per
-    original pixel) with its (2, 3) original → decoded matrix, or at full size with None."""
-    r = max([f for f in REDUCED if window / f >= size] or [1])
+    decoded at 1/r (JPEG DCT scaling, r = ``decode_factor``) with its (2, 3) original → decoded
+    matrix, or at full size with None."""
+    r = decode_factor(window, size)
     if r == 1 or path.suffix.lower() not in (".jpg", ".jpeg"):
         return read_image(path), None
     data = path.read_bytes() if path.is_file() else b""
@@ -84,4 +90,6 @@ def read_for_crop(path: Path, window: float, size: int) -> tuple[np.ndarray, np.
     image = None if bad else cv2.imdecode(np.frombuffer(data, np.uint8), REDUCED[r])
     if image is None:  # missing, empty, truncated (decoded greyed, no error) or corrupt
         return read_image(path), None  # FileNotFoundError / SampleReadError naming the file
-    return image[..., ::-1], store_matrix(np.zeros((1, 2)), np.array([r]), np.array([1]))[0]
+    # a contiguous RGB copy: cv2.warpAffine copies a [..., ::-1] view itself, 5× slower (0.75 ms)
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return rgb, store_matrix(np.zeros((1, 2)), np.array([r]), np.array([1]))[0]

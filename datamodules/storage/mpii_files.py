@@ -16,7 +16,7 @@ import numpy as np
 import scipy.io
 from scipy.io.matlab import MatReadError
 
-from datamodules.base import require_dir
+from datamodules.base import read_image, require_dir
 from datamodules.storage.crops import read_for_crop
 from datamodules.storage.records import Frames
 
@@ -232,17 +232,25 @@ def load_annotations(root: Path, annotation: str | Path | None = None) -> MPIIAn
 
 class MPIIFiles:
     """The annotated persons of one split (``val``) of ``root`` and their images (``images/``),
-    decoded reduced where a crop ``window`` allows (``read_for_crop``)."""
+    decoded reduced where a crop ``window`` allows (``read_for_crop``) unless ``reduced_decode``
+    is False (every image at full size)."""
 
-    def __init__(self, root: str | Path, val: bool, annotation: str | Path | None = None):
+    def __init__(self, root: str | Path, val: bool, annotation: str | Path | None = None,
+                 reduced_decode: bool = True):  # fmt: skip
         self.root = require_dir(root, "MPII root")
         self.images = require_dir(self.root / "images", "MPII images")
         ann = load_annotations(self.root, annotation)
         self.ann = ann.select(ann.is_val == val)
+        self.reduced_decode = reduced_decode
 
     def __len__(self) -> int:
         return len(self.ann.image)
 
     def frames(self, i: int, window: float, size: int) -> Frames:
-        """The image of person ``i`` to crop a ``window``-pixel square into ``size``²."""
-        return Frames(*read_for_crop(self.images / str(self.ann.image[i]), window, size))
+        """The image of person ``i`` to crop a ``window``-pixel square into ``size``²: decoded at
+        1/f (f ∈ {1, 2, 4, 8}, the largest with window / f ≥ size) with ``stored`` its original →
+        decoded matrix, or (``reduced_decode`` off) the full image with ``stored`` None."""
+        path = self.images / str(self.ann.image[i])
+        if not self.reduced_decode:
+            return Frames(read_image(path))
+        return Frames(*read_for_crop(path, window, size))

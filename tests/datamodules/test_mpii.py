@@ -228,3 +228,128 @@ def test_check_counts_split_and_images(json_root: Path):
     assert not any("missing" in p for p in problems)
     (json_root / "images" / "b.jpg").unlink()
     assert any("b.jpg" in p for p in check_mpii(json_root))
+
+
+# --- reduced decodes (JPEG DCT scaling) ------------------------------------------------------------
+
+WIDE = (1280, 720)  # W, H: the usual MPII photo
+SCALES = (0.4, 0.6, 1.2, 2.4)  # windows 100, 150, 300, 600 px: factors 1, 2, 4, 8 at S = 64
+FACTORS = (1, 2, 4, 8)
+
+
+def write_wide(root: Path, gray: np.ndarray) -> Path:
+    """A 1280×720 JPEG ``a.jpg`` (``gray`` (H, W) float, 0–255, as three equal channels) with one
+    person of each of ``SCALES`` near its middle: crop windows inside the image."""
+    (root / "images").mkdir(parents=True)
+    image = np.repeat(np.clip(gray, 0, 255).round().astype(np.uint8)[..., None], 3, axis=-1)
+    cv2.imwrite(str(root / "images" / "a.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    entries = [json_entry("a.jpg", 1, k + 1, (640.0, 330.0), 0.0) for k in range(len(SCALES))]
+    for entry, scale in zip(entries, SCALES):
+        entry["scale_provided"] = scale
+    (root / "mpii_annotations.json").write_text(json.dumps(entries))
+    return root
+
+
+def grid() -> tuple[np.ndarray, np.ndarray]:
+    y, x = np.mgrid[0 : WIDE[1], 0 : WIDE[0]].astype(np.float64)
+    return x, y
+
+
+def paired_samples(root: Path, augment: bool) -> list[tuple[dict, dict]]:
+    """(reduced decode, full decode) samples of every person, each pair under one torch seed;
+    ``augment``: rotation, flip, shift and gamma, scale 1 (the factors stay 1, 2, 4, 8)."""
+    aug = {"angle": 40.0, "scales": (1.0,), "translate": 20.0}
+    reduced = MPIIDataset(root, "train", input_size=S, augment=augment, aug=aug)
+    full = MPIIDataset(root, "train", input_size=S, augment=augment, aug=aug, reduced_decode=False)
+    pairs = []
+    for i in range(len(reduced)):
+        torch.manual_seed(i)
+        a = reduced[i]
+        torch.manual_seed(i)
+        pairs.append((a, full[i]))
+    return pairs
+
+
+@pytest.mark.parametrize(
+    ("window", "size", "factor"),
+    [(511.9, 256, 1), (512, 256, 2), (1023, 256, 2), (1024, 256, 4), (2047, 256, 4),
+     (2048, 256, 8), (9000, 256, 8), (100, 64, 1), (128, 64, 2), (600, 64, 8)],
+)  # fmt: skip
+def test_reduced_decode_factor_is_the_largest_keeping_the_crop_resolution(
+    tmp_path: Path, window: float, size: int, factor: int
+):
+    """f = max {f ∈ 1, 2, 4, 8 : window / f ≥ size}: the decoded image keeps at least the crop's
+    samples over the window; ``stored`` maps original pixel centres onto the decoded ones."""
+    from datamodules.mpii import MPIIFiles
+
+    root = write_wide(tmp_path, grid()[0] / 5)
+    frames = MPIIFiles(root, val=False).frames(0, window, size)
+    assert frames.images.shape == (-(-WIDE[1] // factor), -(-WIDE[0] // factor), 3)
+    if factor == 1:
+        assert frames.stored is None
+    else:
+        k = 1.0 / factor  # decoded pixel q covers original [f·q, f·q + f): centre f·q + (f − 1)/2
+        np.testing.assert_allclose(frames.stored, [[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2]])
+    off = MPIIFiles(root, val=False, reduced_decode=False).frames(0, window, size)
+    assert off.stored is None and off.images.shape == (WIDE[1], WIDE[0], 3)
+
+
+def test_reduced_decode_png_is_read_full(tmp_path: Path):
+    from datamodules.mpii import MPIIFiles
+
+    root = write_wide(tmp_path, grid()[0] / 5)
+    cv2.imwrite(str(root / "images" / "a.png"), cv2.imread(str(root / "images" / "a.jpg")))
+    files = MPIIFiles(root, val=False)
+    files.ann.image[:] = "a.png"
+    assert files.frames(0, 2048, 256).stored is None  # DCT scaling is JPEG's alone
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_reduced_decode_same_targets_image_within_jpeg_tolerance(tmp_path: Path, augment: bool):
+    """Factors f = 1, 2, 4, 8 on a smooth texture: every entry but ``image`` bit-identical to the
+    full decode's sample (the geometry stays in original pixels), the crop within f / 4 grey
+    levels (of 255) mean absolute difference: 0 at f = 1; measured 0.2, 0.4, 1.3–1.6 (the 1/8
+    decode's block filter against the full decode's bilinear warp by 9.4), and 1.3, 4.5, 10 with
+    the decoded pixel centres' offset left out of the composed matrix."""
+    x, y = grid()
+    # smooth (no cv2 filter here: OpenCV's thread pool in this process would hang a later
+    # forked worker's cv2.setNumThreads), periods 80–200 px
+    texture = 127 + 60 * np.sin(x / 23) * np.cos(y / 31) + 40 * np.sin(x / 17 + y / 19)
+    root = write_wide(tmp_path, texture)
+    for i, (a, b) in enumerate(paired_samples(root, augment)):
+        differ = [
+            k for k in a if not (torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k])
+        ]
+        assert differ == ([] if i == 0 else ["image"]), (i, differ)
+        mad = (a["image"].float() - b["image"].float()).abs().mean().item()
+        assert mad <= FACTORS[i] / 4, (i, mad)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_reduced_decode_puts_image_points_where_the_full_decode_does(tmp_path: Path, augment: bool):
+    """A bright blob's centroid in the crop of a reduced decode is within 0.05 crop pixels of its
+    centroid in the full decode's crop (measured ≤ 0.02; a decoded-pixel-centre offset left out
+    of the composed matrix moves it by 0.21–0.40)."""
+    x, y = grid()
+    root = write_wide(tmp_path, 250 * np.exp(-((x - 655) ** 2 + (y - 350) ** 2) / (2 * 20**2)))
+
+    def centroid(image: torch.Tensor) -> torch.Tensor:
+        gray = image.double().mean(0)  # (S, S)
+        yy, xx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+        return torch.stack([(gray * xx).sum(), (gray * yy).sum()]) / gray.sum()
+
+    for a, b in paired_samples(root, augment):
+        assert (centroid(a["image"]) - centroid(b["image"])).abs().max() <= 0.05
+
+
+@pytest.mark.parametrize(("override", "expected"), [([], True), (["false"], False)])
+def test_reduced_decode_is_a_source_option_of_the_config(
+    json_root: Path, override: list[str], expected: bool
+):
+    """``data.sources.mpii.options.reduced_decode`` reaches the reader; absent, it is on."""
+    from experiments.config import load_config
+    from experiments.data import build_dataset
+
+    keys = [f"data.sources.mpii.options.reduced_decode={v}" for v in override]
+    cfg = load_config("mpii", [f"data.root={json_root}", *keys])
+    assert build_dataset(cfg, "mpii", "test").source.reduced_decode is expected
