@@ -96,6 +96,15 @@ def init_worker(worker_id: int) -> None:
         pl_worker_init_function(worker_id)
 
 
+def fork_safe_opencv(num_workers: int) -> None:
+    """Before loader workers fork from this process: its OpenCV thread pool is cut to one thread.
+    A worker that resizes a pool inherited from a parent whose pool had run can wait for ever
+    (``init_worker``'s ``cv2.setNumThreads`` stuck in ``pthread_cond_destroy``); while workers
+    decode, the parent decodes nothing."""
+    if num_workers > 0:
+        cv2.setNumThreads(1)
+
+
 class MixedRatioDataModule(pl.LightningDataModule):
     """Training on fixed per-source counts per batch; validation / test per dataset.
 
@@ -138,6 +147,7 @@ class MixedRatioDataModule(pl.LightningDataModule):
             )
         self._rank, self._world_size = rank, world_size
         self.missing: dict[str, MissingLog] = {}  # "<stage>/<source>": unreadable samples
+        fork_safe_opencv(num_workers)
         self.loader_kwargs = dict(
             num_workers=num_workers,
             pin_memory=pin_memory,

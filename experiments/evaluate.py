@@ -38,7 +38,7 @@ from tqdm import tqdm
 from datamodules.h36m import ACTIONS as H36M_ACTIONS
 from datamodules.layouts import get_layout
 from datamodules.missing import MissingLog, MissingSamples, check_missing, collate_readable
-from datamodules.mixed import init_worker
+from datamodules.mixed import fork_safe_opencv, init_worker
 from deephar.checkpoint import CheckpointError, load_network
 from deephar.images import batch_to_float
 from deephar.models.inference import for_inference
@@ -96,6 +96,7 @@ def eval_loader(cfg: DictConfig, key: str, limit: int = 0, **options: Any) -> Da
     if 0 < limit < len(dataset):
         dataset = Subset(dataset, list(range(limit)))
     workers = worker_count(cfg.data.num_workers)
+    fork_safe_opencv(workers)
     return DataLoader(dataset, batch_size=cfg.data.eval_batch_size, collate_fn=collate_readable,
                       num_workers=workers, worker_init_fn=init_worker if workers else None)  # fmt: skip
 

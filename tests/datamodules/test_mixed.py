@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -261,3 +263,34 @@ def test_resumable_loader_needs_a_resumable_sampler():
 
     with pytest.raises(TypeError, match="resume_at"):
         ResumableLoader(range(4), batch_size=2, batches_done=lambda: 0)
+
+
+FORK_AFTER_OPENCV = """
+import sys, time
+import cv2, numpy as np
+sys.path[:0] = {paths!r}
+from datamodules.mixed import MixedRatioDataModule
+from tests.datamodules.test_mixed import Tiny
+
+image = np.random.default_rng(0).integers(0, 255, (720, 1280), dtype=np.uint8)
+for _ in range(20):  # the parent's OpenCV thread pool runs (as a main-process read does)
+    cv2.warpAffine(image, np.array([[0.3, 0.1, 0], [0.1, 0.3, 0]]), (256, 256))
+time.sleep(1.0)
+for _ in range(3):
+    dm = MixedRatioDataModule({{"a": Tiny("a", 8)}}, {{"a": 1}}, 4, 1, num_workers=2)
+    dm.setup("fit")
+    assert len(list(dm.train_dataloader())) == 1
+print("workers done", cv2.getNumThreads())
+"""
+
+
+def test_workers_forked_after_the_parents_opencv_ran_do_not_hang(tmp_path):
+    """init_worker's cv2.setNumThreads(1) in a worker forked from a parent whose pool had run
+    could wait for ever (most runs, without fork_safe_opencv): the module cuts the parent's pool
+    to one thread before its workers fork."""
+    root = Path(__file__).resolve().parents[2]
+    script = FORK_AFTER_OPENCV.format(paths=[str(root), str(root / "src")])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=root)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "workers done 1" in done.stdout
