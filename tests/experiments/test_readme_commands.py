@@ -37,6 +37,7 @@ NOT_RUN = {
     "make bench-keras-env": "installs TensorFlow into a second environment",
     "make gpu-check": "needs a GPU; tests/benchmarks/test_gpu_check.py runs its --dry rehearsal",
     "python -m benchmarks.": "benchmarks: minutes of timing",
+    "python -m cProfile": "a profile of a benchmark: minutes of timing",
     "pytest tests/deephar/test_parity": "the parity tests are part of the suite",
     "pytest tests/reliability": "the fault-injection tests are part of the suite",
 }
