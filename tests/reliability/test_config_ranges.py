@@ -33,16 +33,21 @@ UNKNOWN = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("override", BAD)
-def test_bad_value_names_its_key_before_anything_is_built(override, world, tmp_path, capsys,
-                                                          monkeypatch):  # fmt: skip
+def refused_before_building(override, world, tmp_path, monkeypatch) -> int:
+    """train.main's exit code for ``override``; building a model or a dataset fails the test."""
+
     def built(*args, **kwargs):
         raise AssertionError(f"{override}: a model or dataset was built before the check")
 
     monkeypatch.setattr(train, "build_model", built)
     monkeypatch.setattr(train, "build_datamodule", built)
-    args = ["demo_pose", f"data.root={world}", f"out_dir={tmp_path}", override]
-    assert train.main(args) == 2
+    return train.main(["demo_pose", f"data.root={world}", f"out_dir={tmp_path}", override])
+
+
+@pytest.mark.parametrize("override", BAD)
+def test_bad_value_names_its_key_before_anything_is_built(override, world, tmp_path, capsys,
+                                                          monkeypatch):  # fmt: skip
+    assert refused_before_building(override, world, tmp_path, monkeypatch) == 2
     err = capsys.readouterr().err
     key = override.split("=")[0]
     assert f"error: {key} = " in err, err
@@ -51,13 +56,7 @@ def test_bad_value_names_its_key_before_anything_is_built(override, world, tmp_p
 @pytest.mark.parametrize("override", UNKNOWN)
 def test_unknown_name_lists_the_allowed_ones_before_anything_is_built(override, world, tmp_path,
                                                                       capsys, monkeypatch):  # fmt: skip
-    def built(*args, **kwargs):
-        raise AssertionError(f"{override}: a model or dataset was built before the check")
-
-    monkeypatch.setattr(train, "build_model", built)
-    monkeypatch.setattr(train, "build_datamodule", built)
-    args = ["demo_pose", f"data.root={world}", f"out_dir={tmp_path}", override]
-    assert train.main(args) == 2
+    assert refused_before_building(override, world, tmp_path, monkeypatch) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     key = override.split("=")[0]
     assert len(lines) == 1 and lines[0].startswith(f"error: {key} = "), lines  # one line

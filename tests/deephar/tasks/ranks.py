@@ -1,6 +1,7 @@
 """Two (or more) gloo ranks in spawned processes, for the tests of what DDP ranks do together.
 
-``run_ranks(target, world_size, tmp_path, *args)`` spawns ``target(rank, *args)`` in each rank,
+``run_ranks(target, world_size, tmp_path, *args)`` spawns ``target(rank, *args)`` in each rank
+(which returns tensors and plain containers: read back with ``weights_only=True``),
 inside a gloo process group, and returns each rank's return value; a rank that hangs (a
 collective not entered by every rank) fails the test after ``timeout`` seconds instead of
 hanging it.
@@ -39,4 +40,4 @@ def run_ranks(target: Callable, world_size: int, folder: Path, *args: Any,
             for process in context.processes:
                 process.kill()
             raise AssertionError(f"the {world_size} ranks did not finish in {timeout} s (a hang)")
-    return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
+    return [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
