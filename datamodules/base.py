@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+import simplejpeg
 import torch
 from torch.utils.data import Dataset
 
@@ -91,6 +92,23 @@ def truncation(data: bytes) -> str:
     return ""
 
 
+def decode_jpeg_scaled(data: bytes, reduce: int = 1) -> np.ndarray | None:
+    """uint8 RGB of a JPEG by libjpeg-turbo's SIMD decoder (``simplejpeg``), at 1/``reduce``
+    (1, 2, 4, 8: DCT scaling, ceil(H / reduce) × ceil(W / reduce)); None when it cannot (not a
+    JPEG, CMYK, corrupt). The same pixels as OpenCV's decode (libjpeg-turbo's slow-integer IDCT
+    and fancy upsampling both), in ~55 % of its time at full size (OpenCV's build)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    try:
+        if reduce == 1:
+            return simplejpeg.decode_jpeg(data, "rgb")
+        height, width = simplejpeg.decode_jpeg_header(data)[:2]
+        return simplejpeg.decode_jpeg(data, "rgb", min_height=-(-height // reduce),
+                                      min_width=-(-width // reduce))  # fmt: skip
+    except ValueError:
+        return None
+
+
 def decode_image(data: bytes, name: str | Path) -> np.ndarray:
     """uint8 (H, W, 3) RGB of an encoded image (JPEG, PNG…); SampleReadError naming ``name``
     when empty, truncated (OpenCV decodes a cut JPEG without an error) or undecodable."""
@@ -98,6 +116,8 @@ def decode_image(data: bytes, name: str | Path) -> np.ndarray:
         raise SampleReadError(name, "empty file")
     if reason := truncation(data):
         raise SampleReadError(name, reason)
+    if (rgb := decode_jpeg_scaled(data)) is not None:
+        return rgb
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise SampleReadError(name, "OpenCV could not decode the image (corrupt?)")

@@ -374,7 +374,7 @@ RANGES: dict[str, str] = {
     "model.input_size": POSITIVE, "model.num_joints": POSITIVE, "model.pose_blocks": POSITIVE,
     "model.kernel_size": POSITIVE, "model.num_frames": POSITIVE, "model.action_blocks": POSITIVE,
     "model.depth_maps": POSITIVE, "model.context_maps": NON_NEGATIVE,
-    "model.num_actions": NON_NEGATIVE, "model.width": POSITIVE,
+    "model.num_actions": NON_NEGATIVE, "model.width": POSITIVE, "model.pose_members": POSITIVE,
     "optim.lr": POSITIVE, "optim.momentum": NON_NEGATIVE, "optim.weight_decay": NON_NEGATIVE,
     "optim.rho": FRACTION, "optim.eps": NON_NEGATIVE, "optim.gamma": FRACTION,
     "optim.plateau_factor": FRACTION, "optim.plateau_patience": NON_NEGATIVE,

@@ -1,6 +1,6 @@
 """Grouped k-fold cross-validation over a training split, for choosing recipes.
 
-    python -m experiments.crossval <config> folds=5 [PENN_ROOT=<folder>] [dotlist overrides]
+    python -m experiments.crossval <config> folds=5 [jobs=2] [PENN_ROOT=<folder>] [dotlist overrides]
     python -m experiments.crossval penn_poses folds=5 PENN_ROOT=../shared/data/penn_action_train
 
 Fold k of K holds out the k-th share of the training split's source groups (``data.folds``,
@@ -13,14 +13,18 @@ chosen on the very videos it is measured on). Printed and written to
 the mean ± sample std (ddof 1) over the folds, with each fold's wall time. Each fold is a W&B run
 in the group ``<name>-crossval`` (``logger.group`` overrides it), the summary one more run there.
 A finished fold is stored as ``folds/<k>.json`` and skipped when the command is rerun.
+``jobs=N`` trains N folds at once, each in its own process (a small network on one thread a
+fold: N cores do N folds in the time of one).
 ``PENN_ROOT=…`` / ``NTU_ROOT=…`` / ``H36M_ROOT=…`` are ``data.root=…``, as in the Makefile.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +38,26 @@ from experiments.logging import log_result_run
 ROOT_ALIASES = ("PENN_ROOT=", "NTU_ROOT=", "H36M_ROOT=", "MPII_ROOT=")  # Makefile spellings
 
 
-def parse(argv: list[str]) -> tuple[str, int, list[str]]:
-    """(config, folds, overrides) of the command line; ``folds=K`` (default 5) is taken out."""
-    config, folds, overrides = argv[0], 5, []
+def parse(argv: list[str]) -> tuple[str, int, list[str], int]:
+    """(config, folds, overrides, jobs) of the command line; ``folds=K`` (default 5) and
+    ``jobs=N`` (default 1) are taken out."""
+    config, counts, overrides = argv[0], {"folds": 5, "jobs": 1}, []
     for arg in argv[1:]:
-        if arg.startswith("folds="):
+        key, _, value = arg.partition("=")
+        if key in counts:
             try:
-                folds = int(arg.removeprefix("folds="))
+                counts[key] = int(value)
             except ValueError as err:
-                raise ConfigError(f"{arg}: folds must be an integer >= 2") from err
+                raise ConfigError(f"{arg}: {key} must be an integer") from err
         elif arg.startswith(ROOT_ALIASES):
-            overrides.append("data.root=" + arg.partition("=")[2])
+            overrides.append("data.root=" + value)
         else:
             overrides.append(arg)
-    if folds < 2:
-        raise ConfigError(f"folds={folds}: cross-validation needs at least 2 folds")
-    return config, folds, overrides
+    if counts["folds"] < 2:
+        raise ConfigError(f"folds={counts['folds']}: cross-validation needs at least 2 folds")
+    if counts["jobs"] < 1:
+        raise ConfigError(f"jobs={counts['jobs']}: at least 1 fold at a time")
+    return config, counts["folds"], overrides, counts["jobs"]
 
 
 def fold_config(config: str, overrides: list[str], folds: int, fold: int) -> DictConfig:
@@ -72,36 +80,49 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def crossval(config: str, folds: int, overrides: list[str]) -> dict:
-    """Train every fold (skipping those stored), then summarise; returns what is written."""
-    results = []
-    for fold in range(folds):
-        cfg = fold_config(config, overrides, folds, fold)
-        stored = Path(cfg.out_dir) / "folds" / f"{fold}.json"
-        if stored.is_file():
-            results.append(json.loads(stored.read_text()))
-            print(f"fold {fold + 1}/{folds}: stored in {stored}, skipped", flush=True)
-            continue
-        start = time.perf_counter()
-        metrics = train.run(cfg)
-        val = {k: v for k, v in metrics.items() if k.startswith("val/") and not k.endswith("_best")}
-        if not val:
-            raise ConfigError(f"fold {fold}: no validation metrics (is data.val empty?)")
-        entry = {"fold": fold, "wall_s": time.perf_counter() - start, "val": val}
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        stored.write_text(json.dumps(entry, indent=1))
-        results.append(entry)
-        print(f"fold {fold + 1}/{folds}: " + " ".join(f"{k} {v:.4f}" for k, v in sorted(val.items()))
-              + f" ({entry['wall_s']:.0f} s)", flush=True)  # fmt: skip
+def run_fold(config: str, overrides: list[str], folds: int, fold: int) -> dict:
+    """Train fold ``fold`` (or read it back when stored): {"fold", "wall_s", "val"}."""
+    cfg = fold_config(config, overrides, folds, fold)
+    stored = Path(cfg.out_dir) / "folds" / f"{fold}.json"
+    if stored.is_file():
+        print(f"fold {fold + 1}/{folds}: stored in {stored}, skipped", flush=True)
+        return json.loads(stored.read_text())
+    start = time.perf_counter()
+    metrics = train.run(cfg)
+    val = {k: v for k, v in metrics.items() if k.startswith("val/") and not k.endswith("_best")}
+    if not val:
+        raise ConfigError(f"fold {fold}: no validation metrics (is data.val empty?)")
+    entry = {"fold": fold, "wall_s": time.perf_counter() - start, "val": val}
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(json.dumps(entry, indent=1))
+    print(f"fold {fold + 1}/{folds}: " + " ".join(f"{k} {v:.4f}" for k, v in sorted(val.items()))
+          + f" ({entry['wall_s']:.0f} s)", flush=True)  # fmt: skip
+    return entry
+
+
+def crossval(config: str, folds: int, overrides: list[str], jobs: int = 1) -> dict:
+    """Train every fold (skipping those stored; ``jobs`` at a time), then summarise; returns
+    what is written."""
+    start = time.perf_counter()
+    args = [(config, overrides, folds, fold) for fold in range(folds)]
+    if jobs == 1:
+        results = [run_fold(*a) for a in args]
+    else:  # spawned: a fresh interpreter per worker, no forked torch / OpenCV thread state
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, folds), mp_context=context) as pool:
+            results = list(pool.map(run_fold, *zip(*args)))
+    cfg = fold_config(config, overrides, folds, folds - 1)
     summary = summarise([r["val"] for r in results])
     out = {"config": config, "overrides": overrides, "folds": results, "summary": summary,
-           "wall_s": sum(r["wall_s"] for r in results)}  # fmt: skip
+           "wall_s": sum(r["wall_s"] for r in results), "jobs": jobs,
+           "elapsed_s": time.perf_counter() - start}  # fmt: skip
     folder = Path(cfg.out_dir)
     (folder / "crossval.json").write_text(json.dumps(out, indent=1))
     print(f"{folds}-fold cross-validation of {config} (mean ± std over folds, last epoch):")
     for key, stat in summary.items():
         print(f"  {key:<24} {stat['mean']:.4f} ± {stat['std']:.4f}")
-    print(f"  wall time {out['wall_s'] / 60:.1f} min; written to {folder / 'crossval.json'}")
+    print(f"  wall time {out['wall_s'] / 60:.1f} min of folds, {out['elapsed_s'] / 60:.1f} min "
+          f"elapsed ({jobs} at a time); written to {folder / 'crossval.json'}")  # fmt: skip
     flat = {f"{k}/{s}": v for k, stat in summary.items() for s, v in stat.items()}
     log_result_run(cfg, folder, f"{cfg.logger.group}-summary", flat)
     return out

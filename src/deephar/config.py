@@ -28,6 +28,7 @@ class NetworkConfig:
     num_frames: int = 16  # T, frames per clip for the action branches
     action_blocks: int = 4  # stacked action prediction blocks per branch
     pose_branch: Literal["v1", "v2"] = "v1"  # v1: Penn (2D), v2: NTU (3D)
+    pose_members: int = 1  # M pose branches trained side by side, their logits averaged (1: paper)
     # Channel-width multiplier of the stem, pose blocks and action branches. 1.0 is the official
     # network (the only width the Keras converter accepts); smaller widths only for CPU demos/tests.
     width: float = 1.0

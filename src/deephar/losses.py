@@ -193,17 +193,25 @@ def pose_loss(
 def action_loss(output: ActionOutput, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Σ over every prediction (pose-branch blocks, appearance blocks, aggregate) of the mean
     cross-entropy; labels (B,) int64 with −1 = no action label (ignored). ``label_smoothing`` ε:
-    the targets are (1 − ε)·one-hot + ε/A (0: the paper's plain cross-entropy).
+    the targets are (1 − ε)·one-hot + ε/A (0: the paper's plain cross-entropy). An ensemble's
+    pose blocks (M, B, A) (``ActionOutput.loss_logits``) count the mean over its M members.
 
     Logits may carry extra leading dimensions (…, A) matching labels (…). A batch without any
     labelled sample gives 0 (with a graph, so that ``backward`` still works).
     """
-    logits = output.all_logits
+    logits = output.loss_logits
     if not logits:
         raise ValueError("ActionOutput holds no prediction")
     labels = labels.reshape(-1)
     count = (labels >= 0).sum().clamp(min=1)  # on the device: no host sync to test for none
-    losses = [F.cross_entropy(z.reshape(-1, z.shape[-1]), labels, ignore_index=-1,
-                              reduction="sum", label_smoothing=label_smoothing)
-              for z in logits]  # fmt: skip
+    losses = [_summed_cross_entropy(z, labels, label_smoothing) for z in logits]
     return torch.stack(losses).sum() / count
+
+
+def _summed_cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float) -> Tensor:
+    """Σ of the cross-entropy over the labelled samples; logits (…, A) with labels (N,) flat, or
+    (M, …, A) with M copies of them (an ensemble's members): the mean over the M."""
+    copies = logits.numel() // (labels.numel() * logits.shape[-1])
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.repeat(copies),
+                           ignore_index=-1, reduction="sum", label_smoothing=label_smoothing)  # fmt: skip
+    return loss / copies

@@ -22,11 +22,14 @@ def penn_world(tmp_path_factory):
     return generate_world(tmp_path_factory.mktemp("world"), "tiny", seed=0)["penn"]
 
 
-def test_parse_takes_folds_and_root_aliases():
+def test_parse_takes_folds_jobs_and_root_aliases():
     assert parse(["penn_poses", "folds=3", "PENN_ROOT=/x", "seed=1"]) == (
-        "penn_poses", 3, ["data.root=/x", "seed=1"])  # fmt: skip
+        "penn_poses", 3, ["data.root=/x", "seed=1"], 1)  # fmt: skip
+    assert parse(["penn_poses", "jobs=2"])[1:] == (5, [], 2)
     with pytest.raises(ConfigError, match="folds"):
         parse(["penn_poses", "folds=1"])
+    with pytest.raises(ConfigError, match="jobs"):
+        parse(["penn_poses", "jobs=0"])
 
 
 def test_fold_configs_validate_on_their_fold_and_never_test(tmp_path):
@@ -50,3 +53,14 @@ def test_two_folds_train_and_summarise(penn_world, tmp_path, capsys):
     assert held[0] and held[1] and not held[0] & held[1]  # the folds hold out different runs
     assert main(args) == 0  # a rerun takes the stored folds
     assert capsys.readouterr().out.count("skipped") == 2
+
+
+def test_folds_in_parallel_processes_equal_the_folds_in_turn(penn_world, tmp_path):
+    """jobs=2: each fold in its own spawned process gives the figures of the sequential run."""
+    common = ["penn_poses", "folds=2", f"PENN_ROOT={penn_world}", *TINY, "logger.kind=none"]
+    assert main([*common, f"out_dir={tmp_path / 'seq'}"]) == 0
+    assert main([*common, f"out_dir={tmp_path / 'par'}", "jobs=2"]) == 0
+    seq, par = (json.loads((tmp_path / k / "penn_poses-crossval/crossval.json").read_text())
+                for k in ("seq", "par"))  # fmt: skip
+    assert [f["val"] for f in par["folds"]] == [f["val"] for f in seq["folds"]]
+    assert par["jobs"] == 2 and par["summary"] == seq["summary"]

@@ -205,21 +205,43 @@ class ActionHead(nn.Module):
         version: str = "v1",
         num_blocks: int = 4,
         width: float = 1.0,
+        pose_members: int = 1,
     ) -> None:
         super().__init__()
+        if pose_members < 1:
+            raise ValueError(f"pose_members must be >= 1, got {pose_members}")
         self.pose_branch = PoseActionBranch(dim, num_actions, version, num_blocks, width)
         self.appearance_branch = AppearanceBranch(num_features, num_actions, num_blocks, width)
         self.aggregation = Aggregation(num_actions)
+        # an ensemble: members 2…M of the pose branch (state-dict keys of the official one kept)
+        self.pose_extra = nn.ModuleList(
+            PoseActionBranch(dim, num_actions, version, num_blocks, width)
+            for _ in range(pose_members - 1)
+        )
 
     def forward(
         self, pose: Tensor, prob: Tensor, features: Tensor | None = None
-    ) -> tuple[list[Tensor], list[Tensor], Tensor | None]:
+    ) -> tuple[list[Tensor], list[Tensor], Tensor | None, list[Tensor] | None]:
         """pose (B, T, J, D), prob (B, T, J), appearance features (B, T, J, C) or None →
-        pose-branch logits, appearance-branch logits (empty without features), aggregate or None."""
-        pose_maps = self.pose_branch(pose, prob)
+        pose-branch logits, appearance-branch logits (empty without features), aggregate or None,
+        and an ensemble's member logits per block (M, B, A) (None with one pose branch). With M
+        members the pose-branch logits and maps are the members' means."""
+        pose_maps, members = self.pose_maps(pose, prob)
         pose_logits = [global_max_min_pool(m) for m in pose_maps]
+        if members is not None:
+            pose_logits = [z.mean(0) for z in members]
         if features is None:
-            return pose_logits, [], None
+            return pose_logits, [], None, members
         vis_maps = self.appearance_branch(features)
         vis_logits = [global_max_min_pool(m) for m in vis_maps]
-        return pose_logits, vis_logits, self.aggregation(pose_maps[-1], vis_maps[-1])
+        return pose_logits, vis_logits, self.aggregation(pose_maps[-1], vis_maps[-1]), members
+
+    def pose_maps(self, pose: Tensor, prob: Tensor) -> tuple[list[Tensor], list[Tensor] | None]:
+        """The pose branch's action maps per block (members' mean) and, for an ensemble, each
+        block's member logits (M, B, A)."""
+        if not self.pose_extra:
+            return self.pose_branch(pose, prob), None
+        runs = [branch(pose, prob) for branch in (self.pose_branch, *self.pose_extra)]
+        maps = [torch.stack(block).mean(0) for block in zip(*runs)]
+        members = [torch.stack([global_max_min_pool(m) for m in block]) for block in zip(*runs)]
+        return maps, members

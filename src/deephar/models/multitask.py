@@ -59,6 +59,7 @@ class DeepHAR(nn.Module):
                 cfg.pose_branch,
                 cfg.action_blocks,
                 cfg.width,
+                cfg.pose_members,
             )
             if cfg.num_actions > 0
             else None
@@ -96,16 +97,17 @@ class DeepHAR(nn.Module):
         pose = out.pose[-1].unflatten(0, (b, t))  # (B, T, J, D)
         feats = appearance_features(out.features, spatial_softmax(out.heatmaps[-1]), t)
         batch_dynamic(pose, prob, feats)
-        p, v, m = head(pose, prob, feats)
+        p, v, m, members = head(pose, prob, feats)
         poses = map_pose_output(out, lambda x: x.unflatten(0, (b, t)))
-        return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m, poses=poses)
+        return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m, poses=poses,
+                            pose_members=members)  # fmt: skip
 
     def forward_action_from_poses(self, pose: Tensor, prob: Tensor) -> ActionOutput:
         """Pose branch only, on given poses (annotations, Kinect skeletons): pose (B, T, J, D),
         prob (B, T, J) (1 for valid joints, 0 otherwise)."""
         batch_dynamic(pose, prob)
-        p, v, m = self._head()(pose, prob)
-        return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m)
+        p, v, m, members = self._head()(pose, prob)
+        return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m, pose_members=members)
 
     def freeze_pose(self, frozen: bool = True) -> None:
         """Freeze (or release) the stem and pose blocks; frozen BNs keep their moving statistics."""
