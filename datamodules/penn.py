@@ -129,8 +129,6 @@ class PennActionDataset(Dataset):
     annotations like any other (the official rule, False, drops them).
     flip_clips (evaluation, fixed clips): every clip once more, mirrored (joints swapped by the
     layout's flip): the official multi-clip protocol scores each clip with and without flip.
-    joint_dropout (training, with ``augment``): each joint of each frame is masked (invalid, at 0)
-    with this probability, a regulariser of the pose branch.
     """
 
     def __init__(
@@ -149,7 +147,6 @@ class PennActionDataset(Dataset):
         occluded: bool = False,
         flip_clips: bool = False,
         whole_offsets: Sequence[float] = (0.5,),
-        joint_dropout: float = 0.0,
     ):
         if split not in SPLIT_SIZES or mode not in ("images", "poses"):
             raise ValueError(f"PennActionDataset: bad split {split!r} or mode {mode!r}")
@@ -166,7 +163,6 @@ class PennActionDataset(Dataset):
         self.augment = split == "train" if augment is None else augment
         self.aug = augment_ranges(aug, PENN_AUG)
         self.build = PennSamples(self.layout, input_size, occluded)
-        self.joint_dropout = joint_dropout
         self.items, self.num_plain = clip_items(self.videos, self.sampling, clip_length,
                                                 self.subsample[0], clip_step, flip_clips,
                                                 tuple(whole_offsets))  # fmt: skip
@@ -187,14 +183,4 @@ class PennActionDataset(Dataset):
         mirrored = self.flip_clips and i >= self.num_plain
         clip = PennClip(video, idx, mirrored)
         params = AugmentParams(flip=True) if mirrored else params
-        sample = self.build.make_sample(clip, self.source.frames(video, idx), params)
-        if self.augment and self.joint_dropout > 0:
-            drop_joints(sample, rng.random(sample["visible"].shape) < self.joint_dropout)
-        return to_tensors(sample)
-
-
-def drop_joints(sample: dict, drop: np.ndarray) -> None:
-    """Masks the joints ``drop`` (T, J) of ``sample`` in place: invalid, pose and visibility 0."""
-    sample["pose_valid"] = sample["pose_valid"] & ~drop[..., None]
-    sample["pose"] = np.where(drop[..., None], 0.0, sample["pose"]).astype(np.float32)
-    sample["visible"] = np.where(drop, 0.0, sample["visible"]).astype(np.float32)
+        return to_tensors(self.build.make_sample(clip, self.source.frames(video, idx), params))

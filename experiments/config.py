@@ -157,14 +157,6 @@ class TrainerConfig:
 
 
 @dataclass
-class EMAConfig:
-    """An exponential moving average of the weights (Lightning's ``EMAWeightAveraging``): it is
-    what validates, what the checkpoints hold and what is tested."""
-
-    decay: float = 0.0  # per optimiser step from the first (0: off); 0.998: the last ~500 steps
-
-
-@dataclass
 class LoggerConfig:
     kind: str = "wandb"  # wandb | csv | tensorboard | none
     project: str = "deephar-lightning"
@@ -195,7 +187,6 @@ class ExperimentConfig:
     init: InitConfig = field(default_factory=InitConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    ema: EMAConfig = field(default_factory=EMAConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
@@ -383,7 +374,6 @@ RANGES: dict[str, str] = {
     "finetune.lr_divisor": POSITIVE, "trainer.num_nodes": POSITIVE,
     "trainer.gradient_clip_val": NON_NEGATIVE, "trainer.accumulate_grad_batches": POSITIVE,
     "trainer.log_every_n_steps": POSITIVE, "trainer.check_val_every_n_epoch": POSITIVE,
-    "ema.decay": SHARE,
 }  # fmt: skip
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "adamw")  # deephar.tasks.base.build_optimizer
 # Lightning's precision names (lightning_fabric.connector._PRECISION_INPUT), the usual ones first

@@ -25,7 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import (
     Callback,
     EarlyStopping,
-    EMAWeightAveraging,
     LearningRateMonitor,
     ModelCheckpoint,
 )
@@ -197,8 +196,6 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
         ReleaseProcessGroup(),
         GlobalBatch(cfg.data.batch_size),
     ]
-    if cfg.ema.decay > 0:  # validates, saves and tests the average (Lightning swaps it in)
-        callbacks.append(EMAWeightAveraging(decay=cfg.ema.decay))
     if monitor and cfg.optim.early_stop_patience > 0:
         callbacks.append(EarlyStopping(monitor, patience=cfg.optim.early_stop_patience,
                                        mode=cfg.optim.monitor_mode))  # fmt: skip

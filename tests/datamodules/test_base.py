@@ -10,7 +10,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.base import RobustDataset, SampleReadError, clip_indices, read_image, to_tensors
+from datamodules.base import (
+    RobustDataset,
+    SampleReadError,
+    clip_indices,
+    decode_jpeg_scaled,
+    read_image,
+    to_tensors,
+)
 
 
 class Flaky(Dataset):
@@ -104,6 +111,28 @@ def test_read_image_rgb_and_clear_errors(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     with pytest.raises(SampleReadError, match="broken.jpg"):
         read_image(tmp_path / "broken.jpg")
+
+
+@pytest.mark.parametrize(("reduce", "flag"), [(1, cv2.IMREAD_COLOR), (2, cv2.IMREAD_REDUCED_COLOR_2),
+                                              (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                              (8, cv2.IMREAD_REDUCED_COLOR_8)])  # fmt: skip
+@pytest.mark.parametrize("shape", [(61, 83, 3), (48, 64, 1)])
+def test_jpeg_decode_gives_opencvs_pixels_at_every_scale(reduce, flag, shape):
+    """libjpeg-turbo's SIMD decode (simplejpeg) = OpenCV's, pixel for pixel, full or DCT-scaled
+    to ceil(H / r) × ceil(W / r), colour or grey (4:2:0 chroma, odd sizes)."""
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, shape, np.uint8), (5, 5), 0)
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    ours = decode_jpeg_scaled(data, reduce)
+    theirs = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), flag), cv2.COLOR_BGR2RGB)
+    assert ours.shape == (-(-shape[0] // reduce), -(-shape[1] // reduce), 3) == theirs.shape
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_jpeg_decode_declines_what_it_cannot_read():
+    png = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    assert decode_jpeg_scaled(png) is None  # not a JPEG: OpenCV's decode takes it
+    assert decode_jpeg_scaled(b"\xff\xd8 not a jpeg", 2) is None
 
 
 def test_to_tensors_dtypes():

@@ -48,9 +48,32 @@ def test_action_head_shapes(dim, actions, version, joints, frames):
     feats = torch.rand(2, frames, joints, 32)
     maps = head.pose_branch(pose, prob)
     assert [m.shape for m in maps] == [(2, actions, frames // 4, joints // 4)] * 4
-    p, v, m = head(pose, prob, feats)
-    assert len(p) == len(v) == 4
+    p, v, m, members = head(pose, prob, feats)
+    assert len(p) == len(v) == 4 and members is None
     assert all(t.shape == (2, actions) for t in [*p, *v, m])
+
+
+def test_pose_ensemble_keeps_the_official_keys_and_averages_independent_members():
+    """model.pose_members = M: member 1 is the official pose branch (same state-dict keys, so
+    converted weights still load), members 2…M differ from it, and the prediction of each block is
+    the mean of the members' logits (the appearance branch sees the mean maps)."""
+    torch.manual_seed(0)
+    single, ensemble = ActionHead(2, 5, 16, "v1"), ActionHead(2, 5, 16, "v1", pose_members=3)
+    official = set(single.state_dict())
+    assert official <= set(ensemble.state_dict())
+    assert {k.split(".")[0] for k in set(ensemble.state_dict()) - official} == {"pose_extra"}
+    first = ensemble.pose_branch.temporal[0].conv.weight
+    assert not torch.equal(first, ensemble.pose_extra[0].temporal[0].conv.weight)
+    ensemble.eval()
+    pose, prob, feats = torch.rand(2, 8, 16, 2), torch.rand(2, 8, 16), torch.rand(2, 8, 16, 16)
+    p, v, m, members = ensemble(pose, prob, feats)
+    assert [z.shape for z in members] == [(3, 2, 5)] * 4
+    for k, branch in enumerate((ensemble.pose_branch, *ensemble.pose_extra)):
+        alone = global_max_min_pool(branch(pose, prob)[-1])
+        torch.testing.assert_close(members[-1][k], alone)
+    torch.testing.assert_close(p[-1], members[-1].mean(0))
+    with pytest.raises(ValueError, match="pose_members"):
+        ActionHead(2, 5, 16, "v1", pose_members=0)
 
 
 def test_clip_size_must_allow_two_poolings():

@@ -222,3 +222,16 @@ def test_action_loss_label_smoothing_mixes_uniform_targets_and_ignores_missing_l
         target[torch.arange(3), torch.tensor([1, 3, 0])] += 1 - eps
         expected += -(target * logp).sum(-1).mean().item()
     assert action_loss(out, labels, label_smoothing=eps).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_action_loss_of_an_ensemble_is_the_mean_of_its_members_own_losses():
+    """Each member is trained by its own logits (not by the ensemble's mean): the loss is the
+    mean over the M members of the loss each would have alone, labels −1 ignored."""
+    torch.manual_seed(0)
+    members = [torch.randn(3, 4, 6, requires_grad=True) for _ in range(2)]  # 2 blocks, M = 3
+    labels = torch.tensor([1, -1, 5, 0])
+    out = ActionOutput([z.mean(0) for z in members], [], None, pose_members=members)
+    alone = [action_loss(ActionOutput([z[k] for z in members], [], None), labels) for k in range(3)]
+    torch.testing.assert_close(action_loss(out, labels), torch.stack(alone).mean())
+    action_loss(out, labels).backward()
+    assert all(z.grad[:, 1].abs().sum() == 0 for z in members)  # the unlabelled sample
