@@ -210,3 +210,20 @@ def test_action_loss_reaches_stem_only_when_unfrozen():
     grads = _grad_of(model, clips, lambda out: torch.stack(out.all_logits))
     assert grads["stem"] is None and grads["regmap"] is None
     assert grads["action"] is not None and grads["action"].abs().sum() > 0
+
+
+def test_pose_ensemble_runs_the_same_through_the_inference_copy():
+    """``for_inference`` (BN folded, what evaluate / predict run) scores an ensemble as the
+    eager network does."""
+    from deephar.models.inference import for_inference
+
+    torch.manual_seed(0)
+    net = build_model(SMALL["penn"].with_(pose_members=2, width=0.25)).eval()
+    pose, prob = torch.rand(2, 4, 16, 2), torch.rand(2, 4, 16)
+    with torch.no_grad():
+        eager = net.forward_action_from_poses(pose, prob)
+        fast = for_inference(net, precision="fp32", verbose=False).forward_action_from_poses(
+            pose, prob
+        )
+    torch.testing.assert_close(fast.final, eager.final, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fast.pose_members[-1], eager.pose_members[-1], atol=1e-4, rtol=1e-4)
