@@ -1,6 +1,6 @@
 """Grouped k-fold cross-validation over a training split, for choosing recipes.
 
-    python -m experiments.crossval <config> folds=5 [jobs=2] [PENN_ROOT=<folder>] [dotlist overrides]
+    python -m experiments.crossval <config> folds=5 [jobs=2] [rescore=1] [PENN_ROOT=<folder>] [overrides]
     python -m experiments.crossval penn_poses folds=5 PENN_ROOT=../shared/data/penn_action_train
 
 Fold k of K holds out the k-th share of the training split's source groups (``data.folds``,
@@ -14,7 +14,9 @@ the mean ± sample std (ddof 1) over the folds, with each fold's wall time. Each
 in the group ``<name>-crossval`` (``logger.group`` overrides it), the summary one more run there.
 A finished fold is stored as ``folds/<k>.json`` and skipped when the command is rerun.
 ``jobs=N`` trains N folds at once, each in its own process (a small network on one thread a
-fold: N cores do N folds in the time of one).
+fold: N cores do N folds in the time of one). ``rescore=1`` trains nothing: every fold's stored
+``last.ckpt`` is validated again by today's metrics code (e.g. the per-member accuracies of an
+ensemble, added after the folds were trained) and the summary rewritten to ``rescored.json``.
 ``PENN_ROOT=…`` / ``NTU_ROOT=…`` / ``H36M_ROOT=…`` are ``data.root=…``, as in the Makefile.
 """
 
@@ -28,20 +30,24 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig
 
+from deephar.models.multitask import build_model
 from experiments import train
 from experiments.cli import arguments
-from experiments.config import ConfigError, load_config
+from experiments.config import ConfigError, load_config, network_config
+from experiments.data import build_datamodule
 from experiments.logging import log_result_run
 
 ROOT_ALIASES = ("PENN_ROOT=", "NTU_ROOT=", "H36M_ROOT=", "MPII_ROOT=")  # Makefile spellings
 
 
-def parse(argv: list[str]) -> tuple[str, int, list[str], int]:
-    """(config, folds, overrides, jobs) of the command line; ``folds=K`` (default 5) and
-    ``jobs=N`` (default 1) are taken out."""
-    config, counts, overrides = argv[0], {"folds": 5, "jobs": 1}, []
+def parse(argv: list[str]) -> tuple[str, int, list[str], int, bool]:
+    """(config, folds, overrides, jobs, rescore) of the command line; ``folds=K`` (default 5),
+    ``jobs=N`` (default 1) and ``rescore=0|1`` are taken out."""
+    config, counts, overrides = argv[0], {"folds": 5, "jobs": 1, "rescore": 0}, []
     for arg in argv[1:]:
         key, _, value = arg.partition("=")
         if key in counts:
@@ -57,7 +63,7 @@ def parse(argv: list[str]) -> tuple[str, int, list[str], int]:
         raise ConfigError(f"folds={counts['folds']}: cross-validation needs at least 2 folds")
     if counts["jobs"] < 1:
         raise ConfigError(f"jobs={counts['jobs']}: at least 1 fold at a time")
-    return config, counts["folds"], overrides, counts["jobs"]
+    return config, counts["folds"], overrides, counts["jobs"], bool(counts["rescore"])
 
 
 def fold_config(config: str, overrides: list[str], folds: int, fold: int) -> DictConfig:
@@ -86,13 +92,13 @@ def run_fold(config: str, overrides: list[str], folds: int, fold: int) -> dict:
     stored = Path(cfg.out_dir) / "folds" / f"{fold}.json"
     if stored.is_file():
         print(f"fold {fold + 1}/{folds}: stored in {stored}, skipped", flush=True)
-        return json.loads(stored.read_text())
+        return stored_fold(stored, folds)
     start = time.perf_counter()
     metrics = train.run(cfg)
     val = {k: v for k, v in metrics.items() if k.startswith("val/") and not k.endswith("_best")}
     if not val:
         raise ConfigError(f"fold {fold}: no validation metrics (is data.val empty?)")
-    entry = {"fold": fold, "wall_s": time.perf_counter() - start, "val": val}
+    entry = {"fold": fold, "folds": folds, "wall_s": time.perf_counter() - start, "val": val}
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(entry, indent=1))
     print(f"fold {fold + 1}/{folds}: " + " ".join(f"{k} {v:.4f}" for k, v in sorted(val.items()))
@@ -100,12 +106,48 @@ def run_fold(config: str, overrides: list[str], folds: int, fold: int) -> dict:
     return entry
 
 
-def crossval(config: str, folds: int, overrides: list[str], jobs: int = 1) -> dict:
-    """Train every fold (skipping those stored; ``jobs`` at a time), then summarise; returns
-    what is written."""
+def stored_fold(path: Path, folds: int) -> dict:
+    """A stored fold's entry; a ConfigError when it belongs to a split into another number of
+    folds (its validation videos are not this fold's)."""
+    entry = json.loads(path.read_text())
+    if entry.get("folds", folds) != folds:
+        raise ConfigError(f"{path}: a fold of folds={entry['folds']}, not of folds={folds}: "
+                          f"use another name= or out_dir=")  # fmt: skip
+    return entry
+
+
+def rescore_fold(config: str, overrides: list[str], folds: int, fold: int) -> dict:
+    """Validate fold ``fold``'s stored ``last.ckpt`` again (no training): {"fold", "wall_s",
+    "val"} with the training's wall time."""
+    cfg = fold_config(config, overrides, folds, fold)
+    stored, ckpt = Path(cfg.out_dir) / "folds" / f"{fold}.json", train.run_dir(cfg) / "last.ckpt"
+    if not stored.is_file() or not ckpt.is_file():
+        raise ConfigError(f"fold {fold}: nothing to rescore ({stored} / {ckpt} missing)")
+    wall = stored_fold(stored, folds)["wall_s"]
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    module = train.build_module(cfg, build_model(network_config(cfg)))
+    trainer = pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
+    trainer.validate(module, datamodule=build_datamodule(cfg), ckpt_path=str(ckpt), verbose=False,
+                     weights_only=True)  # fmt: skip
+    val = {k: float(v) for k, v in trainer.callback_metrics.items()
+           if k.startswith("val/") and not k.endswith("_best")}  # fmt: skip
+    print(f"fold {fold + 1}/{folds} rescored: "
+          + " ".join(f"{k} {v:.4f}" for k, v in sorted(val.items())), flush=True)  # fmt: skip
+    return {"fold": fold, "folds": folds, "wall_s": wall, "val": val}
+
+
+def crossval(
+    config: str, folds: int, overrides: list[str], jobs: int = 1, rescore: bool = False
+) -> dict:
+    """Train every fold (skipping those stored; ``jobs`` at a time) or, with ``rescore``,
+    validate their stored checkpoints again; then summarise. Returns what is written."""
     start = time.perf_counter()
     args = [(config, overrides, folds, fold) for fold in range(folds)]
-    if jobs == 1:
+    if rescore:
+        results = [rescore_fold(*a) for a in args]
+    elif jobs == 1:
         results = [run_fold(*a) for a in args]
     else:  # spawned: a fresh interpreter per worker, no forked torch / OpenCV thread state
         context = multiprocessing.get_context("spawn")
@@ -117,14 +159,17 @@ def crossval(config: str, folds: int, overrides: list[str], jobs: int = 1) -> di
            "wall_s": sum(r["wall_s"] for r in results), "jobs": jobs,
            "elapsed_s": time.perf_counter() - start}  # fmt: skip
     folder = Path(cfg.out_dir)
-    (folder / "crossval.json").write_text(json.dumps(out, indent=1))
+    (folder / ("rescored.json" if rescore else "crossval.json")).write_text(
+        json.dumps(out, indent=1)
+    )
     print(f"{folds}-fold cross-validation of {config} (mean ± std over folds, last epoch):")
     for key, stat in summary.items():
         print(f"  {key:<24} {stat['mean']:.4f} ± {stat['std']:.4f}")
     print(f"  wall time {out['wall_s'] / 60:.1f} min of folds, {out['elapsed_s'] / 60:.1f} min "
-          f"elapsed ({jobs} at a time); written to {folder / 'crossval.json'}")  # fmt: skip
+          f"elapsed ({jobs} at a time); written to {folder}")  # fmt: skip
     flat = {f"{k}/{s}": v for k, stat in summary.items() for s, v in stat.items()}
-    log_result_run(cfg, folder, f"{cfg.logger.group}-summary", flat)
+    if not rescore:
+        log_result_run(cfg, folder, f"{cfg.logger.group}-summary", flat)
     return out
 
 

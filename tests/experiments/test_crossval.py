@@ -24,8 +24,8 @@ def penn_world(tmp_path_factory):
 
 def test_parse_takes_folds_jobs_and_root_aliases():
     assert parse(["penn_poses", "folds=3", "PENN_ROOT=/x", "seed=1"]) == (
-        "penn_poses", 3, ["data.root=/x", "seed=1"], 1)  # fmt: skip
-    assert parse(["penn_poses", "jobs=2"])[1:] == (5, [], 2)
+        "penn_poses", 3, ["data.root=/x", "seed=1"], 1, False)  # fmt: skip
+    assert parse(["penn_poses", "jobs=2", "rescore=1"])[1:] == (5, [], 2, True)
     with pytest.raises(ConfigError, match="folds"):
         parse(["penn_poses", "folds=1"])
     with pytest.raises(ConfigError, match="jobs"):
@@ -53,6 +53,12 @@ def test_two_folds_train_and_summarise(penn_world, tmp_path, capsys):
     assert held[0] and held[1] and not held[0] & held[1]  # the folds hold out different runs
     assert main(args) == 0  # a rerun takes the stored folds
     assert capsys.readouterr().out.count("skipped") == 2
+    assert main([*args, "rescore=1"]) == 0  # the stored last.ckpt validated again: same figures
+    again = json.loads((folder / "rescored.json").read_text())
+    for old, new in zip(result["folds"], again["folds"]):
+        assert new["val"]["val/video_acc"] == pytest.approx(old["val"]["val/video_acc"])
+    assert main([*args, "folds=3", "rescore=1"]) == 2  # folds of another split are not reused
+    assert main([*args, "folds=3"]) == 2
 
 
 def test_folds_in_parallel_processes_equal_the_folds_in_turn(penn_world, tmp_path):

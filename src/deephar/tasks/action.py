@@ -66,17 +66,24 @@ class ActionMetrics(nn.Module):
     update(output, batch) with labels ``batch["action"]`` (B,) and ``batch["video_id"]`` (else
     ``sample_id``); a test-time view of a clip (e.g. its mirror) is one more update with the same
     ids. compute() → {"acc", "video_acc", "acc_pose1", …, "acc_app1", …, "acc_agg",
-    "video_acc_pose", "video_acc_appearance", "video_acc_aggregation"} for what ran.
+    "video_acc_pose", "video_acc_appearance", "video_acc_aggregation"} for what ran, and with an
+    ensemble of ``members`` pose branches (``model.pose_members``) "video_acc_member1", … : each
+    member's last block alone (what the ensemble's mean gains over its members).
     video_reduction: "mean" of clip softmax scores, or "prod" (official Penn Action).
     """
 
-    def __init__(self, num_blocks: int, num_actions: int, video_reduction: str = "mean"):
+    def __init__(
+        self, num_blocks: int, num_actions: int, video_reduction: str = "mean", members: int = 1
+    ):
         super().__init__()
         self.names, self.num_actions = block_names(num_blocks), num_actions
         self.blocks = nn.ModuleDict({n: self._accuracy(num_actions) for n in self.names})
         self.clip = self._accuracy(num_actions)
         self.video = VideoAccuracy(video_reduction)
         self.branches = nn.ModuleDict({b: VideoAccuracy(video_reduction) for b in BRANCHES})
+        self.members = nn.ModuleList(
+            VideoAccuracy(video_reduction) for _ in range(members if members > 1 else 0)
+        )
 
     @staticmethod
     def _accuracy(num_actions: int) -> MulticlassAccuracy:
@@ -99,6 +106,9 @@ class ActionMetrics(nn.Module):
         self.video.update(final, labels, ids)
         for name, logits in branch_logits(output).items():
             self.branches[name].update(logits.detach(), labels, ids)
+        if output.pose_members is not None:
+            for metric, logits in zip(self.members, output.pose_members[-1]):
+                metric.update(logits.detach(), labels, ids)
 
     def compute(self) -> dict[str, Tensor]:
         """The accuracies of what ran on any rank (DDP: over all ranks; a rank that saw no clip
@@ -106,6 +116,7 @@ class ActionMetrics(nn.Module):
         named = {"acc": self.clip, "video_acc": self.video}
         named |= {f"acc_{n}": m for n, m in self.blocks.items()}
         named |= {f"video_acc_{b}": m for b, m in self.branches.items()}
+        named |= {f"video_acc_member{k + 1}": m for k, m in enumerate(self.members)}
         seen = dict(zip(named, updated_anywhere(list(named.values()))))
         if not seen["acc"]:
             return {}
@@ -120,13 +131,15 @@ class ActionMetrics(nn.Module):
         return torch.zeros(0, self.num_actions, device=device), labels, labels
 
     def reset(self) -> None:
-        for metric in (self.clip, self.video, *self.blocks.values(), *self.branches.values()):
+        for metric in (self.clip, self.video, *self.blocks.values(), *self.branches.values(),
+                       *self.members):  # fmt: skip
             metric.reset()
 
     def metric_names(self) -> list[str]:
         """Every key ``compute()`` can return."""
         return (["acc", "video_acc"] + [f"acc_{n}" for n in self.names]
-                + [f"video_acc_{b}" for b in self.branches])  # fmt: skip
+                + [f"video_acc_{b}" for b in self.branches]
+                + [f"video_acc_member{k + 1}" for k in range(len(self.members))])  # fmt: skip
 
 
 class ActionModule(TaskModule):
@@ -150,9 +163,9 @@ class ActionModule(TaskModule):
         super().__init__(net, optim, channels_last, compile)
         attach_action_head(net, "ActionModule", freeze_pose)
         self.label_smoothing = label_smoothing
-        blocks, actions = net.cfg.action_blocks, net.cfg.num_actions
-        self.val_action = ActionMetrics(blocks, actions, video_reduction)
-        self.test_action = ActionMetrics(blocks, actions, video_reduction)
+        blocks, actions, members = net.cfg.action_blocks, net.cfg.num_actions, net.cfg.pose_members
+        self.val_action = ActionMetrics(blocks, actions, video_reduction, members)
+        self.test_action = ActionMetrics(blocks, actions, video_reduction, members)
         self.save_settings(freeze_pose=freeze_pose, video_reduction=video_reduction,
                            label_smoothing=label_smoothing)  # fmt: skip
 
@@ -161,7 +174,7 @@ class ActionModule(TaskModule):
 
     @staticmethod
     def scorers(cfg: NetworkConfig) -> list[nn.Module]:
-        return [ActionMetrics(cfg.action_blocks, cfg.num_actions)]
+        return [ActionMetrics(cfg.action_blocks, cfg.num_actions, members=cfg.pose_members)]
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         images = self.to_input(batch["image"]) if "image" in batch else None
