@@ -130,7 +130,9 @@ def evaluate_action(
     also seen mirrored. → {"pose", "appearance", "aggregation"} (video accuracy of each branch)
     and the clip accuracy of every block ``acc_pose1`` …"""
     cfg, device = net.cfg, model_device(net)
-    metrics = ActionMetrics(cfg.action_blocks, cfg.num_actions, reduction, cfg.pose_members).to(device)
+    metrics = ActionMetrics(cfg.action_blocks, cfg.num_actions, reduction, cfg.pose_members).to(
+        device
+    )
     missing = MissingLog()  # unreadable samples: never replaced, reported under "samples"
     for batch in tqdm(missing.track(loader), desc=desc, leave=False, disable=None):
         batch = batch_to_float(to_device(batch, device))  # uint8 → the network's input
