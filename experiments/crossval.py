@@ -101,9 +101,12 @@ def run_fold(config: str, overrides: list[str], folds: int, fold: int) -> dict:
     entry = {"fold": fold, "folds": folds, "wall_s": time.perf_counter() - start, "val": val}
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_text(json.dumps(entry, indent=1))
-    print(f"fold {fold + 1}/{folds}: " + " ".join(f"{k} {v:.4f}" for k, v in sorted(val.items()))
-          + f" ({entry['wall_s']:.0f} s)", flush=True)  # fmt: skip
+    print(f"fold {fold + 1}/{folds}: {metrics_line(val)} ({entry['wall_s']:.0f} s)", flush=True)
     return entry
+
+
+def metrics_line(val: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in sorted(val.items()))
 
 
 def stored_fold(path: Path, folds: int) -> dict:
@@ -133,8 +136,7 @@ def rescore_fold(config: str, overrides: list[str], folds: int, fold: int) -> di
                      weights_only=True)  # fmt: skip
     val = {k: float(v) for k, v in trainer.callback_metrics.items()
            if k.startswith("val/") and not k.endswith("_best")}  # fmt: skip
-    print(f"fold {fold + 1}/{folds} rescored: "
-          + " ".join(f"{k} {v:.4f}" for k, v in sorted(val.items())), flush=True)  # fmt: skip
+    print(f"fold {fold + 1}/{folds} rescored: {metrics_line(val)}", flush=True)
     return {"fold": fold, "folds": folds, "wall_s": wall, "val": val}
 
 

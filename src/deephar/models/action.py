@@ -227,8 +227,9 @@ class ActionHead(nn.Module):
         and an ensemble's member logits per block (M, B, A) (None with one pose branch). With M
         members the pose-branch logits and maps are the members' means."""
         pose_maps, members = self.pose_maps(pose, prob)
-        pose_logits = [global_max_min_pool(m) for m in pose_maps]
-        if members is not None:
+        if members is None:
+            pose_logits = [global_max_min_pool(m) for m in pose_maps]
+        else:  # the members' logits are pooled already: their mean, not a pool of the mean maps
             pose_logits = [z.mean(0) for z in members]
         if features is None:
             return pose_logits, [], None, members
