@@ -58,13 +58,19 @@ def load_each(
     if excluded:
         if not loaded:
             first = next(iter(excluded.items()))
-            raise ValueError(f"{what}: all {len(excluded)} files unreadable, e.g. {first[0]}: "
-                             f"{first[1]}")  # fmt: skip
+            raise ValueError(
+                f"{what}: all {len(excluded)} files unreadable, e.g. {first[0]}: {first[1]}"
+            )
         if new := {k: v for k, v in excluded.items() if (k, v) not in _LISTED}:
             _LISTED.update(new.items())
             listed = "; ".join(f"{k}: {v}" for k, v in new.items())
-            log.warning("%s: %d of %d files excluded (their samples are left out): %s",
-                        what, len(new), len(paths), listed)  # fmt: skip
+            log.warning(
+                "%s: %d of %d files excluded (their samples are left out): %s",
+                what,
+                len(new),
+                len(paths),
+                listed,
+            )
     return loaded, excluded
 
 
@@ -103,8 +109,9 @@ def decode_jpeg_scaled(data: bytes, reduce: int = 1) -> np.ndarray | None:
         if reduce == 1:
             return simplejpeg.decode_jpeg(data, "rgb")
         height, width = simplejpeg.decode_jpeg_header(data)[:2]
-        return simplejpeg.decode_jpeg(data, "rgb", min_height=-(-height // reduce),
-                                      min_width=-(-width // reduce))  # fmt: skip
+        return simplejpeg.decode_jpeg(
+            data, "rgb", min_height=-(-height // reduce), min_width=-(-width // reduce)
+        )
     except ValueError:
         return None
 
@@ -248,9 +255,13 @@ class RobustDataset(Dataset):
         name = str(getattr(err, "path", None) or getattr(err, "filename", None) or index)
         if name not in self._bad_files:
             self._bad_files.add(name)
-            log.warning("%s: sample %d failed, replaced by a random other one (this file's "
-                        "other failures are counted, not logged): %s",
-                        type(self.dataset).__name__, index, err)  # fmt: skip
+            log.warning(
+                "%s: sample %d failed, replaced by a random other one (this file's "
+                "other failures are counted, not logged): %s",
+                type(self.dataset).__name__,
+                index,
+                err,
+            )
         if loads >= self.min_loads and failures > self.max_failed_share * loads:
             raise RuntimeError(
                 f"{type(self.dataset).__name__}: {failures} of {loads} loads failed (more than "

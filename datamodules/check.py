@@ -75,8 +75,10 @@ def check_penn(
         if found != size:
             problems.append(f"penn {split}: {found} videos, the official split has {size}")
     if frames and not (Path(root) / "frames").is_dir():
-        print("penn frames: no frames/ folder: labels only, enough for the annotated-pose "
-              "experiment (EXP=penn_poses); clips need the frames")  # fmt: skip
+        print(
+            "penn frames: no frames/ folder: labels only, enough for the annotated-pose "
+            "experiment (EXP=penn_poses); clips need the frames"
+        )
         frames = False
     if frames:
         folder = Path(root) / "frames"
@@ -114,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", choices=sorted(CHECKS))
     parser.add_argument("root", type=Path)
     parser.add_argument("--version", type=int, default=60, choices=(60, 120), help="NTU only")
-    parser.add_argument("--splits", nargs="+", choices=("train", "test"), default=None,
-                        help="Penn only: the splits present (e.g. a training-only folder)")  # fmt: skip
+    parser.add_argument(
+        "--splits",
+        nargs="+",
+        choices=("train", "test"),
+        default=None,
+        help="Penn only: the splits present (e.g. a training-only folder)",
+    )
     args = parser.parse_args(argv)
     extra = {"version": args.version} if args.dataset == "ntu" else {}
     if args.splits and args.dataset == "penn":

@@ -96,24 +96,38 @@ class H36MSamples:
     def make_sample(self, record: H36MFrame, frames: Frames, params: AugmentParams) -> dict:
         """The sample dict (``datamodules.sample``) of one frame: frames.images (H, W, 3) uint8,
         the original frame or a stored crop."""
-        joints, valid = convert(np.concatenate([record.uv, record.xyz], axis=-1),
-                                np.ones(len(H36M32), bool), H36M32, self.layout)  # fmt: skip
+        joints, valid = convert(
+            np.concatenate([record.uv, record.xyz], axis=-1),
+            np.ones(len(H36M32), bool),
+            H36M32,
+            self.layout,
+        )
         root = self.layout.index("pelvis")
         d = float(joints[root, 4])
         origin, span = depth_range(d, params.scale)
         z = (joints[:, 4:5] - origin) / span
         out = crop_sample(
-            frames.images, np.concatenate([joints[:, :2], z], axis=-1), valid, joints[root, :2],
-            crop_window(record.focal, d), self.input_size, self.layout.flip, params, frames.stored,
-        )  # fmt: skip
+            frames.images,
+            np.concatenate([joints[:, :2], z], axis=-1),
+            valid,
+            joints[root, :2],
+            crop_window(record.focal, d),
+            self.input_size,
+            self.layout.flip,
+            params,
+            frames.stored,
+        )
         xyz = joints[self.layout.flip, 2:] if params.flip else joints[:, 2:]
         seq = record.recording
         out.update(
-            pose_mm=xyz.astype(np.float32), depth=np.float32([origin, span]),
-            pck_ref=np.float32(0.0), camera=record.intrinsics,
-            action=np.int64(ACTIONS.index(seq.action)), dataset="h36m",
+            pose_mm=xyz.astype(np.float32),
+            depth=np.float32([origin, span]),
+            pck_ref=np.float32(0.0),
+            camera=record.intrinsics,
+            action=np.int64(ACTIONS.index(seq.action)),
+            dataset="h36m",
             sample_id=f"h36m/S{seq.subject}/{seq.stem}/{record.frame}",
-        )  # fmt: skip
+        )
         return out
 
 

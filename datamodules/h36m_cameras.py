@@ -84,9 +84,13 @@ def load_cameras_json(path: str | Path) -> dict[tuple[int, str], Camera]:
                 dist = np.asarray(data["intrinsics"][name]["distortion"], np.float64)
                 R = np.asarray(ext["R"], np.float64)
                 cams[(int(subject[1:]), name)] = Camera(
-                    R=R, T=-R.T @ np.ravel(ext["t"]), f=K[[0, 1], [0, 1]], c=K[:2, 2],
-                    k=dist[[0, 1, 4]], p=dist[2:4],
-                )  # fmt: skip
+                    R=R,
+                    T=-R.T @ np.ravel(ext["t"]),
+                    f=K[[0, 1], [0, 1]],
+                    c=K[:2, 2],
+                    k=dist[[0, 1, 4]],
+                    p=dist[2:4],
+                )
     except (OSError, KeyError, ValueError, IndexError) as err:
         raise ValueError(f"cannot read Human3.6M cameras {path}: {err!r}") from None
     return cams

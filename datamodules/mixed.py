@@ -200,8 +200,10 @@ class MixedRatioDataModule(pl.LightningDataModule):
     def _eval_loaders(self, datasets: Mapping[str, Dataset]) -> list[DataLoader]:
         rank, world_size = self.distributed()
         if small := {k: len(d) for k, d in datasets.items() if 0 < len(d) < world_size}:
-            raise ValueError(f"evaluation sets {small} have fewer samples than the {world_size} "
-                             f"ranks: every rank must score at least one")  # fmt: skip
+            raise ValueError(
+                f"evaluation sets {small} have fewer samples than the {world_size} "
+                f"ranks: every rank must score at least one"
+            )
         return [
             DataLoader(
                 d,
@@ -209,7 +211,7 @@ class MixedRatioDataModule(pl.LightningDataModule):
                 sampler=EvalShard(len(d), rank, world_size),
                 collate_fn=collate_readable,
                 **self.loader_kwargs,
-            )  # fmt: skip
+            )
             for d in datasets.values()
         ]
 

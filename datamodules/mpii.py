@@ -80,12 +80,23 @@ class MPIISamples:
         """The sample dict (``datamodules.sample``) of a person; frames.images (H, W, 3) uint8 the
         photo, or a reduced decode of it with ``frames.stored``."""
         out = crop_sample(
-            frames.images, record.joints, record.valid, record.center, record.window,
-            self.input_size, self.layout.flip, params, frames.stored,
-        )  # fmt: skip
+            frames.images,
+            record.joints,
+            record.valid,
+            record.center,
+            record.window,
+            self.input_size,
+            self.layout.flip,
+            params,
+            frames.stored,
+        )
         out.update(no_3d(len(self.layout)))
-        out.update(pck_ref=record.pck_ref, action=np.int64(-1), dataset="mpii",
-                   sample_id=f"mpii/{record.image}/{record.person_index}")  # fmt: skip
+        out.update(
+            pck_ref=record.pck_ref,
+            action=np.int64(-1),
+            dataset="mpii",
+            sample_id=f"mpii/{record.image}/{record.person_index}",
+        )
         return out
 
 
@@ -104,10 +115,17 @@ class MPIIDataset(Dataset):
     also the cheaper read (README, "Training on GPUs"). False: every image decoded at full size.
     """
 
-    def __init__(self, root: str | Path, split: Literal["train", "val"] = "train",
-                 layout: str = "pa16j", input_size: int = 256, augment: bool | None = None,
-                 annotation: str | Path | None = None,
-                 aug: AugmentRanges | dict | None = None, reduced_decode: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        root: str | Path,
+        split: Literal["train", "val"] = "train",
+        layout: str = "pa16j",
+        input_size: int = 256,
+        augment: bool | None = None,
+        annotation: str | Path | None = None,
+        aug: AugmentRanges | dict | None = None,
+        reduced_decode: bool = True,
+    ):
         if split not in ("train", "val"):
             raise ValueError(f"MPIIDataset: split must be 'train' or 'val', got {split!r}")
         self.source = MPIIFiles(root, split == "val", annotation, reduced_decode)
@@ -131,8 +149,15 @@ class MPIIDataset(Dataset):
 
     def record(self, i: int) -> MPIIPerson:
         """Person ``i`` in the reader's layout, with its official crop."""
-        return MPIIPerson(str(self.ann.image[i]), self.joints[i], self.valid[i], self.center[i],
-                          self.window[i], self.pck_ref[i], self.ann.person_index[i])  # fmt: skip
+        return MPIIPerson(
+            str(self.ann.image[i]),
+            self.joints[i],
+            self.valid[i],
+            self.center[i],
+            self.window[i],
+            self.pck_ref[i],
+            self.ann.person_index[i],
+        )
 
     def __getitem__(self, i: int) -> dict:
         params = self.aug.sample(sample_rng()) if self.augment else AugmentParams()

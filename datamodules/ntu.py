@@ -118,25 +118,35 @@ class NTUSamples:
         """The sample dict (``datamodules.sample``, clip form) of a clip (``NTUVideo.take``):
         frames (T, H, W, 3) uint8 original frames or stored crops, None for poses only."""
         uv = clip.uv * (clip.size[0] / COLOR_SIZE[0]) if clip.size[0] != COLOR_SIZE[0] else clip.uv
-        joints, valid = convert(np.concatenate([uv, clip.xyz], axis=-1), clip.valid, NTU25,
-                                self.layout)  # fmt: skip
+        joints, valid = convert(
+            np.concatenate([uv, clip.xyz], axis=-1), clip.valid, NTU25, self.layout
+        )
         uv, xyz = joints[..., :2], joints[..., 2:]
         center, window = clip_box(uv, valid, clip.size[::-1])
         d = root_depth(xyz[..., 2], valid, self.layout.index("pelvis"))
         origin, span = depth_range(d, params.scale)
         z = (xyz[..., 2:] - origin) / span
         out = crop_sample(
-            None if frames is None else frames.images, np.concatenate([uv, z], axis=-1), valid,
-            center, window, self.input_size, self.layout.flip, params,
+            None if frames is None else frames.images,
+            np.concatenate([uv, z], axis=-1),
+            valid,
+            center,
+            window,
+            self.input_size,
+            self.layout.flip,
+            params,
             None if frames is None else frames.stored,
-        )  # fmt: skip
+        )
         out.update(
             pose_mm=(xyz[:, self.layout.flip] if params.flip else xyz).astype(np.float32),
             depth=np.tile(np.float32([origin, span]), (len(xyz), 1)),
-            camera=np.zeros(4, np.float32), pck_ref=np.zeros(len(xyz), np.float32),
-            action=np.int64(int(clip.name[-3:]) - 1), dataset="ntu",
-            sample_id=f"ntu/{clip.name}/{clip.start}", video_id=f"ntu/{clip.name}",
-        )  # fmt: skip
+            camera=np.zeros(4, np.float32),
+            pck_ref=np.zeros(len(xyz), np.float32),
+            action=np.int64(int(clip.name[-3:]) - 1),
+            dataset="ntu",
+            sample_id=f"ntu/{clip.name}/{clip.start}",
+            video_id=f"ntu/{clip.name}",
+        )
         return out
 
 
@@ -183,13 +193,22 @@ class NTUDataset(Dataset):
         default = TRAIN_SUBSAMPLE if self.augment else TEST_SUBSAMPLE
         self.subsample = tuple(np.atleast_1d(subsample or default).astype(int).tolist())
         self.build = NTUSamples(self.layout, input_size)
-        needs = ClipNeeds(self.layout.name, clip_length, video_step, self.subsample, self.aug,
-                          input_size, version, frozenset({*TRAIN_SUBSAMPLE, TEST_SUBSAMPLE}))  # fmt: skip
+        needs = ClipNeeds(
+            self.layout.name,
+            clip_length,
+            video_step,
+            self.subsample,
+            self.aug,
+            input_size,
+            version,
+            frozenset({*TRAIN_SUBSAMPLE, TEST_SUBSAMPLE}),
+        )
         keep = functools.partial(in_split, benchmark=benchmark, version=version, split=split)
         self.source = source or (
-            RawNTU(root, mode == "images", version, keep, missing_list) if prepared is None
+            RawNTU(root, mode == "images", version, keep, missing_list)
+            if prepared is None
             else PreparedNTU(prepared, mode == "images", needs, keep, missing_list)
-        )  # fmt: skip
+        )
         self.items = None
         if self.clip_sampling == "multi":
             self.items = multi_clips(self.source.frame_counts(), self.names, needs)

@@ -61,17 +61,25 @@ def whole_video_indices(
 
 
 def clip_items(
-    videos: list[PennVideo], sampling: str, T: int, subsample: int, clip_step: int | None,
-    flip_clips: bool, offsets: Sequence[float] = (0.5,),
-) -> tuple[list[tuple[int, np.ndarray | None]], int]:  # fmt: skip
+    videos: list[PennVideo],
+    sampling: str,
+    T: int,
+    subsample: int,
+    clip_step: int | None,
+    flip_clips: bool,
+    offsets: Sequence[float] = (0.5,),
+) -> tuple[list[tuple[int, np.ndarray | None]], int]:
     """(video, fixed clip indices or None = drawn at load time) per item, and the number of plain
     items: with ``flip_clips`` the fixed clips follow once more (mirrored); "whole" gives one clip
     per segment offset of ``offsets``."""
     if sampling in ("random", "whole_random"):
         return [(v, None) for v in range(len(videos))], 0
     if sampling == "whole":
-        items = [(v, whole_video_indices(video.num_frames, T, offset=offset))
-                 for v, video in enumerate(videos) for offset in offsets]  # fmt: skip
+        items = [
+            (v, whole_video_indices(video.num_frames, T, offset=offset))
+            for v, video in enumerate(videos)
+            for offset in offsets
+        ]
     else:
         items = [
             (v, clip)
@@ -97,8 +105,16 @@ class PennSamples:
         mask = video.annotated if self.occluded else video.valid
         joints, valid = convert(video.joints[idx], mask[idx], PENN, self.layout)
         center, window = clip_box(video.joints[idx], mask[idx], video.image_hw)
-        out = crop_sample(None if frames is None else frames.images, joints, valid, center, window,
-                          self.input_size, self.layout.flip, params)  # fmt: skip
+        out = crop_sample(
+            None if frames is None else frames.images,
+            joints,
+            valid,
+            center,
+            window,
+            self.input_size,
+            self.layout.flip,
+            params,
+        )
         box = video.bbox[idx]
         out.update(no_3d(len(self.layout), (len(idx),)))
         out.update(
@@ -163,9 +179,15 @@ class PennActionDataset(Dataset):
         self.augment = split == "train" if augment is None else augment
         self.aug = augment_ranges(aug, PENN_AUG)
         self.build = PennSamples(self.layout, input_size, occluded)
-        self.items, self.num_plain = clip_items(self.videos, self.sampling, clip_length,
-                                                self.subsample[0], clip_step, flip_clips,
-                                                tuple(whole_offsets))  # fmt: skip
+        self.items, self.num_plain = clip_items(
+            self.videos,
+            self.sampling,
+            clip_length,
+            self.subsample[0],
+            clip_step,
+            flip_clips,
+            tuple(whole_offsets),
+        )
 
     def __len__(self) -> int:
         return len(self.items)

@@ -103,8 +103,10 @@ def fold_keys(
     stratum (ties: the fewest overall, then the lowest index). Every key lands in exactly one fold; the
     folds of a stratum differ by at most one largest group."""
     if folds < 2 or not 0 <= fold < folds:
-        raise ValueError(f"cross-validation needs folds >= 2 and 0 <= fold < folds, got "
-                         f"folds={folds}, fold={fold}")  # fmt: skip
+        raise ValueError(
+            f"cross-validation needs folds >= 2 and 0 <= fold < folds, got "
+            f"folds={folds}, fold={fold}"
+        )
     size: dict[str, int] = defaultdict(int)
     by_stratum: dict[Hashable, set[str]] = defaultdict(set)
     for i, key in enumerate(keys):
@@ -182,8 +184,7 @@ def item_groups(dataset: Dataset) -> Groups:
     if isinstance(dataset, PennActionDataset):
         videos = dataset.videos
         runs = penn_runs([v.video_id for v in videos], [v.action for v in videos])
-        return _groups([v for v, _ in dataset.items], lambda v: runs[v],
-                       lambda v: videos[v].action)  # fmt: skip
+        return _groups([v for v, _ in dataset.items], lambda v: runs[v], lambda v: videos[v].action)
     if isinstance(dataset, NTUDataset):
         rows = [v for v, _ in dataset.items] if dataset.items is not None else range(len(dataset))
         names = dataset.names

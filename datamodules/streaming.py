@@ -28,21 +28,44 @@ class StreamingSource(Dataset):
     sampler shards).
     """
 
-    def __init__(self, input_dir: str | Path, dataset: str, cache_dir: str | Path | None = None,
-                 layout: str | None = None, input_size: int = 256, augment: bool = True,
-                 aug: AugmentRanges | dict | None = None, clip_length: int = 20,
-                 subsample: int | tuple[int, ...] | None = None,
-                 clip_sampling: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        input_dir: str | Path,
+        dataset: str,
+        cache_dir: str | Path | None = None,
+        layout: str | None = None,
+        input_size: int = 256,
+        augment: bool = True,
+        aug: AugmentRanges | dict | None = None,
+        clip_length: int = 20,
+        subsample: int | tuple[int, ...] | None = None,
+        clip_sampling: str | None = None,
+    ):
         self.input_dir, self.dataset = str(input_dir), dataset
         split = "train" if augment else "test"  # only the defaults follow it
         if dataset == "h36m":
-            self.reader = Human36MDataset(None, split, layout or "pa17j", input_size, augment,
-                                          aug=aug, source=H36MChunks(input_dir, cache_dir))  # fmt: skip
+            self.reader = Human36MDataset(
+                None,
+                split,
+                layout or "pa17j",
+                input_size,
+                augment,
+                aug=aug,
+                source=H36MChunks(input_dir, cache_dir),
+            )
         elif dataset == "ntu":
-            self.reader = NTUDataset(None, split, layout=layout or "pa20j", clip_length=clip_length,
-                                     clip_sampling=clip_sampling, subsample=subsample,
-                                     input_size=input_size, augment=augment, aug=aug,
-                                     source=NTUChunks(input_dir, cache_dir))  # fmt: skip
+            self.reader = NTUDataset(
+                None,
+                split,
+                layout=layout or "pa20j",
+                clip_length=clip_length,
+                clip_sampling=clip_sampling,
+                subsample=subsample,
+                input_size=input_size,
+                augment=augment,
+                aug=aug,
+                source=NTUChunks(input_dir, cache_dir),
+            )
         else:
             raise ValueError(f"StreamingSource: dataset must be 'h36m' or 'ntu', got {dataset!r}")
 

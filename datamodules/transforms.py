@@ -67,10 +67,15 @@ def photometric_pipeline(ranges: Photometric):
 
     steps = []
     if ranges.brightness or ranges.contrast or ranges.saturation or ranges.hue:
-        steps.append(A.ColorJitter(brightness=(1 - ranges.brightness, 1 + ranges.brightness),
-                                   contrast=(1 - ranges.contrast, 1 + ranges.contrast),
-                                   saturation=(1 - ranges.saturation, 1 + ranges.saturation),
-                                   hue=(-ranges.hue, ranges.hue), p=1.0))  # fmt: skip
+        steps.append(
+            A.ColorJitter(
+                brightness=(1 - ranges.brightness, 1 + ranges.brightness),
+                contrast=(1 - ranges.contrast, 1 + ranges.contrast),
+                saturation=(1 - ranges.saturation, 1 + ranges.saturation),
+                hue=(-ranges.hue, ranges.hue),
+                p=1.0,
+            )
+        )
     if ranges.blur:
         steps.append(A.GaussianBlur(blur_limit=(3, 5), p=ranges.blur))
     if ranges.noise:

@@ -41,8 +41,11 @@ TITLES = {
     "finetuned": "+ fine tuning",
     "multiclip": "+ multi-clip",
 }
-ACTION_CONFIG = {"ntu": ("ntu", "ntu_kinect"), "penn": ("penn", "penn_poses"),
-                 "synthetic": ("demo_action", "demo_kinect")}  # fmt: skip
+ACTION_CONFIG = {
+    "ntu": ("ntu", "ntu_kinect"),
+    "penn": ("penn", "penn_poses"),
+    "synthetic": ("demo_action", "demo_kinect"),
+}
 SOURCE = {"ntu": "ntu", "penn": "penn", "synthetic": "ntu"}
 POSE_CONFIG = "demo_pose"  # synthetic pose pre-training (mixed MPII 2D + Human3.6M 3D)
 
@@ -56,20 +59,20 @@ SCHEDULE = {
             "data.eval_batch_size=4",
             "trainer.enable_progress_bar=false",
             "logger.kind=none",
-        ],  # fmt: skip
+        ],
         "pose": [
             "data.batch_size=4",
             "data.steps_per_epoch=2",
             "trainer.max_epochs=1",
             "data.limit_val=4",
-        ],  # fmt: skip
+        ],
         # the tiny world has too few NTU subjects to carve a validation split from training
         "action": [
             "data.batch_size=2",
             "data.steps_per_epoch=2",
             "trainer.max_epochs=1",
             "data.val=[]",
-        ],  # fmt: skip
+        ],
         "finetune": ["finetune.epochs=1"],
     },
     # the demo logs every row to W&B, offline (``wandb sync`` uploads): the dashboard structure
@@ -78,7 +81,7 @@ SCHEDULE = {
         "pose": [],
         "action": [],
         "finetune": [],
-    },  # fmt: skip
+    },
 }
 
 
@@ -89,8 +92,12 @@ def row_overrides(row: str, args: argparse.Namespace, pose_ckpt: str = "", init:
     ``finetuned`` row continues from.
     """
     name = f"ablation-{args.dataset}-{row}"
-    common = [f"name={name}", f"out_dir={Path(args.out) / 'checkpoints'}", "resume=auto",
-              f"logger.group=ablation-{args.dataset}"]  # fmt: skip
+    common = [
+        f"name={name}",
+        f"out_dir={Path(args.out) / 'checkpoints'}",
+        "resume=auto",
+        f"logger.group=ablation-{args.dataset}",
+    ]
     synthetic = args.dataset == "synthetic"
     if synthetic:
         common += [f"data.root={args.data}"] + SCHEDULE[args.size]["common"]
@@ -119,11 +126,15 @@ def _init_key(path: str) -> str:
 def table5_entry(metrics: dict[str, float], blocks: int) -> dict[str, float]:
     """Test metrics of ``train.run`` → Table 5 columns + per-block accuracies (Figure 8)."""
     get = {k.removeprefix("test/"): v for k, v in metrics.items()}
-    entry = {"pose": get.get(f"acc_pose{blocks}"), "appearance": get.get(f"acc_app{blocks}"),
-             "aggregation": get.get("acc_agg")}  # fmt: skip
+    entry = {
+        "pose": get.get(f"acc_pose{blocks}"),
+        "appearance": get.get(f"acc_app{blocks}"),
+        "aggregation": get.get("acc_agg"),
+    }
     entry = {k: v for k, v in entry.items() if v is not None}
-    entry["blocks"] = {k.removeprefix("acc_"): v for k, v in get.items()
-                       if k.startswith(("acc_pose", "acc_app"))}  # fmt: skip
+    entry["blocks"] = {
+        k.removeprefix("acc_"): v for k, v in get.items() if k.startswith(("acc_pose", "acc_app"))
+    }
     return entry
 
 
@@ -141,12 +152,15 @@ def run_row(row: str, args: argparse.Namespace, done: dict[str, dict]) -> dict:
         flip = args.dataset == "penn"  # official Penn multi-clip: every clip also mirrored
         res = evaluate.evaluate_action(net, loader, cfg.eval.video_reduction, flip, "multi-clip")
         entry = {k: res[k] for k in BRANCHES if k in res}
-        log_result_run(cfg, Path(args.out), cfg.name,
-                       {f"test/{k}": v for k, v in entry.items()})  # fmt: skip
+        log_result_run(cfg, Path(args.out), cfg.name, {f"test/{k}": v for k, v in entry.items()})
         return {"config": config, "overrides": overrides, "checkpoint": init} | entry
     metrics = train.run(cfg)
-    entry = {"config": config, "overrides": overrides, "metrics": metrics,
-             "checkpoint": str(train.best_checkpoint(cfg))}  # fmt: skip
+    entry = {
+        "config": config,
+        "overrides": overrides,
+        "metrics": metrics,
+        "checkpoint": str(train.best_checkpoint(cfg)),
+    }
     if row != "pose":
         entry |= table5_entry(metrics, cfg.model.action_blocks)
     return entry
@@ -193,11 +207,21 @@ def log_summary(done: dict[str, dict], args: argparse.Namespace, out: Path) -> N
     last = done[planned_rows(args)[-1]]
     cfg = load_config(last["config"], last["overrides"])
     table = pd.read_csv(out / "table5.csv", index_col=0)
-    cells = {f"{row}/{col}": float(v) for row, values in table.iterrows()
-             for col, v in values.items() if pd.notna(v)}  # fmt: skip
-    log_result_run(cfg, out, f"ablation-{args.dataset}-summary", cells,
-                   tables={"table5": table}, images={"figure8": out / "blocks.png"},
-                   config={"rows": list(done), "dataset": args.dataset})  # fmt: skip
+    cells = {
+        f"{row}/{col}": float(v)
+        for row, values in table.iterrows()
+        for col, v in values.items()
+        if pd.notna(v)
+    }
+    log_result_run(
+        cfg,
+        out,
+        f"ablation-{args.dataset}-summary",
+        cells,
+        tables={"table5": table},
+        images={"figure8": out / "blocks.png"},
+        config={"rows": list(done), "dataset": args.dataset},
+    )
 
 
 def write_outputs(done: dict[str, dict], out: Path) -> str:
@@ -214,14 +238,18 @@ def write_outputs(done: dict[str, dict], out: Path) -> str:
             if keys:
                 curves[f"{branch}, {label}"] = [blocks[k] for k in keys]
     if curves:
-        viz.save_figure(viz.plot_block_accuracy(curves, "Accuracy per prediction block"),
-                        out / "blocks.png")  # fmt: skip
+        viz.save_figure(
+            viz.plot_block_accuracy(curves, "Accuracy per prediction block"), out / "blocks.png"
+        )
     return text
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m experiments.ablation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.ablation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--ft", action="store_true", help="add the fine-tuning row")
     parser.add_argument("--multiclip", action="store_true", help="add the multi-clip row")
     parser.add_argument("--dataset", choices=sorted(ACTION_CONFIG), default="synthetic")

@@ -259,8 +259,11 @@ def load_predict_config(overrides: Sequence[str] = ()) -> DictConfig:
         raise ConfigError(f"predict takes eval.* and predict.* keys only, got {bad}")
     try:
         dotlist = OmegaConf.from_dotlist(list(overrides))
-        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig),
-                              OmegaConf.load(CONFIG_DIR / "default.yaml"), dotlist)  # fmt: skip
+        cfg = OmegaConf.merge(
+            OmegaConf.structured(ExperimentConfig),
+            OmegaConf.load(CONFIG_DIR / "default.yaml"),
+            dotlist,
+        )
     except OmegaConfBaseException as err:
         raise ConfigError(f"predict: {getattr(err, 'msg', None) or err}") from err
     return cfg
@@ -322,9 +325,20 @@ def check_data_roots(cfg: DictConfig) -> None:
 # ---- resume: what a resumed run must share with the run it continues (its config.yaml) ----
 #: the epoch's length and order, the carved split, the network: changed, the resumed run is not
 #: the saved one continued (its epoch ended at the saved step with another batch size)
-RESUME_KEYS = ("task", "seed", "model", "data.batch_size", "data.steps_per_epoch", "data.train",
-               "data.augment", "data.val_fraction", "data.split_seed", "data.folds", "data.fold",
-               "trainer.accumulate_grad_batches")  # fmt: skip
+RESUME_KEYS = (
+    "task",
+    "seed",
+    "model",
+    "data.batch_size",
+    "data.steps_per_epoch",
+    "data.train",
+    "data.augment",
+    "data.val_fraction",
+    "data.split_seed",
+    "data.folds",
+    "data.fold",
+    "trainer.accumulate_grad_batches",
+)
 
 
 def _plain(value: Any) -> Any:
@@ -335,17 +349,20 @@ def resume_changes(saved: DictConfig, cfg: DictConfig) -> dict[str, tuple[Any, A
     """{key: (saved, now)} of the ``RESUME_KEYS`` (and the sources' ``share``) that differ between
     a run's saved config and ``cfg``, less those ``cfg.resume_allow_changes`` names (a key or a
     prefix: ``model`` allows every ``model.*``)."""
-    keys = list(RESUME_KEYS) + [f"data.sources.{k}.share"
-                                for k in sorted(set(saved.data.sources) | set(cfg.data.sources))]  # fmt: skip
+    keys = list(RESUME_KEYS) + [
+        f"data.sources.{k}.share" for k in sorted(set(saved.data.sources) | set(cfg.data.sources))
+    ]
     allowed = tuple(cfg.resume_allow_changes)
     changes = {}
     for key in keys:
         before, now = _plain(OmegaConf.select(saved, key)), _plain(OmegaConf.select(cfg, key))
         if before != now and not any(key == a or key.startswith(f"{a}.") for a in allowed):
             if isinstance(before, dict) and isinstance(now, dict):  # name the inner keys
-                changes |= {f"{key}.{k}": (before.get(k), now.get(k)) for k in before | now
-                            if before.get(k) != now.get(k)
-                            and f"{key}.{k}" not in allowed}  # fmt: skip
+                changes |= {
+                    f"{key}.{k}": (before.get(k), now.get(k))
+                    for k in before | now
+                    if before.get(k) != now.get(k) and f"{key}.{k}" not in allowed
+                }
             else:
                 changes[key] = (before, now)
     return changes
@@ -358,37 +375,74 @@ def network_config(cfg: DictConfig) -> NetworkConfig:
 # ---- numeric ranges: checked when the config is loaded, before any model or dataset exists ----
 POSITIVE, NON_NEGATIVE, FRACTION, SHARE = "> 0", ">= 0", "in (0, 1)", "in [0, 1)"
 RANGES: dict[str, str] = {
-    "data.batch_size": POSITIVE, "data.eval_batch_size": POSITIVE,
-    "data.steps_per_epoch": NON_NEGATIVE, "data.num_workers": NON_NEGATIVE,
-    "data.limit_val": NON_NEGATIVE, "data.val_fraction": SHARE, "seed": NON_NEGATIVE,
+    "data.batch_size": POSITIVE,
+    "data.eval_batch_size": POSITIVE,
+    "data.steps_per_epoch": NON_NEGATIVE,
+    "data.num_workers": NON_NEGATIVE,
+    "data.limit_val": NON_NEGATIVE,
+    "data.val_fraction": SHARE,
+    "seed": NON_NEGATIVE,
     "bn_momentum": NON_NEGATIVE,
-    "model.input_size": POSITIVE, "model.num_joints": POSITIVE, "model.pose_blocks": POSITIVE,
-    "model.kernel_size": POSITIVE, "model.num_frames": POSITIVE, "model.action_blocks": POSITIVE,
-    "model.depth_maps": POSITIVE, "model.context_maps": NON_NEGATIVE,
-    "model.num_actions": NON_NEGATIVE, "model.width": POSITIVE, "model.pose_members": POSITIVE,
-    "optim.lr": POSITIVE, "optim.momentum": NON_NEGATIVE, "optim.weight_decay": NON_NEGATIVE,
-    "optim.rho": FRACTION, "optim.eps": NON_NEGATIVE, "optim.gamma": FRACTION,
-    "optim.plateau_factor": FRACTION, "optim.plateau_patience": NON_NEGATIVE,
-    "loss.visibility_weight": NON_NEGATIVE, "loss.pose_weight": NON_NEGATIVE,
-    "loss.action_weight": NON_NEGATIVE, "loss.label_smoothing": NON_NEGATIVE, "finetune.epochs": NON_NEGATIVE,
-    "finetune.lr_divisor": POSITIVE, "trainer.num_nodes": POSITIVE,
-    "trainer.gradient_clip_val": NON_NEGATIVE, "trainer.accumulate_grad_batches": POSITIVE,
-    "trainer.log_every_n_steps": POSITIVE, "trainer.check_val_every_n_epoch": POSITIVE,
-}  # fmt: skip
+    "model.input_size": POSITIVE,
+    "model.num_joints": POSITIVE,
+    "model.pose_blocks": POSITIVE,
+    "model.kernel_size": POSITIVE,
+    "model.num_frames": POSITIVE,
+    "model.action_blocks": POSITIVE,
+    "model.depth_maps": POSITIVE,
+    "model.context_maps": NON_NEGATIVE,
+    "model.num_actions": NON_NEGATIVE,
+    "model.width": POSITIVE,
+    "model.pose_members": POSITIVE,
+    "optim.lr": POSITIVE,
+    "optim.momentum": NON_NEGATIVE,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.rho": FRACTION,
+    "optim.eps": NON_NEGATIVE,
+    "optim.gamma": FRACTION,
+    "optim.plateau_factor": FRACTION,
+    "optim.plateau_patience": NON_NEGATIVE,
+    "loss.visibility_weight": NON_NEGATIVE,
+    "loss.pose_weight": NON_NEGATIVE,
+    "loss.action_weight": NON_NEGATIVE,
+    "loss.label_smoothing": NON_NEGATIVE,
+    "finetune.epochs": NON_NEGATIVE,
+    "finetune.lr_divisor": POSITIVE,
+    "trainer.num_nodes": POSITIVE,
+    "trainer.gradient_clip_val": NON_NEGATIVE,
+    "trainer.accumulate_grad_batches": POSITIVE,
+    "trainer.log_every_n_steps": POSITIVE,
+    "trainer.check_val_every_n_epoch": POSITIVE,
+}
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "adamw")  # deephar.tasks.base.build_optimizer
 # Lightning's precision names (lightning_fabric.connector._PRECISION_INPUT), the usual ones first
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true",
-              "32", "16", "bf16", "64")  # fmt: skip
+PRECISIONS = (
+    "32-true",
+    "bf16-mixed",
+    "16-mixed",
+    "bf16-true",
+    "16-true",
+    "64-true",
+    "32",
+    "16",
+    "bf16",
+    "64",
+)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
 CHOICES: dict[str, tuple[str, ...]] = {
-    "loss.pose": POSE_LOSSES, "loss.visibility_joints": VISIBILITY_JOINTS,
-    "optim.schedule": SCHEDULES, "optim.scale_lr": LR_SCALING, "optim.name": OPTIMIZERS,
+    "loss.pose": POSE_LOSSES,
+    "loss.visibility_joints": VISIBILITY_JOINTS,
+    "optim.schedule": SCHEDULES,
+    "optim.scale_lr": LR_SCALING,
+    "optim.name": OPTIMIZERS,
     "optim.monitor_mode": ("min", "max"),
-    "data.layout": tuple(LAYOUTS), "trainer.precision": PRECISIONS,
-    "trainer.accelerator": ACCELERATORS, "logger.kind": ("wandb", "csv", "tensorboard", "none"),
+    "data.layout": tuple(LAYOUTS),
+    "trainer.precision": PRECISIONS,
+    "trainer.accelerator": ACCELERATORS,
+    "logger.kind": ("wandb", "csv", "tensorboard", "none"),
     "logger.offline": ("auto", True, False),
     "eval.video_reduction": ("mean", "prod"),
-}  # fmt: skip
+}
 AUTO = ("data.num_workers",)  # keys that may also be "auto"
 # -1 means "no limit" to Lightning; any other negative number is an error
 LIMITS = ("trainer.max_epochs", "trainer.max_steps")

@@ -71,9 +71,18 @@ def fold_config(config: str, overrides: list[str], folds: int, fold: int) -> Dic
     base = load_config(config, overrides)
     group = base.logger.group or f"{base.name}-crossval"
     out = Path(base.out_dir) / f"{base.name}-crossval"
-    return load_config(config, [*overrides, f"data.folds={folds}", f"data.fold={fold}",
-                                "data.test=[]", f"out_dir={out}", f"name={base.name}-fold{fold}",
-                                f"logger.group={group}"])  # fmt: skip
+    return load_config(
+        config,
+        [
+            *overrides,
+            f"data.folds={folds}",
+            f"data.fold={fold}",
+            "data.test=[]",
+            f"out_dir={out}",
+            f"name={base.name}-fold{fold}",
+            f"logger.group={group}",
+        ],
+    )
 
 
 def summarise(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -114,8 +123,10 @@ def stored_fold(path: Path, folds: int) -> dict:
     folds (its validation videos are not this fold's)."""
     entry = json.loads(path.read_text())
     if entry.get("folds", folds) != folds:
-        raise ConfigError(f"{path}: a fold of folds={entry['folds']}, not of folds={folds}: "
-                          f"use another name= or out_dir=")  # fmt: skip
+        raise ConfigError(
+            f"{path}: a fold of folds={entry['folds']}, not of folds={folds}: "
+            f"use another name= or out_dir="
+        )
     return entry
 
 
@@ -130,12 +141,25 @@ def rescore_fold(config: str, overrides: list[str], folds: int, fold: int) -> di
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     module = train.build_module(cfg, build_model(network_config(cfg)))
-    trainer = pl.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
-    trainer.validate(module, datamodule=build_datamodule(cfg), ckpt_path=str(ckpt), verbose=False,
-                     weights_only=True)  # fmt: skip
-    val = {k: float(v) for k, v in trainer.callback_metrics.items()
-           if k.startswith("val/") and not k.endswith("_best")}  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.validate(
+        module,
+        datamodule=build_datamodule(cfg),
+        ckpt_path=str(ckpt),
+        verbose=False,
+        weights_only=True,
+    )
+    val = {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if k.startswith("val/") and not k.endswith("_best")
+    }
     print(f"fold {fold + 1}/{folds} rescored: {metrics_line(val)}", flush=True)
     return {"fold": fold, "folds": folds, "wall_s": wall, "val": val}
 
@@ -157,9 +181,15 @@ def crossval(
             results = list(pool.map(run_fold, *zip(*args)))
     cfg = fold_config(config, overrides, folds, folds - 1)
     summary = summarise([r["val"] for r in results])
-    out = {"config": config, "overrides": overrides, "folds": results, "summary": summary,
-           "wall_s": sum(r["wall_s"] for r in results), "jobs": jobs,
-           "elapsed_s": time.perf_counter() - start}  # fmt: skip
+    out = {
+        "config": config,
+        "overrides": overrides,
+        "folds": results,
+        "summary": summary,
+        "wall_s": sum(r["wall_s"] for r in results),
+        "jobs": jobs,
+        "elapsed_s": time.perf_counter() - start,
+    }
     folder = Path(cfg.out_dir)
     (folder / ("rescored.json" if rescore else "crossval.json")).write_text(
         json.dumps(out, indent=1)
@@ -167,8 +197,10 @@ def crossval(
     print(f"{folds}-fold cross-validation of {config} (mean ± std over folds, last epoch):")
     for key, stat in summary.items():
         print(f"  {key:<24} {stat['mean']:.4f} ± {stat['std']:.4f}")
-    print(f"  wall time {out['wall_s'] / 60:.1f} min of folds, {out['elapsed_s'] / 60:.1f} min "
-          f"elapsed ({jobs} at a time); written to {folder}")  # fmt: skip
+    print(
+        f"  wall time {out['wall_s'] / 60:.1f} min of folds, {out['elapsed_s'] / 60:.1f} min "
+        f"elapsed ({jobs} at a time); written to {folder}"
+    )
     flat = {f"{k}/{s}": v for k, stat in summary.items() for s, v in stat.items()}
     if not rescore:
         log_result_run(cfg, folder, f"{cfg.logger.group}-summary", flat)

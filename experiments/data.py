@@ -81,13 +81,16 @@ def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
     except TypeError as err:
         raise TypeError(f"data.sources.{key} ({reader.__name__}): {err}") from err
     if carved:
-        held = held_out_keys(dataset, cfg.data.val_fraction, cfg.data.split_seed,
-                             cfg.data.folds, cfg.data.fold)  # fmt: skip
+        held = held_out_keys(
+            dataset, cfg.data.val_fraction, cfg.data.split_seed, cfg.data.folds, cfg.data.fold
+        )
         dataset = carved_part(dataset, held, stage)
         if stage == "val" and not held:
-            warnings.warn(f"data.sources.{key}: the carved validation split is empty (too few "
-                          f"training videos / subjects to hold any out): nothing validates",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"data.sources.{key}: the carved validation split is empty (too few "
+                f"training videos / subjects to hold any out): nothing validates",
+                stacklevel=2,
+            )
     # training replaces a corrupt sample; validation / test never do (datamodules.missing)
     dataset = RobustDataset(dataset) if stage == "train" else ReportingDataset(dataset)
     if stage == "val" and 0 < cfg.data.limit_val < len(dataset):
@@ -101,8 +104,10 @@ def streaming_source(key: str, source: DictConfig, kwargs: dict, carved: bool) -
     from datamodules.streaming import StreamingSource
 
     if carved:
-        raise ValueError(f"data.sources.{key}.streaming holds the whole training split, from which "
-                         "data.val_fraction carves validation: set data.val_fraction=0")  # fmt: skip
+        raise ValueError(
+            f"data.sources.{key}.streaming holds the whole training split, from which "
+            "data.val_fraction carves validation: set data.val_fraction=0"
+        )
     options = {k: v for k, v in kwargs.items() if k not in ("split", "prepared")}
     try:
         return StreamingSource(source.streaming, source.dataset, **options)
@@ -160,9 +165,11 @@ def loader_settings(cfg: DictConfig) -> dict[str, Any]:
     workers = worker_count(cfg.data.num_workers, devices)
     cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     if cfg.data.num_workers == "auto":
-        say_once(f"data.num_workers=auto: {workers} loader workers per device ({available_cores()} "
-                 f"cores, {devices} device(s) on this node, one core left to each training "
-                 f"process); pin_memory={cuda}")  # fmt: skip
+        say_once(
+            f"data.num_workers=auto: {workers} loader workers per device ({available_cores()} "
+            f"cores, {devices} device(s) on this node, one core left to each training "
+            f"process); pin_memory={cuda}"
+        )
     return {"num_workers": workers, "pin_memory": cuda, "persistent_workers": True}
 
 

@@ -39,8 +39,15 @@ TORSO = ("l_shoulder", "r_hip")  # PCK reference: the torso diagonal (LSP-style 
 # Share of the demo's wall time per stage and the minutes of the whole demo, measured with
 # `make demo` on an idle 2-core machine (README): the ETA before a stage has finished; later
 # ETAs scale the remaining shares by the pace measured so far.
-STAGES = {"world": 0.09, "pose": 0.34, "provided": 0.04, "estimated": 0.33, "finetuned": 0.15,
-          "multiclip": 0.02, "pose evaluation": 0.03}  # fmt: skip
+STAGES = {
+    "world": 0.09,
+    "pose": 0.34,
+    "provided": 0.04,
+    "estimated": 0.33,
+    "finetuned": 0.15,
+    "multiclip": 0.02,
+    "pose evaluation": 0.03,
+}
 QUIET_MINUTES = 10.4
 
 
@@ -69,8 +76,11 @@ class StageClock:
         pace = self.busy / self.ran if self.ran >= 0.05 else QUIET_MINUTES * 60.0
         index = list(STAGES).index(name) + 1 if name in STAGES else 0
         state = "kept from an earlier run" if skipped else "running"
-        print(f"== stage {index}/{len(STAGES)} {name}: {state}; {(now - self.start) / 60:.1f} min "
-              f"so far, ETA {left * pace / 60:.1f} min", flush=True)  # fmt: skip
+        print(
+            f"== stage {index}/{len(STAGES)} {name}: {state}; {(now - self.start) / 60:.1f} min "
+            f"so far, ETA {left * pace / 60:.1f} min",
+            flush=True,
+        )
 
     def log(self, message: str) -> None:
         head, _, rest = message.partition("] ")
@@ -82,8 +92,20 @@ class StageClock:
 
 def demo_args(size: str, out: Path, data: Path) -> argparse.Namespace:
     """The ablation's arguments for the demo: synthetic world, all rows."""
-    return ablation.parse_args(["--ft", "--multiclip", "--dataset", "synthetic", "--size", size,
-                                "--out", str(out), "--data", str(data)])  # fmt: skip
+    return ablation.parse_args(
+        [
+            "--ft",
+            "--multiclip",
+            "--dataset",
+            "synthetic",
+            "--size",
+            size,
+            "--out",
+            str(out),
+            "--data",
+            str(data),
+        ]
+    )
 
 
 def pose_results(args: argparse.Namespace, ckpt: str) -> tuple[dict, object, object]:
@@ -111,7 +133,7 @@ def torso_table(pose: dict) -> str:
             rows[key.removesuffix("/torso-pck")] = {
                 part: np.nanmean([per_joint[j] for j in joints if j in per_joint])
                 for part, joints in tables.MPII_PARTS.items()
-            } | {"Total": res["pck@0.5"]}  # fmt: skip
+            } | {"Total": res["pck@0.5"]}
     return "### Torso PCK@0.5 (%) per part\n\n" + tables.to_markdown(tables.accuracy_table(rows))
 
 
@@ -144,10 +166,14 @@ def skeleton_figure(cfg, net, count: int = 4):
     mm = decode_pose_mm(pose, batch["crop"], batch["depth"], batch["camera"])
     mm = mm - mm[:, :1]
     panels = [
-        (to_uint8(batch["image"][i]), pose[i, :, :2].numpy() * size, mm[i].numpy(),
-         batch["sample_id"][i].split("/", 2)[-1])
+        (
+            to_uint8(batch["image"][i]),
+            pose[i, :, :2].numpy() * size,
+            mm[i].numpy(),
+            batch["sample_id"][i].split("/", 2)[-1],
+        )
         for i in range(min(count, len(pose)))
-    ]  # fmt: skip
+    ]
     return viz.pose_grid(panels, limbs(get_layout(cfg.data.layout)))
 
 
@@ -200,8 +226,10 @@ def _headline(pose: dict, rows: dict) -> dict[str, float]:
     """The demo's targets as fractions: PCK@0.5 (torso reference) and PCKh@0.5 on the MPII-format
     test set (best of single / multi-crop), action accuracy per branch (the last action row)."""
     best = {}
-    for label, prefix, key, pick in (("PCK@0.5 (torso)", "mpii/torso", "pck@0.5", max),
-                                     ("PCKh@0.5", "mpii/", "pckh@0.5", max)):  # fmt: skip
+    for label, prefix, key, pick in (
+        ("PCK@0.5 (torso)", "mpii/torso", "pck@0.5", max),
+        ("PCKh@0.5", "mpii/", "pckh@0.5", max),
+    ):
         found = [v[key] for k, v in pose.items() if k.startswith(prefix) and key in v]
         if found:
             best[label] = pick(found)
@@ -213,8 +241,11 @@ def _headline(pose: dict, rows: dict) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--size", choices=sorted(ablation.SCHEDULE), default="demo")
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--data", default=None, help="world root (default data/synthetic)")

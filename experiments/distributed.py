@@ -85,8 +85,13 @@ class ReleaseProcessGroup(Callback):
             destroy_process_group_at_exit()
 
 
-def global_batch_line(world_size: int, batch_size: int, accumulate: int = 1,
-                      lr: float | None = None, scale_lr: str = "none") -> str:  # fmt: skip
+def global_batch_line(
+    world_size: int,
+    batch_size: int,
+    accumulate: int = 1,
+    lr: float | None = None,
+    scale_lr: str = "none",
+) -> str:
     """ "global batch 8 devices × 24 = 192; lr 1e-03 × 8 (optim.scale_lr=linear) = 8e-03"."""
     line = f"global batch {world_size} devices × {batch_size}"
     total = world_size * batch_size
@@ -111,5 +116,9 @@ class GlobalBatch(Callback):
             return
         optim = getattr(pl_module, "optim", None)
         lr, rule = (optim.lr, optim.scale_lr) if optim is not None else (None, "none")
-        print(global_batch_line(trainer.world_size, self.batch_size,
-                                trainer.accumulate_grad_batches, lr, rule), flush=True)  # fmt: skip
+        print(
+            global_batch_line(
+                trainer.world_size, self.batch_size, trainer.accumulate_grad_batches, lr, rule
+            ),
+            flush=True,
+        )

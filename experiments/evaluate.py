@@ -97,8 +97,13 @@ def eval_loader(cfg: DictConfig, key: str, limit: int = 0, **options: Any) -> Da
         dataset = Subset(dataset, list(range(limit)))
     workers = worker_count(cfg.data.num_workers)
     fork_safe_opencv(workers)
-    return DataLoader(dataset, batch_size=cfg.data.eval_batch_size, collate_fn=collate_readable,
-                      num_workers=workers, worker_init_fn=init_worker if workers else None)  # fmt: skip
+    return DataLoader(
+        dataset,
+        batch_size=cfg.data.eval_batch_size,
+        collate_fn=collate_readable,
+        num_workers=workers,
+        worker_init_fn=init_worker if workers else None,
+    )
 
 
 # ---- pose protocols ----
@@ -158,8 +163,9 @@ def evaluate(cfg: DictConfig, net: nn.Module, protocol: Protocol) -> dict[str, d
             loader = eval_loader(cfg, key, protocol.limit)
             shift = crop_shift(cfg, protocol.displacement)
             for run in protocol.runs("crops"):
-                views = protocols.multi_crop_views(shift if run == "multi" else 0,
-                                                   flip=run == "multi")  # fmt: skip
+                views = protocols.multi_crop_views(
+                    shift if run == "multi" else 0, flip=run == "multi"
+                )
                 name = f"{key}/{run}-crop"
                 results[name] = evaluate_pose(net, loader, cfg.data.layout, views, name)
         elif dataset in ACTION_DATASETS:
@@ -193,10 +199,15 @@ def write_results(results: Mapping[str, Mapping], layout: str, out_dir: str | Pa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
-    titles = {"pckh": "MPII PCKh (%)", "mpjpe": "Human3.6M MPJPE (mm, protocol 1)",
-              "action": "Action accuracy (%), per branch"}  # fmt: skip
-    texts = [tables.write_table(df, out_dir, name, titles[name])
-             for name, df in result_tables(results, layout).items()]  # fmt: skip
+    titles = {
+        "pckh": "MPII PCKh (%)",
+        "mpjpe": "Human3.6M MPJPE (mm, protocol 1)",
+        "action": "Action accuracy (%), per branch",
+    }
+    texts = [
+        tables.write_table(df, out_dir, name, titles[name])
+        for name, df in result_tables(results, layout).items()
+    ]
     return "\n".join(texts)
 
 

@@ -70,8 +70,10 @@ class SaveFailed(RuntimeError):
 
     def __init__(self, path: Path, err: OSError) -> None:
         kept = " (the last good one there is kept)" if path.is_file() else ""
-        super().__init__(f"cannot write {path.name} in {path.parent}: {err.strerror or err}"
-                         f"{kept}; free space there, then rerun with resume=auto")  # fmt: skip
+        super().__init__(
+            f"cannot write {path.name} in {path.parent}: {err.strerror or err}"
+            f"{kept}; free space there, then rerun with resume=auto"
+        )
         self.path, self.errno = path, err.errno
 
 

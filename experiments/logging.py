@@ -153,8 +153,11 @@ def silence_known_warnings() -> None:
     ``on_after_batch_transfer`` (uint8 crops → float on the device) beside the datamodule."""
     import warnings
 
-    for message in (r"Found \d+ module\(s\) in eval mode", r"Checkpoint directory .* exists and is not empty",
-                    r".*isinstance\(treespec, LeafSpec\)",
-                    r"It is recommended to use `self\.log\(.*sync_dist=True\)`",
-                    r"You have overridden `on_after_batch_transfer` in `LightningModule` but"):  # fmt: skip
+    for message in (
+        r"Found \d+ module\(s\) in eval mode",
+        r"Checkpoint directory .* exists and is not empty",
+        r".*isinstance\(treespec, LeafSpec\)",
+        r"It is recommended to use `self\.log\(.*sync_dist=True\)`",
+        r"You have overridden `on_after_batch_transfer` in `LightningModule` but",
+    ):
         warnings.filterwarnings("ignore", message=message)

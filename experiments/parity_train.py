@@ -77,8 +77,10 @@ class Fixture:
 
 def read_fixture(folder: Path, name: str) -> Fixture:
     """The fixture ``folder/name``; a missing file or key raises ``ConfigError`` naming it."""
-    paths = {s: folder / f"{name}{s}" for s in (".json", ".npz", ".h5", "_grad1.h5",
-                                                "_grad2.h5", "_step2.h5")}  # fmt: skip
+    paths = {
+        s: folder / f"{name}{s}"
+        for s in (".json", ".npz", ".h5", "_grad1.h5", "_grad2.h5", "_step2.h5")
+    }
     if missing := [str(p) for p in paths.values() if not p.is_file()]:
         raise ConfigError(f"fixture {folder / name}: missing {missing}")
     meta = json.loads(paths[".json"].read_text())
@@ -119,15 +121,24 @@ def official_batch(fixture: Fixture) -> dict[str, Tensor]:
     pose_valid[..., :d] = valid
     image = torch.from_numpy(fixture.image).float().permute(0, 3, 1, 2)  # (B, 3, H, W)
     image = (image / 255.0 - 0.5) * 2.0  # the official normalisation
-    return {"image": image, "pose": pose, "pose_valid": pose_valid, "visible": visible,
-            "pose_px_valid": valid.all(-1)}  # fmt: skip
+    return {
+        "image": image,
+        "pose": pose,
+        "pose_valid": pose_valid,
+        "visible": visible,
+        "pose_px_valid": valid.all(-1),
+    }
 
 
 def build_network(cfg: DictConfig, fixture: Fixture) -> DeepHAR:
     """The config's network with the fixture's build arguments, weights from ``NAME.h5``."""
     meta = fixture.meta
-    overrides = {"pose_blocks": meta["num_blocks"], "num_joints": meta["num_joints"],
-                 "dim": meta["dim"], "num_actions": 0}  # fmt: skip
+    overrides = {
+        "pose_blocks": meta["num_blocks"],
+        "num_joints": meta["num_joints"],
+        "dim": meta["dim"],
+        "num_actions": 0,
+    }
     if meta["dim"] == 2:
         overrides["context_maps"] = meta.get("num_context_per_joint", 2)
     net_cfg = network_config(cfg).with_(**overrides)
@@ -143,8 +154,11 @@ def reference(net: DeepHAR, path: Path) -> dict[str, Tensor]:
 
 def bn_buffers(net: DeepHAR) -> dict[str, Tensor]:
     """name → moving statistic (``running_mean`` / ``running_var``) of every BatchNorm."""
-    return {k: v.detach().clone() for k, v in net.state_dict().items()
-            if k.endswith(("running_mean", "running_var"))}  # fmt: skip
+    return {
+        k: v.detach().clone()
+        for k, v in net.state_dict().items()
+        if k.endswith(("running_mean", "running_var"))
+    }
 
 
 def training_step(module: Pose2D3DModule, batch: Mapping[str, Tensor]):
@@ -160,11 +174,20 @@ def training_step(module: Pose2D3DModule, batch: Mapping[str, Tensor]):
     finally:
         hook.remove()
     total.backward()
-    per_block = pose_block_losses(caught[0], batch, module.visibility_weight, module.pose_loss,
-                                  module.visibility_joints, module.keras_bce)[0]  # fmt: skip
+    per_block = pose_block_losses(
+        caught[0],
+        batch,
+        module.visibility_weight,
+        module.pose_loss,
+        module.visibility_joints,
+        module.keras_bce,
+    )[0]
     loss = torch.cat([per_block.detach(), total.detach()[None]])  # (K + 1,)
-    grads = {n: p.grad.detach().clone() for n, p in module.net.named_parameters()
-             if p.requires_grad and p.grad is not None}  # fmt: skip
+    grads = {
+        n: p.grad.detach().clone()
+        for n, p in module.net.named_parameters()
+        if p.requires_grad and p.grad is not None
+    }
     return loss, grads, bn_buffers(module.net)
 
 
@@ -212,8 +235,11 @@ class Report:
         names = [f"output {k + 1}" for k in range(len(ref) - 1)] + ["total"]
         for name, a, b in zip(names, ours.double(), ref_t):
             rel = float((a - b).abs() / b.abs().clamp(min=TINY))
-            self.line(rel <= tol, f"{label} {name}: ours {float(a):.7f} ref {float(b):.7f} "
-                                  f"rel {rel:.1e} <= {tol:.0e}")  # fmt: skip
+            self.line(
+                rel <= tol,
+                f"{label} {name}: ours {float(a):.7f} ref {float(b):.7f} "
+                f"rel {rel:.1e} <= {tol:.0e}",
+            )
 
     def keys(self, label: str, ours: Mapping[str, Tensor], ref: Mapping[str, Tensor]) -> list[str]:
         if missing := sorted(set(ours) ^ set(ref)):
@@ -226,8 +252,11 @@ class Report:
             err = float((ours[name].double() - ref[name].double()).abs().max())
             worst = max(worst, (err, name))
             self.line(err <= tol, f"{label} {name}: max abs {err:.1e} <= {tol:.0e}", False)
-        self.line(worst[0] <= tol, f"{label}: {len(ref)} moving statistics, worst max abs "
-                                   f"{worst[0]:.1e} ({worst[1]}) <= {tol:.0e}")  # fmt: skip
+        self.line(
+            worst[0] <= tol,
+            f"{label}: {len(ref)} moving statistics, worst max abs "
+            f"{worst[0]:.1e} ({worst[1]}) <= {tol:.0e}",
+        )
 
     def grads(self, label: str, ours: Mapping[str, Tensor], ref: Mapping[str, Tensor]) -> None:
         cos_tol, rel_tol = TOLERANCES["grad_cos"], TOLERANCES["grad_rel"]
@@ -242,11 +271,17 @@ class Report:
             ok = cos >= cos_tol and rel <= rel_tol
             bad += not ok
             worst_cos, worst_rel = min(worst_cos, (cos, name)), max(worst_rel, (rel, name))
-            self.line(ok, f"{label} {name}: cosine {cos:.6f} >= {cos_tol}, rel {rel:.1e} <= "
-                          f"{rel_tol}", False)  # fmt: skip
-        self.line(bad == 0, f"{label}: {len(ref)} tensors, {bad} outside; worst cosine "
-                            f"{worst_cos[0]:.6f} ({worst_cos[1]}) >= {cos_tol}, worst rel "
-                            f"{worst_rel[0]:.1e} ({worst_rel[1]}) <= {rel_tol}")  # fmt: skip
+            self.line(
+                ok,
+                f"{label} {name}: cosine {cos:.6f} >= {cos_tol}, rel {rel:.1e} <= {rel_tol}",
+                False,
+            )
+        self.line(
+            bad == 0,
+            f"{label}: {len(ref)} tensors, {bad} outside; worst cosine "
+            f"{worst_cos[0]:.6f} ({worst_cos[1]}) >= {cos_tol}, worst rel "
+            f"{worst_rel[0]:.1e} ({worst_rel[1]}) <= {rel_tol}",
+        )
 
     def weights(self, label: str, ours: Mapping[str, Tensor], ref: Mapping[str, Tensor]) -> None:
         tol, worst, bad = TOLERANCES["step_rel"], (0.0, ""), 0
@@ -255,12 +290,21 @@ class Report:
             rel = float((a - b).abs().max() / b.abs().max().clamp(min=TINY))
             worst, bad = max(worst, (rel, name)), bad + (rel > tol)
             self.line(rel <= tol, f"{label} {name}: rel {rel:.1e} <= {tol:.0e}", False)
-        self.line(bad == 0, f"{label}: {len(ref)} tensors, {bad} outside; worst rel "
-                            f"{worst[0]:.1e} ({worst[1]}) <= {tol:.0e}")  # fmt: skip
+        self.line(
+            bad == 0,
+            f"{label}: {len(ref)} tensors, {bad} outside; worst rel "
+            f"{worst[0]:.1e} ({worst[1]}) <= {tol:.0e}",
+        )
 
 
-def run(folder: Path, name: str, config: str = "mpii_official", overrides: tuple[str, ...] = (),
-        out: Path | None = None, verbose: bool = False) -> int:  # fmt: skip
+def run(
+    folder: Path,
+    name: str,
+    config: str = "mpii_official",
+    overrides: tuple[str, ...] = (),
+    out: Path | None = None,
+    verbose: bool = False,
+) -> int:
     """Compare, print, write ``out``; returns the number of failed comparisons."""
     fixture = read_fixture(folder, name)
     cfg = load_config(config, list(overrides))
@@ -281,10 +325,12 @@ def run(folder: Path, name: str, config: str = "mpii_official", overrides: tuple
     only = lambda state, names: {k: state[k] for k in names if k in state}  # noqa: E731
     bn_names = [k for k in initial if k.endswith(("running_mean", "running_var"))]
     report = Report(verbose)
-    print(f"{folder / name}: config {config}, loss {cfg.loss.pose} (visibility: "
-          f"{cfg.loss.visibility_joints} joints), {cfg.optim.name} lr {cfg.optim.lr} rho "
-          f"{cfg.optim.rho} eps {cfg.optim.eps}, keras_bce {cfg.loss.keras_bce}, schedule "
-          f"{cfg.optim.schedule}, clip {cfg.trainer.gradient_clip_val}")  # fmt: skip
+    print(
+        f"{folder / name}: config {config}, loss {cfg.loss.pose} (visibility: "
+        f"{cfg.loss.visibility_joints} joints), {cfg.optim.name} lr {cfg.optim.lr} rho "
+        f"{cfg.optim.rho} eps {cfg.optim.eps}, keras_bce {cfg.loss.keras_bce}, schedule "
+        f"{cfg.optim.schedule}, clip {cfg.trainer.gradient_clip_val}"
+    )
 
     loss, grads, bn = training_step(module, batch)
     report.losses("step 1 loss", loss, fixture.loss_step1)
@@ -309,16 +355,27 @@ def run(folder: Path, name: str, config: str = "mpii_official", overrides: tuple
 
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"loss": loss, "grad": grads, "bn": bn, "step2": step2, "loss_step2": loss2,
-                    "grad_step2": grads2, "bn_step2": bn2}, out)  # fmt: skip
+        torch.save(
+            {
+                "loss": loss,
+                "grad": grads,
+                "bn": bn,
+                "step2": step2,
+                "loss_step2": loss2,
+                "grad_step2": grads2,
+                "bn_step2": bn2,
+            },
+            out,
+        )
         print(f"wrote {out}")
     print("parity: PASS" if report.failed == 0 else f"parity: FAIL ({report.failed} comparisons)")
     return report.failed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.parity_train",
-                                     description=__doc__.split("\n\n")[0])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.parity_train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("folder", type=Path, help="fixture folder (../shared/parity/train)")
     parser.add_argument("name", help="fixture name (mpii_train_k2)")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
@@ -327,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="print every tensor")
     args = parser.parse_args(argv)
     try:
-        failed = run(args.folder, args.name, args.config, tuple(args.overrides), args.out,
-                     args.verbose)  # fmt: skip
+        failed = run(
+            args.folder, args.name, args.config, tuple(args.overrides), args.out, args.verbose
+        )
     except (ConfigError, OSError, KeyError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -88,8 +88,9 @@ def action_names(num_actions: int, dataset: str, stored=None) -> tuple[str, ...]
     return tuple(f"action {i}" for i in range(num_actions))
 
 
-def load_network(path: str | Path, keras_model: str = "", fast: bool = True,
-                 device: str = "auto") -> LoadedNetwork:  # fmt: skip
+def load_network(
+    path: str | Path, keras_model: str = "", fast: bool = True, device: str = "auto"
+) -> LoadedNetwork:
     """A ready network on ``device`` (``experiments.device.resolve_device``: auto = CUDA when
     there is one; ``deephar.checkpoint.load_network``, then ``for_inference`` unless
     ``fast`` is off) from a Lightning checkpoint (its stored config, else its run's
@@ -177,8 +178,9 @@ def host_predictor(model: nn.Module) -> protocols.PosePredictor:
 
 
 @torch.no_grad()
-def predict_frames(net: LoadedNetwork, frames: np.ndarray, threshold: float = 0.5,
-                   still: bool = False) -> Prediction:  # fmt: skip
+def predict_frames(
+    net: LoadedNetwork, frames: np.ndarray, threshold: float = 0.5, still: bool = False
+) -> Prediction:
     """Run the protocol on uint8 frames (F, H, W, 3). ``still``: an image, posed only; a video
     of any length gets its action, one shorter than the clip from its frames stretched over it
     (a 1-frame video: that frame repeated)."""
@@ -230,15 +232,24 @@ def to_json(pred: Prediction, net: LoadedNetwork, source: Path, frames: np.ndarr
     layout = get_layout(net.layout)
     z = pred.z if pred.z is not None else [None] * len(pred.pose_px)
     scores = pred.clip_scores if pred.clip_scores is not None else [None] * len(pred.clips)
-    out = {"source": str(source), "checkpoint": net.source, "num_frames": len(pred.pose_px),
-           "fps": fps, "decoded_size": [int(frames.shape[2]), int(frames.shape[1])],
-           "layout": layout.name, "joints": list(layout.joints)}  # fmt: skip
+    out = {
+        "source": str(source),
+        "checkpoint": net.source,
+        "num_frames": len(pred.pose_px),
+        "fps": fps,
+        "decoded_size": [int(frames.shape[2]), int(frames.shape[1])],
+        "layout": layout.name,
+        "joints": list(layout.joints),
+    }
     out["frames"] = [
-        {"index": i, "pose_px": np.round(xy, 2).tolist(),
-         "z": None if zi is None else np.round(zi, 4).tolist(),
-         "visibility": np.round(vis, 4).tolist()}
+        {
+            "index": i,
+            "pose_px": np.round(xy, 2).tolist(),
+            "z": None if zi is None else np.round(zi, 4).tolist(),
+            "visibility": np.round(vis, 4).tolist(),
+        }
         for i, (xy, zi, vis) in enumerate(zip(pred.pose_px, z, pred.visibility))
-    ]  # fmt: skip
+    ]
     out["clips"] = [
         {"frames": [int(c[0]), int(c[-1])], "box": np.round(b, 2).tolist()}
         | ({} if sc is None else {"scores": np.round(sc, 5).tolist()})
@@ -246,12 +257,17 @@ def to_json(pred: Prediction, net: LoadedNetwork, source: Path, frames: np.ndarr
     ]
     if pred.scores is not None:
         best = int(np.argmax(pred.scores))
-        out["action"] = {"index": best, "name": net.action_names[best],
-                         "score": float(pred.scores[best]),
-                         "scores": np.round(pred.scores, 5).tolist()}  # fmt: skip
+        out["action"] = {
+            "index": best,
+            "name": net.action_names[best],
+            "score": float(pred.scores[best]),
+            "scores": np.round(pred.scores, 5).tolist(),
+        }
         if len(pred.pose_px) < net.config.num_frames:
-            out["action"]["note"] = (f"from {len(pred.pose_px)} frame(s) stretched over the "
-                                     f"{net.config.num_frames}-frame clip")  # fmt: skip
+            out["action"]["note"] = (
+                f"from {len(pred.pose_px)} frame(s) stretched over the "
+                f"{net.config.num_frames}-frame clip"
+            )
     elif net.config.num_actions > 0:
         out["action"] = None
         out["no_action"] = "a still image is posed only: actions are predicted for videos"
@@ -293,9 +309,16 @@ def action_label(pred: Prediction, net: LoadedNetwork) -> str:
     return f"{net.action_names[best]} {pred.scores[best]:.2f}"
 
 
-def run(source: str | Path, ckpt: str | Path, out_dir: str | Path, keras_model: str = "",
-        decode_size: int = 480, threshold: float = 0.5, fast: bool = True,
-        device: str = "auto") -> dict:  # fmt: skip
+def run(
+    source: str | Path,
+    ckpt: str | Path,
+    out_dir: str | Path,
+    keras_model: str = "",
+    decode_size: int = 480,
+    threshold: float = 0.5,
+    fast: bool = True,
+    device: str = "auto",
+) -> dict:
     """Predict on ``source`` (on ``device``: auto | cpu | cuda); returns the JSON dict (also
     written with the overlay)."""
     source = Path(source)
@@ -313,11 +336,18 @@ def run(source: str | Path, ckpt: str | Path, out_dir: str | Path, keras_model: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("source", type=Path, help="video file, frames folder or image")
-    parser.add_argument("options", nargs="*", help="ckpt=PATH [keras_model=NAME decode_size=480 "
-                        "threshold=0.5 fast=true]: short for eval.ckpt, predict.keras_model, …")  # fmt: skip
+    parser.add_argument(
+        "options",
+        nargs="*",
+        help="ckpt=PATH [keras_model=NAME decode_size=480 "
+        "threshold=0.5 fast=true]: short for eval.ckpt, predict.keras_model, …",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/predict"))
     args = parser.parse_intermixed_args(argv)  # options and key=value in any order
     try:
@@ -328,8 +358,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("ckpt=PATH is required")
     try:
         opts = cfg.predict
-        result = run(args.source, cfg.eval.ckpt, args.out, opts.keras_model, opts.decode_size,
-                     opts.threshold, cfg.eval.fast, cfg.eval.device)  # fmt: skip
+        result = run(
+            args.source,
+            cfg.eval.ckpt,
+            args.out,
+            opts.keras_model,
+            opts.decode_size,
+            opts.threshold,
+            cfg.eval.fast,
+            cfg.eval.device,
+        )
     except (CheckpointError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -337,8 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['num_frames']} frames → {args.out}; rendered {result['rendered']}")
     if action:
         note = f"; {action['note']}" if "note" in action else ""
-        print(f"action: {action['name']} (class {action['index']}, score {action['score']:.3f}"
-              f"{note})")  # fmt: skip
+        print(
+            f"action: {action['name']} (class {action['index']}, score {action['score']:.3f}{note})"
+        )
     elif "no_action" in result:
         print(f"no action: {result['no_action']}")
     return 0

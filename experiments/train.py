@@ -89,13 +89,23 @@ def build_module(cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float |
     frozen = cfg.freeze_pose and stage != "finetune"
     exclude = pckh_exclude(cfg.data.layout)
     if cfg.task == "pose":
-        return Pose2D3DModule(net, visibility_weight=cfg.loss.visibility_weight,
-                              pckh_exclude=exclude, pose_loss=cfg.loss.pose,
-                              visibility_joints=cfg.loss.visibility_joints,
-                              keras_bce=cfg.loss.keras_bce, **common)  # fmt: skip
+        return Pose2D3DModule(
+            net,
+            visibility_weight=cfg.loss.visibility_weight,
+            pckh_exclude=exclude,
+            pose_loss=cfg.loss.pose,
+            visibility_joints=cfg.loss.visibility_joints,
+            keras_bce=cfg.loss.keras_bce,
+            **common,
+        )
     if cfg.task == "action":
-        return ActionModule(net, freeze_pose=frozen, video_reduction=cfg.eval.video_reduction,
-                            label_smoothing=cfg.loss.label_smoothing, **common)  # fmt: skip
+        return ActionModule(
+            net,
+            freeze_pose=frozen,
+            video_reduction=cfg.eval.video_reduction,
+            label_smoothing=cfg.loss.label_smoothing,
+            **common,
+        )
     return JointModule(
         net,
         freeze_pose=frozen,
@@ -154,8 +164,9 @@ class LogDataFailures(Callback):
 
 def poses_only(cfg: DictConfig) -> bool:
     """Training on provided poses leaves the appearance branch without gradients."""
-    return any(s.stage == "action" and s.options.get("mode") == "poses"
-               for s in cfg.data.sources.values())  # fmt: skip
+    return any(
+        s.stage == "action" and s.options.get("mode") == "poses" for s in cfg.data.sources.values()
+    )
 
 
 def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
@@ -165,8 +176,9 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
     metric."""
     folder = stage_dir(cfg, stage)
     args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)
-    args["strategy"] = resolve_strategy(args["strategy"], args["accelerator"], args["devices"],
-                                        args["num_nodes"], poses_only(cfg))  # fmt: skip
+    args["strategy"] = resolve_strategy(
+        args["strategy"], args["accelerator"], args["devices"], args["num_nodes"], poses_only(cfg)
+    )
     if stage == "finetune":
         args["max_epochs"], args["max_steps"] = cfg.finetune.epochs, -1
     monitor = cfg.optim.monitor if cfg.data.val else None
@@ -197,15 +209,24 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
         GlobalBatch(cfg.data.batch_size),
     ]
     if monitor and cfg.optim.early_stop_patience > 0:
-        callbacks.append(EarlyStopping(monitor, patience=cfg.optim.early_stop_patience,
-                                       mode=cfg.optim.monitor_mode))  # fmt: skip
+        callbacks.append(
+            EarlyStopping(
+                monitor, patience=cfg.optim.early_stop_patience, mode=cfg.optim.monitor_mode
+            )
+        )
     second = stage == "finetune" and not cfg.finetune.only  # a run of its own after "main"
     logger = build_logger(cfg, folder / "logs", "-finetune" if second else "")
     if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     benchmark = cfg.cudnn_benchmark and not args["deterministic"]
-    return pl.Trainer(**args, logger=logger, callbacks=callbacks, default_root_dir=str(folder),
-                      plugins=[AtomicCheckpointIO()], benchmark=benchmark)  # fmt: skip
+    return pl.Trainer(
+        **args,
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=str(folder),
+        plugins=[AtomicCheckpointIO()],
+        benchmark=benchmark,
+    )
 
 
 def resume_path(cfg: DictConfig, stage: str) -> str | None:
@@ -242,8 +263,11 @@ def test_metrics(trainer: pl.Trainer, module: TaskModule, data) -> dict[str, flo
     if not data.test_sets:
         return {}
     if empty := [k for k, d in data.test_sets.items() if len(d) == 0]:
-        print(f"test split empty for {empty} (no test samples under the data root): not scored; "
-              f"the validation metrics above are the run's result", flush=True)  # fmt: skip
+        print(
+            f"test split empty for {empty} (no test samples under the data root): not scored; "
+            f"the validation metrics above are the run's result",
+            flush=True,
+        )
         data.test_sets = {k: d for k, d in data.test_sets.items() if len(d) > 0}
         if not data.test_sets:
             return {}
@@ -297,8 +321,11 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
         trainer = _fit(cfg, module, data, "finetune")
     last_val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     metrics = test_metrics(trainer, module, data)
-    metrics |= {f"{key}/unreadable": float(log.failed)
-                for key, log in data.missing.items() if log.unreadable}  # fmt: skip
+    metrics |= {
+        f"{key}/unreadable": float(log.failed)
+        for key, log in data.missing.items()
+        if log.unreadable
+    }
     if metrics and trainer.is_global_zero:
         print(format_table(metrics, f"test metrics of {cfg.name}"), flush=True)
     finish_logger(trainer.logger, metrics)
@@ -314,8 +341,10 @@ def finetune_lr(cfg: DictConfig) -> float:
 
 # ---- start-up checks: what would fail later, refused before any model or dataset is built ----
 TASK_MODULES: dict[str, type[TaskModule]] = {
-    "pose": Pose2D3DModule, "action": ActionModule, "joint": JointModule,
-}  # fmt: skip
+    "pose": Pose2D3DModule,
+    "action": ActionModule,
+    "joint": JointModule,
+}
 CHECKPOINT_FILES = 3  # best.ckpt, last.ckpt and the .partial of the one being replaced
 
 
@@ -334,8 +363,9 @@ def check_monitor(cfg: DictConfig) -> None:
         return  # nothing validates: nothing is monitored
     names = TASK_MODULES[cfg.task].val_metrics(network_config(cfg))
     if cfg.optim.monitor not in names:
-        raise ConfigError(f"optim.monitor = {cfg.optim.monitor!r}: the {cfg.task} task logs "
-                          f"{', '.join(names)}")  # fmt: skip
+        raise ConfigError(
+            f"optim.monitor = {cfg.optim.monitor!r}: the {cfg.task} task logs {', '.join(names)}"
+        )
 
 
 def check_out_dir(cfg: DictConfig) -> None:
@@ -347,8 +377,10 @@ def check_out_dir(cfg: DictConfig) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise ConfigError(f"out_dir = {cfg.out_dir!r}: cannot write the run folder {folder} "
-                          f"({err.strerror or err})") from None  # fmt: skip
+        raise ConfigError(
+            f"out_dir = {cfg.out_dir!r}: cannot write the run folder {folder} "
+            f"({err.strerror or err})"
+        ) from None
 
 
 def checkpoint_bytes(cfg: DictConfig) -> int:
@@ -367,14 +399,19 @@ def check_free_space(cfg: DictConfig) -> None:
     """Room in the run folder for the checkpoints of every stage (``CHECKPOINT_FILES`` each, less
     those already there, which are replaced): a full disk is named before the first epoch."""
     stages = ["main", "finetune"] if finetunes(cfg) else ["main"]
-    files = sum(CHECKPOINT_FILES - sum((stage_dir(cfg, s) / f"{n}.ckpt").is_file()
-                                       for n in ("best", "last")) for s in stages)  # fmt: skip
+    files = sum(
+        CHECKPOINT_FILES
+        - sum((stage_dir(cfg, s) / f"{n}.ckpt").is_file() for n in ("best", "last"))
+        for s in stages
+    )
     size = checkpoint_bytes(cfg)
     free = shutil.disk_usage(run_dir(cfg)).free
     if free < files * size:
-        raise ConfigError(f"out_dir = {cfg.out_dir!r}: {free / 1e6:.1f} MB free in {run_dir(cfg)}, "
-                          f"the checkpoints need about {files * size / 1e6:.1f} MB ({files} files "
-                          f"of {size / 1e6:.1f} MB)")  # fmt: skip
+        raise ConfigError(
+            f"out_dir = {cfg.out_dir!r}: {free / 1e6:.1f} MB free in {run_dir(cfg)}, "
+            f"the checkpoints need about {files * size / 1e6:.1f} MB ({files} files "
+            f"of {size / 1e6:.1f} MB)"
+        )
 
 
 def saved_config(cfg: DictConfig, ckpt: str) -> Path | None:
@@ -397,8 +434,10 @@ def check_resume_config(cfg: DictConfig) -> None:
     if changes := resume_changes(OmegaConf.load(saved), cfg):
         listed = ", ".join(f"{k} = {now!r} (saved: {was!r})" for k, (was, now) in changes.items())
         keys = ",".join(changes)
-        raise ConfigError(f"resume from {ckpt}: {listed} differ from the run's {saved}; rerun with "
-                          f"the saved values, or allow it: resume_allow_changes=[{keys}]")  # fmt: skip
+        raise ConfigError(
+            f"resume from {ckpt}: {listed} differ from the run's {saved}; rerun with "
+            f"the saved values, or allow it: resume_allow_changes=[{keys}]"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

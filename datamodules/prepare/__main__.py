@@ -36,8 +36,12 @@ def build(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--layout", default="pa20j", help="ntu: the reader's joint layout")
     ap.add_argument("--chunks", help="also write LitData chunks of the prepared samples here")
     ap.add_argument("--chunk-bytes", default="64MB", help="LitData chunk size (default 64MB)")
-    ap.add_argument("--benchmark", default="xsub", choices=("xsub", "xview", "xset"),
-                    help="ntu: the split the chunks' train/ and test/ follow")  # fmt: skip
+    ap.add_argument(
+        "--benchmark",
+        default="xsub",
+        choices=("xsub", "xview", "xset"),
+        help="ntu: the split the chunks' train/ and test/ follow",
+    )
     return ap.parse_args(argv)
 
 
@@ -50,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         jobs = ntu.jobs(args.root, args.version)
         fn = ntu.run
-        options = ntu.options(args.input_size, args.quality, args.clip_lengths, args.layout,
-                              version=args.version)  # fmt: skip
+        options = ntu.options(
+            args.input_size, args.quality, args.clip_lengths, args.layout, version=args.version
+        )
     print(f"{args.dataset}: {len(jobs)} videos in {args.root} → {args.out}", flush=True)
     try:
         prepare(args.dataset, fn, jobs, args.out, options, args.workers)
@@ -59,8 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 1
     if args.chunks:
-        write_chunks(args.out, args.chunks, args.dataset, args.workers, args.chunk_bytes,
-                     benchmark=args.benchmark, version=args.version)  # fmt: skip
+        write_chunks(
+            args.out,
+            args.chunks,
+            args.dataset,
+            args.workers,
+            args.chunk_bytes,
+            benchmark=args.benchmark,
+            version=args.version,
+        )
     print(f"done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 

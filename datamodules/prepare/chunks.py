@@ -32,9 +32,14 @@ def h36m_record(args: tuple[str, int]) -> dict:
     p = _prepared(root, "h36m")
     v = p.video(int(p.frames["video"][row]))
     region = np.r_[p.frames["x0"][row], p.frames["side"][row], p.frames["stored"][row]]
-    meta = {"subject": int(v["subject"]), "stem": v["stem"], "action": v["action"],
-            "camera": str(v["camera"]), "num_frames": int(v["num_frames"]),
-            "frame": int(p.frames["frame"][row])}  # fmt: skip
+    meta = {
+        "subject": int(v["subject"]),
+        "stem": v["stem"],
+        "action": v["action"],
+        "camera": str(v["camera"]),
+        "num_frames": int(v["num_frames"]),
+        "frame": int(p.frames["frame"][row]),
+    }
     return {
         "jpeg": p.file(row).read_bytes(),
         "region": region.astype(np.int32),
@@ -52,11 +57,16 @@ def ntu_record(args: tuple[str, int]) -> dict:
     row = p.video(v)
     rows = np.flatnonzero(p.frames["video"] == v)
     blobs = [p.file(r).read_bytes() for r in rows]
-    region = (np.r_[p.frames["x0"][rows[0]], p.frames["side"][rows[0]], p.frames["stored"][rows[0]]]
-              if len(rows) else np.zeros(4))  # fmt: skip
+    region = (
+        np.r_[p.frames["x0"][rows[0]], p.frames["side"][rows[0]], p.frames["stored"][rows[0]]]
+        if len(rows)
+        else np.zeros(4)
+    )
     a, b = int(row["pose_start"]), int(row["pose_start"] + row["pose_count"])
-    meta = {k: (str(row[k]) if k == "name" else int(row[k]))
-            for k in ("name", "num_frames", "width", "height", "skeleton_frames")}  # fmt: skip
+    meta = {
+        k: (str(row[k]) if k == "name" else int(row[k]))
+        for k in ("name", "num_frames", "width", "height", "skeleton_frames")
+    }
     return {
         "jpegs": b"".join(blobs),
         "offsets": np.cumsum([0, *map(len, blobs)]).astype(np.int64),
@@ -69,27 +79,39 @@ def ntu_record(args: tuple[str, int]) -> dict:
     }
 
 
-def split_inputs(prepared: str | Path, dataset: str, split: str, benchmark: str = "xsub",
-                 version: int = 60) -> list[tuple[str, int]]:  # fmt: skip
+def split_inputs(
+    prepared: str | Path, dataset: str, split: str, benchmark: str = "xsub", version: int = 60
+) -> list[tuple[str, int]]:
     """The (folder, row or video) inputs of ``split``: Human3.6M protocol 1 (train subjects every
     5th frame, test subjects every 64th), NTU ``benchmark``."""
     root = str(Path(prepared).resolve())
     p = _prepared(root, dataset)
     if dataset == "h36m":
-        subjects, step = (TRAIN_SUBJECTS, TRAIN_STEP) if split == "train" else (
-            TEST_SUBJECTS, TEST_STEP)  # fmt: skip
+        subjects, step = (
+            (TRAIN_SUBJECTS, TRAIN_STEP) if split == "train" else (TEST_SUBJECTS, TEST_STEP)
+        )
         chosen = p.videos["subject"].isin(subjects).to_numpy()[p.frames["video"]]
         rows = np.flatnonzero(chosen & (p.frames["frame"] % step == 0))
         return [(root, int(r)) for r in rows]
     names = p.videos["name"].tolist()
     release = set(release_names(names, version))
-    return [(root, v) for v, n in enumerate(names)
-            if n in release and is_train(n, benchmark, version) == (split == "train")]  # fmt: skip
+    return [
+        (root, v)
+        for v, n in enumerate(names)
+        if n in release and is_train(n, benchmark, version) == (split == "train")
+    ]
 
 
-def write_chunks(prepared: str | Path, out: str | Path, dataset: str, workers: int = 1,
-                 chunk_bytes: str = "64MB", splits: tuple[str, ...] = ("train", "test"),
-                 benchmark: str = "xsub", version: int = 60) -> None:  # fmt: skip
+def write_chunks(
+    prepared: str | Path,
+    out: str | Path,
+    dataset: str,
+    workers: int = 1,
+    chunk_bytes: str = "64MB",
+    splits: tuple[str, ...] = ("train", "test"),
+    benchmark: str = "xsub",
+    version: int = 60,
+) -> None:
     """``litdata.optimize`` the prepared samples of each split into ``out/<split>`` (NTU: the
     split of ``benchmark`` in release ``version``)."""
     from litdata import optimize
@@ -99,6 +121,13 @@ def write_chunks(prepared: str | Path, out: str | Path, dataset: str, workers: i
         inputs = split_inputs(prepared, dataset, split, benchmark, version)
         if not inputs:
             continue
-        optimize(fn=fn, inputs=inputs, output_dir=str(Path(out) / split), chunk_bytes=chunk_bytes,
-                 num_workers=max(1, workers), mode="overwrite", verbose=False,
-                 start_method="fork")  # fmt: skip
+        optimize(
+            fn=fn,
+            inputs=inputs,
+            output_dir=str(Path(out) / split),
+            chunk_bytes=chunk_bytes,
+            num_workers=max(1, workers),
+            mode="overwrite",
+            verbose=False,
+            start_method="fork",
+        )

@@ -27,8 +27,9 @@ CHUNK = 16  # frames decoded per call (a 1000×1002 frame is 3 MB)
 ROOT = H36M32.index("pelvis")
 
 
-def jobs(root: str | Path, subjects: tuple[int, ...] | None = None,
-         frame_step: int | None = None) -> list[Job]:  # fmt: skip
+def jobs(
+    root: str | Path, subjects: tuple[int, ...] | None = None, frame_step: int | None = None
+) -> list[Job]:
     """One job per recording of ``subjects`` (default: the protocol-1 subjects, train + test, found
     in ``root``; the missing ones are named on stderr); opens no video."""
     if not subjects:
@@ -40,8 +41,9 @@ def jobs(root: str | Path, subjects: tuple[int, ...] | None = None,
     for split, group in (("train", files.TRAIN_SUBJECTS), ("test", files.TEST_SUBJECTS)):
         chosen = tuple(s for s in subjects if s in group) + (
             tuple(s for s in subjects if s not in files.TRAIN_SUBJECTS + files.TEST_SUBJECTS)
-            if split == "train" else ()
-        )  # fmt: skip
+            if split == "train"
+            else ()
+        )
         if not chosen:
             continue
         step = frame_step or (files.TRAIN_STEP if split == "train" else files.TEST_STEP)
@@ -49,10 +51,21 @@ def jobs(root: str | Path, subjects: tuple[int, ...] | None = None,
         for s in ds.sequences:
             cam = ds.cameras[(s.subject, s.camera)]
             paths = {k: str(v) for k, v in ds.paths(s.subject, s.stem).items()}
-            out.append(Job(f"S{s.subject}/{s.stem}", {
-                "subject": s.subject, "stem": s.stem, "action": s.action, "camera": s.camera,
-                "paths": paths, "f": cam.f.tolist(), "c": cam.c.tolist(), "step": step,
-            }))  # fmt: skip
+            out.append(
+                Job(
+                    f"S{s.subject}/{s.stem}",
+                    {
+                        "subject": s.subject,
+                        "stem": s.stem,
+                        "action": s.action,
+                        "camera": s.camera,
+                        "paths": paths,
+                        "f": cam.f.tolist(),
+                        "c": cam.c.tolist(),
+                        "step": step,
+                    },
+                )
+            )
     return out
 
 
@@ -72,9 +85,17 @@ def run(job: Job, folder: Path, options: dict) -> Part:
         for j, frame in enumerate(frames, start=lo):
             crop = cut(frame, tuple(x0[j]), int(side[j]), int(stored[j]))
             total += write_jpeg(folder / f"{keep[j]:06d}.jpg", crop, options["quality"])
-    row = {"subject": a["subject"], "stem": a["stem"], "action": a["action"],
-           "camera": a["camera"], "num_frames": int(n), "fx": a["f"][0], "fy": a["f"][1],
-           "cx": a["c"][0], "cy": a["c"][1]}  # fmt: skip
+    row = {
+        "subject": a["subject"],
+        "stem": a["stem"],
+        "action": a["action"],
+        "camera": a["camera"],
+        "num_frames": int(n),
+        "fx": a["f"][0],
+        "fy": a["f"][1],
+        "cx": a["c"][0],
+        "cy": a["c"][1],
+    }
     return Part(
         video=row,
         frames={"frame": keep.astype(np.int32), "x0": x0, "side": side, "stored": stored},

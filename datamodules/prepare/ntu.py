@@ -50,7 +50,7 @@ def jobs(root: str | Path, version: int = 60) -> list[Job]:
                 "skeleton": str(root / "nturgb+d_skeletons" / f"{n}.skeleton"),
                 "video": str(video_path(root, n)),
             },
-        )  # fmt: skip
+        )
         for n in keep
     ]
 
@@ -66,8 +66,11 @@ def clip_boxes(uv: np.ndarray, valid: np.ndarray, size: tuple[int, int], options
             span = (T - 1) * sub + 1
             starts = range(max(1, steps - span + 1)) if steps >= span else [None]
             for s in starts:
-                idx = clip_indices(steps, T, "middle", sub)[0] if s is None else (
-                    s + np.arange(T) * sub)  # fmt: skip
+                idx = (
+                    clip_indices(steps, T, "middle", sub)[0]
+                    if s is None
+                    else (s + np.arange(T) * sub)
+                )
                 idx = np.minimum(idx * step, n - 1)
                 c, w = clip_box(uv[idx], valid[idx], size[::-1])
                 centres.append(c)
@@ -97,8 +100,11 @@ def run(job: Job, folder: Path, options: dict) -> Part:
     lo, hi = (centres - reach).min(axis=0), (centres + reach).max(axis=0)
     side_px = float(np.max(hi - lo))
     # one region: a window whose margin span is the union's side, at the smallest clip's resolution
-    x0, side, stored = store_box((lo + hi)[None] / 2.0, np.array([side_px]), Margin(
-        margin.input_size, margin.min_scale, 1.0, 0.0, 0.0))  # fmt: skip
+    x0, side, stored = store_box(
+        (lo + hi)[None] / 2.0,
+        np.array([side_px]),
+        Margin(margin.input_size, margin.min_scale, 1.0, 0.0, 0.0),
+    )
     q = np.ceil(side * margin.input_size / (windows.min() * margin.min_scale))
     stored = np.clip(q, 8, side).astype(np.int32)
     keep = np.arange(0, n, options["video_step"])
@@ -108,17 +114,33 @@ def run(job: Job, folder: Path, options: dict) -> Part:
             crop = cut(frame, tuple(x0[0]), int(side[0]), int(stored[0]))
             total += write_jpeg(folder / f"{f:06d}.jpg", crop, options["quality"])
     k = len(keep)
-    frames = {"frame": keep.astype(np.int32), "x0": np.repeat(x0, k, axis=0),
-              "side": np.repeat(side, k), "stored": np.repeat(stored, k)}  # fmt: skip
+    frames = {
+        "frame": keep.astype(np.int32),
+        "x0": np.repeat(x0, k, axis=0),
+        "side": np.repeat(side, k),
+        "stored": np.repeat(stored, k),
+    }
     poses = {"uv": uv.astype(np.float64), "xyz": xyz.astype(np.float64), "valid": valid}
     row |= {"num_frames": n, "width": size[0], "height": size[1]}
     return Part(row, frames, poses, total)
 
 
-def options(input_size: int = 256, quality: int = 90, clip_lengths=(20,), layout: str = "pa20j",
-            video_step: int = 2, subsamples=(), version: int = 60) -> dict:  # fmt: skip
+def options(
+    input_size: int = 256,
+    quality: int = 90,
+    clip_lengths=(20,),
+    layout: str = "pa20j",
+    video_step: int = 2,
+    subsamples=(),
+    version: int = 60,
+) -> dict:
     """Job options: margin of ``NTU_AUG``, JPEG quality, the clips the region must cover."""
-    return {"margin": asdict(Margin.of(NTU_AUG, input_size)), "quality": quality,
-            "clip_lengths": [int(t) for t in clip_lengths], "layout": layout,
-            "video_step": video_step, "subsamples": [int(s) for s in subsamples],
-            "version": version}  # fmt: skip
+    return {
+        "margin": asdict(Margin.of(NTU_AUG, input_size)),
+        "quality": quality,
+        "clip_lengths": [int(t) for t in clip_lengths],
+        "layout": layout,
+        "video_step": video_step,
+        "subsamples": [int(s) for s in subsamples],
+        "version": version,
+    }

@@ -97,8 +97,9 @@ def run_one(fn: JobFn, job: Job, n: int, out: Path, options: dict) -> str:
     with open(npz, "wb") as f:
         np.savez(f, video=np.array(json.dumps(part.video)), **arrays)
     count = len(part.frames["frame"])
-    marker.write_text(json.dumps({"key": job.key, "count": count, "bytes": part.bytes,
-                                  "options": options}))  # fmt: skip
+    marker.write_text(
+        json.dumps({"key": job.key, "count": count, "bytes": part.bytes, "options": options})
+    )
     return job.key
 
 
@@ -106,8 +107,14 @@ def run_jobs(fn: JobFn, jobs: list[Job], out: Path, options: dict, workers: int 
     """Run every unfinished job (progress bar with ETA on stderr); returns the number run."""
     (out / "parts").mkdir(parents=True, exist_ok=True)
     todo = [(n, job) for n, job in enumerate(jobs) if not is_done(out, n, job, options)]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="video", file=sys.stderr,
-               desc=f"prepare → {out}", dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=len(jobs),
+        initial=len(jobs) - len(todo),
+        unit="video",
+        file=sys.stderr,
+        desc=f"prepare → {out}",
+        dynamic_ncols=True,
+    )
     try:
         if workers <= 1:
             for n, job in todo:
@@ -138,10 +145,19 @@ def merge(out: Path, jobs: list[Job]) -> tuple[pd.DataFrame, pd.DataFrame]:
             start += count or 0
             f = {k[7:]: part[k] for k in part.files if k.startswith("frames.")}
         videos.append(row)
-        frames.append(pd.DataFrame({
-            "video": n, "frame": f["frame"], "file": [f"frames/{job.key}/{i:06d}.jpg" for i in f["frame"]],
-            "x0": f["x0"][:, 0], "y0": f["x0"][:, 1], "side": f["side"], "stored": f["stored"],
-        }))  # fmt: skip
+        frames.append(
+            pd.DataFrame(
+                {
+                    "video": n,
+                    "frame": f["frame"],
+                    "file": [f"frames/{job.key}/{i:06d}.jpg" for i in f["frame"]],
+                    "x0": f["x0"][:, 0],
+                    "y0": f["x0"][:, 1],
+                    "side": f["side"],
+                    "stored": f["stored"],
+                }
+            )
+        )
     index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FRAME_COLUMNS)
     table = pd.DataFrame(videos)
     table.to_csv(out / "videos.csv", index=False)
@@ -175,9 +191,14 @@ def verify(out: Path, index: pd.DataFrame, workers: int = 1, chunk: int = 2048) 
 
 
 def prepare(
-    dataset: str, fn: JobFn, jobs: list[Job], out: str | Path, options: dict, workers: int = 1,
+    dataset: str,
+    fn: JobFn,
+    jobs: list[Job],
+    out: str | Path,
+    options: dict,
+    workers: int = 1,
     log: Callable[[str], None] = print,
-) -> dict:  # fmt: skip
+) -> dict:
     """Run, merge, verify; write ``prepared.json`` when every frame verifies. Returns its dict.
     Raises RuntimeError listing (up to 10 of) the files that failed verification."""
     out = Path(out)
@@ -193,9 +214,14 @@ def prepare(
             f"{out}: {len(problems)} prepared frames failed verification (rerun to redo them):\n"
             + "\n".join(problems[:10])
         )
-    manifest = {"version": VERSION, "dataset": dataset, "videos": len(videos),
-                "frames": len(index), "options": options,
-                "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    manifest = {
+        "version": VERSION,
+        "dataset": dataset,
+        "videos": len(videos),
+        "frames": len(index),
+        "options": options,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
     log(f"{dataset}: {len(index)} frames of {len(videos)} videos verified → {out}")
     return manifest

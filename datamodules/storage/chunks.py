@@ -58,8 +58,14 @@ class H36MChunks(Chunks):
         """Item ``i``: its poses and intrinsics, and the stored crop with its matrix."""
         item, meta = self.item(i)
         seq = Recording(meta["subject"], meta["stem"], meta["action"], meta["camera"], 0)
-        record = H36MFrame(seq, meta["frame"], item["uv"], item["xyz"], item["camera"][:2],
-                           np.float32(item["camera"]))  # fmt: skip
+        record = H36MFrame(
+            seq,
+            meta["frame"],
+            item["uv"],
+            item["xyz"],
+            item["camera"][:2],
+            np.float32(item["camera"]),
+        )
         return record, Frames(
             decode_jpeg(item["jpeg"], f"{self.input_dir}#{i}"), stored_matrix(item)
         )
@@ -84,9 +90,23 @@ class NTUChunks(Chunks):
         off, frames = item["offsets"], {int(f): i for i, f in enumerate(item["frames"])}
 
         def read(idx: np.ndarray) -> np.ndarray:
-            return np.stack([decode_jpeg(item["jpegs"][off[frames[int(i)]] : off[frames[int(i)] + 1]],
-                                         f"{meta['name']}/{int(i)}") for i in idx])  # fmt: skip
+            return np.stack(
+                [
+                    decode_jpeg(
+                        item["jpegs"][off[frames[int(i)]] : off[frames[int(i)] + 1]],
+                        f"{meta['name']}/{int(i)}",
+                    )
+                    for i in idx
+                ]
+            )
 
         size = (meta["width"], meta["height"])
-        return NTUVideo(meta["name"], item["xyz"], item["uv"], item["valid"].astype(bool), size,
-                        read, stored_matrix(item))  # fmt: skip
+        return NTUVideo(
+            meta["name"],
+            item["xyz"],
+            item["uv"],
+            item["valid"].astype(bool),
+            size,
+            read,
+            stored_matrix(item),
+        )

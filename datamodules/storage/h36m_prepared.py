@@ -20,16 +20,25 @@ class PreparedH36M:
     """The prepared frames with index % step == 0 of the selected subjects and actions; the
     stored margin must cover ``aug`` at ``input_size``."""
 
-    def __init__(self, folder: str | Path, subjects: Sequence[int], actions: Sequence[str] | None,
-                 step: int, aug: AugmentRanges, input_size: int):  # fmt: skip
+    def __init__(
+        self,
+        folder: str | Path,
+        subjects: Sequence[int],
+        actions: Sequence[str] | None,
+        step: int,
+        aug: AugmentRanges,
+        input_size: int,
+    ):
         self.data = load_prepared(folder, "h36m", ("uv", "xyz"))
         videos, frames = self.data.videos, self.data.frames
         margin = Margin(**self.data.meta["options"]["margin"])
         if margin.span(1.0) < Margin.of(aug, input_size).span(1.0) - 1e-9 or (
             input_size > margin.input_size
         ):
-            raise ValueError(f"{folder}: prepared for {margin}, narrower than {aug} at "
-                             f"input size {input_size}; prepare again with wider ranges")  # fmt: skip
+            raise ValueError(
+                f"{folder}: prepared for {margin}, narrower than {aug} at "
+                f"input size {input_size}; prepare again with wider ranges"
+            )
         if absent := sorted(set(subjects) - set(videos["subject"])):
             raise FileNotFoundError(f"{folder}: Human3.6M subjects {absent} were not prepared")
         keep = videos["subject"].isin(subjects).to_numpy()
@@ -38,7 +47,7 @@ class PreparedH36M:
         self.sequences = [
             Recording(int(v.subject), v.stem, v.action, str(v.camera), int(v.num_frames))
             for v in videos[keep].itertuples()
-        ]  # fmt: skip
+        ]
         rows = np.flatnonzero(keep[frames["video"]] & (frames["frame"] % step == 0))
         expected = sum(-(-s.num_frames // step) for s in self.sequences)
         if len(rows) != expected:
@@ -57,11 +66,15 @@ class PreparedH36M:
         """Item ``i``: its poses and intrinsics, and the stored crop with its matrix."""
         p, row = self.data, int(self.item_row[i])
         v, fr = p.video(int(p.frames["video"][row])), p.frames
-        stored = store_matrix(fr["x0"][row : row + 1], fr["side"][row : row + 1],
-                              fr["stored"][row : row + 1])[0]  # fmt: skip
+        stored = store_matrix(
+            fr["x0"][row : row + 1], fr["side"][row : row + 1], fr["stored"][row : row + 1]
+        )[0]
         record = H36MFrame(
-            self.sequences[self.item_seq[i]], int(self.item_frame[i]),
-            np.asarray(p.poses["uv"][row]), np.asarray(p.poses["xyz"][row]),
-            np.array([v["fx"], v["fy"]], np.float64), np.float32([v["fx"], v["fy"], v["cx"], v["cy"]]),
-        )  # fmt: skip
+            self.sequences[self.item_seq[i]],
+            int(self.item_frame[i]),
+            np.asarray(p.poses["uv"][row]),
+            np.asarray(p.poses["xyz"][row]),
+            np.array([v["fx"], v["fy"]], np.float64),
+            np.float32([v["fx"], v["fy"], v["cx"], v["cy"]]),
+        )
         return record, Frames(read_image(p.file(row)), stored)

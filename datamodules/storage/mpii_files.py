@@ -235,8 +235,13 @@ class MPIIFiles:
     decoded reduced where a crop ``window`` allows (``read_for_crop``) unless ``reduced_decode``
     is False (every image at full size)."""
 
-    def __init__(self, root: str | Path, val: bool, annotation: str | Path | None = None,
-                 reduced_decode: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        root: str | Path,
+        val: bool,
+        annotation: str | Path | None = None,
+        reduced_decode: bool = True,
+    ):
         self.root = require_dir(root, "MPII root")
         self.images = require_dir(self.root / "images", "MPII images")
         ann = load_annotations(self.root, annotation)

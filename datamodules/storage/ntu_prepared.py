@@ -40,8 +40,14 @@ class PreparedNTU:
     """The prepared videos of release ``version`` that ``keep`` accepts (less ``missing_list``:
     the default list was applied when preparing); their crops cover ``needs``."""
 
-    def __init__(self, folder: str | Path, images: bool, needs: ClipNeeds,
-                 keep: Callable[[str], bool], missing_list: str | Path | None = None):  # fmt: skip
+    def __init__(
+        self,
+        folder: str | Path,
+        images: bool,
+        needs: ClipNeeds,
+        keep: Callable[[str], bool],
+        missing_list: str | Path | None = None,
+    ):
         self.data = load_prepared(folder, "ntu", ("uv", "xyz", "valid"))
         self.root, self.table, self.images, self.excluded = (
             self.data.root,
@@ -73,8 +79,9 @@ class PreparedNTU:
         a, b = int(row["pose_start"]), int(row["pose_start"] + row["pose_count"])
         xyz, uv, valid = (np.asarray(p.poses[k][a:b]) for k in ("xyz", "uv", "valid"))
         first = slice(int(np.searchsorted(p.frames["video"], self._rows[name])), None)
-        stored = store_matrix(p.frames["x0"][first][:1], p.frames["side"][first][:1],
-                              p.frames["stored"][first][:1])[0]  # fmt: skip
+        stored = store_matrix(
+            p.frames["x0"][first][:1], p.frames["side"][first][:1], p.frames["stored"][first][:1]
+        )[0]
 
         def read(idx: np.ndarray) -> np.ndarray:
             return np.stack([read_image(folder / f"{int(i):06d}.jpg") for i in idx])

@@ -52,14 +52,18 @@ def load_prepared(root: str | Path, dataset: str, poses: tuple[str, ...]) -> Pre
             f"`python -m datamodules.prepare {dataset} <root> --out {root}`)"
         ) from None
     if meta.get("dataset") != dataset or meta.get("version") != VERSION:
-        raise ValueError(f"{root}: prepared for {meta.get('dataset')!r} v{meta.get('version')}, "
-                         f"not {dataset!r} v{VERSION}")  # fmt: skip
+        raise ValueError(
+            f"{root}: prepared for {meta.get('dataset')!r} v{meta.get('version')}, "
+            f"not {dataset!r} v{VERSION}"
+        )
     videos = pd.read_csv(root / "videos.csv", dtype={"key": str})
     cols = pd.read_csv(root / "index.csv", usecols=list(FRAME_COLUMNS), dtype=np.int64)
     frames = {
-        "video": cols["video"].to_numpy(np.int32), "frame": cols["frame"].to_numpy(np.int32),
-        "x0": cols[["x0", "y0"]].to_numpy(np.int32), "side": cols["side"].to_numpy(np.int32),
+        "video": cols["video"].to_numpy(np.int32),
+        "frame": cols["frame"].to_numpy(np.int32),
+        "x0": cols[["x0", "y0"]].to_numpy(np.int32),
+        "side": cols["side"].to_numpy(np.int32),
         "stored": cols["stored"].to_numpy(np.int32),
-    }  # fmt: skip
+    }
     arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r") for name in poses}
     return Prepared(root, meta, videos, frames, arrays)

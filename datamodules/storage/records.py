@@ -63,8 +63,9 @@ class NTUVideo:
 
     def take(self, idx: np.ndarray) -> NTUVideo:
         """The clip of frames ``idx`` (T,): poses (T, 25, ·), ``start`` = idx[0]."""
-        return replace(self, xyz=self.xyz[idx], uv=self.uv[idx], valid=self.valid[idx],
-                       start=int(idx[0]))  # fmt: skip
+        return replace(
+            self, xyz=self.xyz[idx], uv=self.uv[idx], valid=self.valid[idx], start=int(idx[0])
+        )
 
     def frames(self, idx: np.ndarray) -> Frames | None:
         """The clip's frames, None for a poses-only source."""

@@ -8,7 +8,20 @@ from datamodules.synthetic.skeleton import BODY, JOINTS, to_layout
 from datamodules.synthetic.world import SIZES, WorldSize, action_table, generate_world
 
 __all__ = [
-    "ACTIONS", "BODY", "JOINTS", "OBJECT_COLOURS", "SIZES", "Camera", "Clip", "WorldSize",
-    "action_table", "film", "generate_world", "h36m_rig", "look_at", "perform", "place",
+    "ACTIONS",
+    "BODY",
+    "JOINTS",
+    "OBJECT_COLOURS",
+    "SIZES",
+    "Camera",
+    "Clip",
+    "WorldSize",
+    "action_table",
+    "film",
+    "generate_world",
+    "h36m_rig",
+    "look_at",
+    "perform",
+    "place",
     "to_layout",
-]  # fmt: skip
+]

@@ -16,10 +16,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="demo", choices=sorted(SIZES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--resolution", default="small", choices=sorted(RESOLUTIONS),
+        "--resolution",
+        default="small",
+        choices=sorted(RESOLUTIONS),
         help="frame sizes: small (320×240-ish, fast) or real (H36M 1000×1002, NTU 1920×1080, "
         "MPII 1280×720)",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     print(f"synthetic world ({args.size}, {args.resolution}, seed {args.seed}) → {args.out}")

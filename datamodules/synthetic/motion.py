@@ -33,9 +33,15 @@ ANGLES = ("torso_pitch", "torso_roll", "torso_yaw", "head_pitch") + tuple(
 )
 # Cycles per second of each action (times the performance's speed).
 FREQUENCY = {
-    "wave": 2.0, "squat": 0.8, "jumping_jacks": 1.2, "kick": 1.0, "bow": 0.7, "punch": 1.2,
-    "drink": 0.6, "phone": 0.6,
-}  # fmt: skip
+    "wave": 2.0,
+    "squat": 0.8,
+    "jumping_jacks": 1.2,
+    "kick": 1.0,
+    "bow": 0.7,
+    "punch": 1.2,
+    "drink": 0.6,
+    "phone": 0.6,
+}
 
 
 @dataclass(frozen=True)
@@ -110,9 +116,15 @@ def _hand_to_head(phi, a):
 
 
 MOTIONS: dict[str, Callable] = {
-    "wave": _wave, "squat": _squat, "jumping_jacks": _jumping_jacks, "kick": _kick, "bow": _bow,
-    "punch": _punch, "drink": _hand_to_head, "phone": _hand_to_head,
-}  # fmt: skip
+    "wave": _wave,
+    "squat": _squat,
+    "jumping_jacks": _jumping_jacks,
+    "kick": _kick,
+    "bow": _bow,
+    "punch": _punch,
+    "drink": _hand_to_head,
+    "phone": _hand_to_head,
+}
 
 
 def _rest_angles(T: int) -> dict[str, np.ndarray]:

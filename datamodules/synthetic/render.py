@@ -143,8 +143,14 @@ def render_clip(bg: np.ndarray, cam: np.ndarray, camera: Camera, style: Style) -
                 cv2.line(img, *ends, rims[i], width + 2, cv2.LINE_AA, _SHIFT)
                 cv2.line(img, *ends, colours[i], width, cv2.LINE_AA, _SHIFT)
             elif i == len(BONES):
-                _draw_head(img, uv[t, head], focal * HEAD_RADIUS / z[t, head], style, nose[t],
-                           nose_front[t])  # fmt: skip
+                _draw_head(
+                    img,
+                    uv[t, head],
+                    focal * HEAD_RADIUS / z[t, head],
+                    style,
+                    nose[t],
+                    nose_front[t],
+                )
             elif style.object_colour is not None:
                 _draw_object(img, uv[t], focal / z[t, hand], style.object_colour)
     return frames

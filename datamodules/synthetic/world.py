@@ -44,7 +44,7 @@ SIZES = {
     "demo": WorldSize(
         (2000, 300, 20), (1, 5, 9), 4, 200, 20, (40, 60), (1, 2, 3, 4, 5, 6, 8), (1, 2), (40, 60)
     ),
-}  # fmt: skip
+}
 
 
 #: Frame sizes (W, H) per resolution: "small" (fast tests, the demo) or "real" (the real files':
@@ -63,11 +63,11 @@ def _writers(
         "mpii": lambda root: write_mpii(root, *size.mpii, seed, sizes=res["mpii"]),
         "h36m": lambda root: write_h36m(
             root, size.h36m_subjects, size.h36m_actions, size.h36m_frames, seed, res["h36m"]
-        ),  # fmt: skip
+        ),
         "penn": lambda root: write_penn(root, size.penn_videos_per_action, size.penn_frames, seed),
         "ntu": lambda root: write_ntu(
             root, size.ntu_subjects, size.ntu_replications, size.ntu_frames, seed, res["ntu"]
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -128,7 +128,14 @@ def generate_world(
         counts[name] = write(root / name)
         if log:
             log(f"{name}: {counts[name]} written in {time.perf_counter() - start:.1f} s")
-    manifest = {"version": VERSION, "size": size, "seed": seed, "resolution": resolution,
-                "counts": counts, "world": asdict(SIZES[size]), "actions": action_table()}  # fmt: skip
+    manifest = {
+        "version": VERSION,
+        "size": size,
+        "seed": seed,
+        "resolution": resolution,
+        "counts": counts,
+        "world": asdict(SIZES[size]),
+        "actions": action_table(),
+    }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return paths

@@ -24,9 +24,15 @@ from datamodules.synthetic.skeleton import to_layout
 
 # Synthetic action → Human3.6M action name it is filed under (H36M itself carries no labels).
 H36M_ACTIONS = {
-    "wave": "Directions", "bow": "Greeting", "drink": "Eating", "phone": "Phoning",
-    "squat": "SittingDown", "jumping_jacks": "Posing", "kick": "Walking", "punch": "Discussion",
-}  # fmt: skip
+    "wave": "Directions",
+    "bow": "Greeting",
+    "drink": "Eating",
+    "phone": "Phoning",
+    "squat": "SittingDown",
+    "jumping_jacks": "Posing",
+    "kick": "Walking",
+    "punch": "Discussion",
+}
 SIZE = (320, 240)
 FPS = 50
 _KEY = 2
@@ -38,8 +44,13 @@ def write_pose_cdf(path: Path, pose: np.ndarray) -> None:
     path.unlink(missing_ok=True)
     data = pose.reshape(1, len(pose), -1).astype(np.float32)
     cdf = CDF(str(path), cdf_spec={"Majority": "Row_major"})
-    spec = {"Variable": "Pose", "Data_Type": CDF.CDF_FLOAT, "Num_Elements": 1, "Rec_Vary": True,
-            "Dim_Sizes": list(data.shape[1:])}  # fmt: skip
+    spec = {
+        "Variable": "Pose",
+        "Data_Type": CDF.CDF_FLOAT,
+        "Num_Elements": 1,
+        "Rec_Vary": True,
+        "Dim_Sizes": list(data.shape[1:]),
+    }
     cdf.write_var(spec, var_data=data)
     cdf.close()
 
@@ -63,8 +74,9 @@ def action_file_names(n_actions: int) -> list[tuple[str, str]]:
     return [(a, f"{name} 1" if i == 0 else name) for i, (a, name) in enumerate(pairs)]
 
 
-def write_sequence(root: Path, subject: int, action: str, name: str, cams: list[Camera],
-                   n_frames: int, seed: int) -> None:  # fmt: skip
+def write_sequence(
+    root: Path, subject: int, action: str, name: str, cams: list[Camera], n_frames: int, seed: int
+) -> None:
     """One (subject, action) performance, slowly turning and drifting, seen by the 4 cameras."""
     rng = np.random.default_rng([seed, _KEY, subject, list(H36M_ACTIONS).index(action)])
     t = np.arange(n_frames) / FPS
@@ -83,8 +95,14 @@ def write_sequence(root: Path, subject: int, action: str, name: str, cams: list[
         write_video(root / f"S{subject}" / "Videos" / f"{stem}.mp4", clip.frames, FPS)
 
 
-def write_h36m(root: Path, subjects: tuple[int, ...], n_actions: int, n_frames: int,
-               seed: int, size: tuple[int, int] = SIZE) -> int:  # fmt: skip
+def write_h36m(
+    root: Path,
+    subjects: tuple[int, ...],
+    n_actions: int,
+    n_frames: int,
+    seed: int,
+    size: tuple[int, int] = SIZE,
+) -> int:
     """Every subject × first ``n_actions`` actions × 4 cameras, frames of ``size`` (W, H) (real:
     1000×1002); returns the number of videos."""
     root = Path(root)

@@ -106,9 +106,16 @@ def annorect(annot: dict, index: int, test: bool) -> np.ndarray:
         vis = np.zeros((0, 0), np.uint8) if j in _FLOAT_IDS else "1" if index % 7 == 0 else _num(1)
         points[0, n] = (_num(x), _num(y), _num(j), vis)
     box = [_num(v) for v in annot["head_box"]]
-    return _struct((1, 1), x1=box[0], y1=box[1], x2=box[2], y2=box[3],
-                   annopoints=_struct((1, 1), point=points), scale=_num(annot["scale"]),
-                   objpos=objpos)  # fmt: skip
+    return _struct(
+        (1, 1),
+        x1=box[0],
+        y1=box[1],
+        x2=box[2],
+        y2=box[3],
+        annopoints=_struct((1, 1), point=points),
+        scale=_num(annot["scale"]),
+        objpos=objpos,
+    )
 
 
 def write_release(path: Path, names: list[str], annots: list[dict], test: list[bool]) -> None:
@@ -119,21 +126,44 @@ def write_release(path: Path, names: list[str], annots: list[dict], test: list[b
     act = np.empty((N, 1), dtype=[(k, "O") for k in ("cat_name", "act_name", "act_id")])
     single = np.empty((N, 1), dtype=object)
     for i, (name, a, t) in enumerate(zip(names, annots, test)):
-        annolist[0, i] = (_struct((1, 1), name=name), annorect(a, i + 1, t), np.zeros((0, 0)),
-                          np.zeros((0, 0)))  # fmt: skip
+        annolist[0, i] = (
+            _struct((1, 1), name=name),
+            annorect(a, i + 1, t),
+            np.zeros((0, 0)),
+            np.zeros((0, 0)),
+        )
         act[i, 0] = ("synthetic", a["action"], _num(ACTIONS.index(a["action"]) + 1))
         single[i, 0] = np.zeros((0, 0)) if t else _num(1)
-    release = _struct((1, 1), annolist=annolist,
-                      img_train=np.array([[0 if t else 1 for t in test]], dtype=np.uint8),
-                      version="12", single_person=single, act=act,
-                      video_list=np.array([["synthetic"]], dtype=object))  # fmt: skip
+    release = _struct(
+        (1, 1),
+        annolist=annolist,
+        img_train=np.array([[0 if t else 1 for t in test]], dtype=np.uint8),
+        version="12",
+        single_person=single,
+        act=act,
+        video_list=np.array([["synthetic"]], dtype=object),
+    )
     scipy.io.savemat(path, {"RELEASE": release})
 
 
 def write_detections(path: Path, annots: list[dict], image_index: list[int]) -> None:
     """``detections.mat`` of the validation people, ground truth as the detections."""
-    order = ("rank", "rkne", "rhip", "lhip", "lkne", "lank", "neck", "head", "rwri", "relb",
-             "rsho", "lsho", "lelb", "lwri")  # fmt: skip
+    order = (
+        "rank",
+        "rkne",
+        "rhip",
+        "lhip",
+        "lkne",
+        "lank",
+        "neck",
+        "head",
+        "rwri",
+        "relb",
+        "rsho",
+        "lsho",
+        "lelb",
+        "lwri",
+    )
     mpii_ids = [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15]
     annolist = np.empty((1, len(annots)), dtype=[("annorect", "O")])
     keypoints = np.empty((1, len(annots)), dtype=object)
@@ -142,16 +172,22 @@ def write_detections(path: Path, annots: list[dict], image_index: list[int]) -> 
         keypoints[0, n] = a["joints"][mpii_ids]
     output_joints = np.empty((1, len(order)), dtype=object)
     output_joints[0, :] = order
-    scipy.io.savemat(path, {
-        "type": "valid", "output_joints": output_joints, "annolist": annolist,
-        "keypointsAll": keypoints,
-        "RELEASE_img_index": np.array([image_index], dtype=np.uint16),
-        "RELEASE_person_index": np.ones((1, len(annots)), dtype=np.uint8),
-    })  # fmt: skip
+    scipy.io.savemat(
+        path,
+        {
+            "type": "valid",
+            "output_joints": output_joints,
+            "annolist": annolist,
+            "keypointsAll": keypoints,
+            "RELEASE_img_index": np.array([image_index], dtype=np.uint16),
+            "RELEASE_person_index": np.ones((1, len(annots)), dtype=np.uint8),
+        },
+    )
 
 
-def write_mpii(root: Path, n_train: int, n_val: int, n_test: int, seed: int,
-               sizes: tuple = SIZES) -> int:  # fmt: skip
+def write_mpii(
+    root: Path, n_train: int, n_val: int, n_test: int, seed: int, sizes: tuple = SIZES
+) -> int:
     """Images 1…n_train (train), then n_val (validation), then n_test (test, no joints), each of
     one of ``sizes`` (W, H; real: 1280×720)."""
     root = Path(root)

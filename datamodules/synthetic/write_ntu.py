@@ -29,9 +29,15 @@ from datamodules.synthetic.skeleton import to_layout
 # Synthetic action → the NTU RGB+D 60 action id (A001 drink water, A008 sitting down, A023 hand
 # waving, A024 kicking something, A027 jump up, A028 phone call, A031 pointing, A035 nod head/bow).
 NTU_ACTIONS = {
-    "drink": 1, "squat": 8, "wave": 23, "kick": 24, "jumping_jacks": 27, "phone": 28, "punch": 31,
+    "drink": 1,
+    "squat": 8,
+    "wave": 23,
+    "kick": 24,
+    "jumping_jacks": 27,
+    "phone": 28,
+    "punch": 31,
     "bow": 35,
-}  # fmt: skip
+}
 SIZE = (320, 180)
 COLOR_SIZE = (1920, 1080)
 FOCAL = 175.0  # pixels at SIZE; scaled with the frame width
@@ -98,9 +104,17 @@ def _noise_body(rng: np.random.Generator, n_frames: int) -> np.ndarray:
     return rows
 
 
-def write_performance(root: Path, subject: int, replication: int, action: str, n_frames: int,
-                      seed: int, noise_body: bool = False, missing: bool = False,
-                      size: tuple[int, int] = SIZE) -> list[str]:  # fmt: skip
+def write_performance(
+    root: Path,
+    subject: int,
+    replication: int,
+    action: str,
+    n_frames: int,
+    seed: int,
+    noise_body: bool = False,
+    missing: bool = False,
+    size: tuple[int, int] = SIZE,
+) -> list[str]:
     """Film one performance with the three cameras at ``size`` (W, H; real: 1920×1080); returns
     the sample names written."""
     a = NTU_ACTIONS[action]

@@ -23,10 +23,15 @@ from datamodules.synthetic.skeleton import to_layout
 
 # Synthetic action → the official Penn Action class string it is stored as (labels only).
 PENN_ACTIONS = {
-    "wave": "tennis_serve", "squat": "squat", "jumping_jacks": "jumping_jacks",
-    "kick": "baseball_pitch", "bow": "bowl", "punch": "bench_press", "drink": "tennis_forehand",
+    "wave": "tennis_serve",
+    "squat": "squat",
+    "jumping_jacks": "jumping_jacks",
+    "kick": "baseball_pitch",
+    "bow": "bowl",
+    "punch": "bench_press",
+    "drink": "tennis_forehand",
     "phone": "baseball_swing",
-}  # fmt: skip
+}
 SIZE = (320, 240)
 FPS = 30
 QUIRKS = {2: "uint16", 3: "short_bbox", 4: "zero_last_frame", 5: "all_invisible"}

@@ -143,25 +143,38 @@ def stored_config(payload: Mapping[str, Any], path: str | Path = "") -> NetworkC
 
 def _fill(net: DeepHAR, state: Mapping[str, Tensor], path: Path, strict: bool):
     own = net.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} (network: {tuple(own[k].shape)})"
-             for k, v in state.items() if k in own and own[k].shape != v.shape]  # fmt: skip
+    wrong = [
+        f"{k} {tuple(v.shape)} (network: {tuple(own[k].shape)})"
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape
+    ]
     if wrong and strict:
         raise CheckpointError(path, f"{len(wrong)} tensors of another shape, e.g. {wrong[:2]}")
     if wrong:  # e.g. another joint count: those layers start as initialised, said loudly
-        log.warning("%s: %d tensors of another shape left as initialised: %s",
-                    path, len(wrong), "; ".join(wrong[:4]))  # fmt: skip
+        log.warning(
+            "%s: %d tensors of another shape left as initialised: %s",
+            path,
+            len(wrong),
+            "; ".join(wrong[:4]),
+        )
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing, unused = sorted(set(own) - set(usable)), sorted(set(state) - set(usable))
     if not usable:
         raise CheckpointError(path, f"no tensor matches this network (file keys e.g. {unused[:3]})")
     if strict and (missing or unused):
         raise CheckpointError(
-            path, f"{len(missing)} network tensors missing (e.g. {missing[:3]}), "
+            path,
+            f"{len(missing)} network tensors missing (e.g. {missing[:3]}), "
             f"{len(unused)} file tensors unused (e.g. {unused[:3]})",
-        )  # fmt: skip
+        )
     net.load_state_dict(usable, strict=False)
-    log.info("%s: %d tensors loaded, %d left as initialised, %d unused",
-             path, len(usable), len(missing), len(unused))  # fmt: skip
+    log.info(
+        "%s: %d tensors loaded, %d left as initialised, %d unused",
+        path,
+        len(usable),
+        len(missing),
+        len(unused),
+    )
     return missing, unused
 
 
@@ -212,9 +225,11 @@ def load_network(path: str | Path, cfg: NetworkConfig | None = None) -> DeepHAR:
     payload = None if path.suffix == ".h5" else load_checkpoint(path)
     stored = None if payload is None else stored_config(payload, path)
     if stored is not None and cfg is not None and stored != cfg:
-        diff = {f.name: (getattr(stored, f.name), getattr(cfg, f.name))
-                for f in dataclasses.fields(NetworkConfig)
-                if getattr(stored, f.name) != getattr(cfg, f.name)}  # fmt: skip
+        diff = {
+            f.name: (getattr(stored, f.name), getattr(cfg, f.name))
+            for f in dataclasses.fields(NetworkConfig)
+            if getattr(stored, f.name) != getattr(cfg, f.name)
+        }
         raise CheckpointError(path, f"holds another network than configured (file, config): {diff}")
     cfg = stored or cfg
     if cfg is None:
@@ -230,8 +245,12 @@ def load_network(path: str | Path, cfg: NetworkConfig | None = None) -> DeepHAR:
 def network_payload(net: DeepHAR, source: str = "", model: str = "") -> dict[str, Any]:
     """What ``deephar.convert`` and the demo write: plain containers and tensors only (loadable
     with weights_only=True), the network config included."""
-    return {"model": model, "config": dataclasses.asdict(net.cfg),
-            "state_dict": net.state_dict(), "source": str(source)}  # fmt: skip
+    return {
+        "model": model,
+        "config": dataclasses.asdict(net.cfg),
+        "state_dict": net.state_dict(),
+        "source": str(source),
+    }
 
 
 def init_network(net: DeepHAR, ckpt: str | Path = "", keras_h5: str | Path = "") -> None:

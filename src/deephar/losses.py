@@ -212,6 +212,11 @@ def _summed_cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float
     """Σ of the cross-entropy over the labelled samples; logits (…, A) with labels (N,) flat, or
     (M, …, A) with M copies of them (an ensemble's members): the mean over the M."""
     copies = logits.numel() // (labels.numel() * logits.shape[-1])
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.repeat(copies),
-                           ignore_index=-1, reduction="sum", label_smoothing=label_smoothing)  # fmt: skip
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        labels.repeat(copies),
+        ignore_index=-1,
+        reduction="sum",
+        label_smoothing=label_smoothing,
+    )
     return loss / copies

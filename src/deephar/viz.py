@@ -42,8 +42,9 @@ def draw_skeleton(
     pts = np.round(pose_px).astype(np.int64)
     for a, b in limbs:
         if ok[a] and ok[b]:
-            cv2.line(out, tuple(map(int, pts[a])), tuple(map(int, pts[b])), color, thickness,
-                     cv2.LINE_AA)  # fmt: skip
+            cv2.line(
+                out, tuple(map(int, pts[a])), tuple(map(int, pts[b])), color, thickness, cv2.LINE_AA
+            )
     for p in pts[ok]:
         cv2.circle(out, tuple(map(int, p)), thickness + 1, ORANGE, -1, cv2.LINE_AA)
     return out

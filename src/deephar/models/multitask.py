@@ -99,8 +99,9 @@ class DeepHAR(nn.Module):
         batch_dynamic(pose, prob, feats)
         p, v, m, members = head(pose, prob, feats)
         poses = map_pose_output(out, lambda x: x.unflatten(0, (b, t)))
-        return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m, poses=poses,
-                            pose_members=members)  # fmt: skip
+        return ActionOutput(
+            pose_branch=p, appearance_branch=v, aggregate=m, poses=poses, pose_members=members
+        )
 
     def forward_action_from_poses(self, pose: Tensor, prob: Tensor) -> ActionOutput:
         """Pose branch only, on given poses (annotations, Kinect skeletons): pose (B, T, J, D),

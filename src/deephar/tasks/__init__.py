@@ -16,7 +16,16 @@ from deephar.tasks.joint import JointModule
 from deephar.tasks.pose import Pose2D3DModule, PoseMetrics
 
 __all__ = [
-    "ActionMetrics", "ActionModule", "JointModule", "OptimSettings", "Pose2D3DModule",
-    "PoseMetrics", "TaskModule", "action_forward", "block_names", "init_network",
-    "load_weights", "set_bn_momentum",
-]  # fmt: skip
+    "ActionMetrics",
+    "ActionModule",
+    "JointModule",
+    "OptimSettings",
+    "Pose2D3DModule",
+    "PoseMetrics",
+    "TaskModule",
+    "action_forward",
+    "block_names",
+    "init_network",
+    "load_weights",
+    "set_bn_momentum",
+]

@@ -131,15 +131,23 @@ class ActionMetrics(nn.Module):
         return torch.zeros(0, self.num_actions, device=device), labels, labels
 
     def reset(self) -> None:
-        for metric in (self.clip, self.video, *self.blocks.values(), *self.branches.values(),
-                       *self.members):  # fmt: skip
+        for metric in (
+            self.clip,
+            self.video,
+            *self.blocks.values(),
+            *self.branches.values(),
+            *self.members,
+        ):
             metric.reset()
 
     def metric_names(self) -> list[str]:
         """Every key ``compute()`` can return."""
-        return (["acc", "video_acc"] + [f"acc_{n}" for n in self.names]
-                + [f"video_acc_{b}" for b in self.branches]
-                + [f"video_acc_member{k + 1}" for k in range(len(self.members))])  # fmt: skip
+        return (
+            ["acc", "video_acc"]
+            + [f"acc_{n}" for n in self.names]
+            + [f"video_acc_{b}" for b in self.branches]
+            + [f"video_acc_member{k + 1}" for k in range(len(self.members))]
+        )
 
 
 class ActionModule(TaskModule):
@@ -166,8 +174,11 @@ class ActionModule(TaskModule):
         blocks, actions, members = net.cfg.action_blocks, net.cfg.num_actions, net.cfg.pose_members
         self.val_action = ActionMetrics(blocks, actions, video_reduction, members)
         self.test_action = ActionMetrics(blocks, actions, video_reduction, members)
-        self.save_settings(freeze_pose=freeze_pose, video_reduction=video_reduction,
-                           label_smoothing=label_smoothing)  # fmt: skip
+        self.save_settings(
+            freeze_pose=freeze_pose,
+            video_reduction=video_reduction,
+            label_smoothing=label_smoothing,
+        )
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_action")]

@@ -155,8 +155,11 @@ class TaskModule(pl.LightningModule):
     def save_settings(self, **settings: Any) -> None:
         """``save_hyperparameters`` of the optimiser, memory format, compile and the subclass's
         ``settings`` (plain values only: checkpoints stay loadable with weights_only=True)."""
-        common = {"optim": asdict(self.optim), "channels_last": self.channels_last,
-                  "compile": self.compiled}  # fmt: skip
+        common = {
+            "optim": asdict(self.optim),
+            "channels_last": self.channels_last,
+            "compile": self.compiled,
+        }
         self.save_hyperparameters(common | settings)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

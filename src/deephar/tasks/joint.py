@@ -60,20 +60,31 @@ class JointModule(TaskModule):
         cfg = net.cfg
         for stage in ("val", "test"):
             setattr(self, f"{stage}_pose", PoseMetrics(cfg.num_joints, pckh_exclude))
-            setattr(self, f"{stage}_action",
-                    ActionMetrics(cfg.action_blocks, cfg.num_actions, video_reduction,
-                                  cfg.pose_members))  # fmt: skip
-        self.save_settings(freeze_pose=freeze_pose, pose_weight=pose_weight,
-                           action_weight=action_weight, visibility_weight=visibility_weight,
-                           pckh_exclude=list(pckh_exclude), video_reduction=video_reduction)  # fmt: skip
+            setattr(
+                self,
+                f"{stage}_action",
+                ActionMetrics(
+                    cfg.action_blocks, cfg.num_actions, video_reduction, cfg.pose_members
+                ),
+            )
+        self.save_settings(
+            freeze_pose=freeze_pose,
+            pose_weight=pose_weight,
+            action_weight=action_weight,
+            visibility_weight=visibility_weight,
+            pckh_exclude=list(pckh_exclude),
+            video_reduction=video_reduction,
+        )
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_pose"), getattr(self, f"{stage}_action")]
 
     @staticmethod
     def scorers(cfg: NetworkConfig) -> list[nn.Module]:
-        return [PoseMetrics(cfg.num_joints),
-                ActionMetrics(cfg.action_blocks, cfg.num_actions, members=cfg.pose_members)]  # fmt: skip
+        return [
+            PoseMetrics(cfg.num_joints),
+            ActionMetrics(cfg.action_blocks, cfg.num_actions, members=cfg.pose_members),
+        ]
 
     def _pose_part(self, batch: Mapping[str, Any], stage: str):
         output, loss, parts = pose_step(

@@ -40,8 +40,14 @@ class PoseMetrics(nn.Module):
     and per-group MPJPE lists.
     """
 
-    def __init__(self, num_joints: int, pckh_exclude: Sequence[int] = (), root: int = 0,
-                 num_groups: int = 0, group_dataset: str = "h36m"):  # fmt: skip
+    def __init__(
+        self,
+        num_joints: int,
+        pckh_exclude: Sequence[int] = (),
+        root: int = 0,
+        num_groups: int = 0,
+        group_dataset: str = "h36m",
+    ):
         super().__init__()
         self.pckh = PCKh(num_joints, exclude=list(pckh_exclude))
         self.pck = PCK(num_joints, exclude=list(pckh_exclude))
@@ -55,8 +61,12 @@ class PoseMetrics(nn.Module):
         pred_px = decode_pose_px(pred, batch["crop"])  # (B, J, 2)
         for metric, rows in ((self.pckh, is_pckh & has_ref), (self.pck, ~is_pckh & has_ref)):
             if rows.any():
-                metric.update(pred_px[rows], batch["pose_px"][rows],
-                              batch["pose_px_valid"][rows], batch["pck_ref"][rows])  # fmt: skip
+                metric.update(
+                    pred_px[rows],
+                    batch["pose_px"][rows],
+                    batch["pose_px_valid"][rows],
+                    batch["pck_ref"][rows],
+                )
         is_3d = (batch["camera"] != 0).any(-1) & batch["pose_valid"][..., 2].any(-1)
         if pred.shape[-1] == 3 and is_3d.any():
             b = is_3d
@@ -152,9 +162,13 @@ class Pose2D3DModule(TaskModule):
         cfg = net.cfg
         self.val_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
         self.test_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
-        self.save_settings(visibility_weight=visibility_weight, pckh_exclude=list(pckh_exclude),
-                           pose_loss=pose_loss, visibility_joints=visibility_joints,
-                           keras_bce=keras_bce)  # fmt: skip
+        self.save_settings(
+            visibility_weight=visibility_weight,
+            pckh_exclude=list(pckh_exclude),
+            pose_loss=pose_loss,
+            visibility_joints=visibility_joints,
+            keras_bce=keras_bce,
+        )
 
     def _metrics(self, stage: str) -> list[nn.Module]:
         return [getattr(self, f"{stage}_pose")]
@@ -168,9 +182,15 @@ class Pose2D3DModule(TaskModule):
             raise ValueError(
                 f"Pose2D3DModule expects still images (B, 3, H, W), got {tuple(batch['image'].shape)}"
             )
-        output, loss, parts = pose_step(self.net, self.to_input(batch["image"]), batch,
-                                        self.visibility_weight, self.pose_loss,
-                                        self.visibility_joints, self.keras_bce)  # fmt: skip
+        output, loss, parts = pose_step(
+            self.net,
+            self.to_input(batch["image"]),
+            batch,
+            self.visibility_weight,
+            self.pose_loss,
+            self.visibility_joints,
+            self.keras_bce,
+        )
         self.log_loss(stage, loss, parts, len(batch["image"]))
         if stage != "train":
             getattr(self, f"{stage}_pose").update(output.final, batch)
