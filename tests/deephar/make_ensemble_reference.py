@@ -17,10 +17,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from deephar.losses import action_loss
-from deephar.models.action import ActionHead
-from deephar.outputs import ActionOutput
-
 # dim, actions, appearance features, pose branch, action blocks, width, pose members
 HEAD = (2, 5, 16, "v1", 2, 0.25, 3)
 
@@ -39,6 +35,12 @@ def reference_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, Tensor]:
 
 
 def main(out: str) -> None:
+    """Run on the old commit only (its ``ActionHead`` returned a 4-tuple); imports inside so
+    that the test can import ``HEAD`` and ``reference_state`` today."""
+    from deephar.losses import action_loss
+    from deephar.models.action import ActionHead
+    from deephar.outputs import ActionOutput
+
     head = ActionHead(*HEAD).eval()
     shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     head.load_state_dict(reference_state(shapes))
@@ -60,6 +62,7 @@ def main(out: str) -> None:
         "poses_loss": action_loss(out_poses, labels).numpy(),
     }
     np.savez_compressed(out, **arrays)
+
 
 if __name__ == "__main__":
     main(sys.argv[1])

@@ -1,8 +1,11 @@
 """Official Keras weights (.h5, dluvizon/deephar) → our PyTorch state dicts.
 
 Public API:
-- ``keras_state_dict(module, h5_path, cfg=None) -> dict[str, Tensor]``: converted state dict.
-- ``load_keras_weights(module, h5_path, cfg=None) -> dict[str, Tensor]``: the same, loaded.
+- ``keras_state_dict(module, h5_path, cfg=None, members="refuse") -> dict[str, Tensor]``:
+  converted state dict (``members`` "copy": the one official pose branch into every member of a
+  ``pose_members`` > 1 network; "refuse": ``MissingMembers`` names them).
+- ``load_keras_weights(module, h5_path, cfg=None, members="refuse") -> dict[str, Tensor]``: the
+  same, loaded.
 - ``build_network(model_name, blocks=None) -> (nn.Module, NetworkConfig)``.
 - ``convert_file(h5_path, out_path, model_name, blocks=None) -> Path``: writes
   ``{"model", "config", "state_dict", "source"}`` with ``torch.save``.
@@ -30,6 +33,7 @@ from deephar.convert.keras_h5 import KerasWeightFile
 from deephar.convert.mapping import ConversionPlan, convert_plans
 from deephar.convert.pose import merge_pose_plan, pose_plan
 from deephar.models.pose import PoseNet
+from deephar.models.pose_ensemble import ENSEMBLE_PREFIX, UNTRACKED, complete_members
 
 POSE_MODELS = ("mpii", "h36m")
 ACTION_MODELS = ("penn", "ntu")
@@ -70,24 +74,46 @@ def build_plan(module: nn.Module, cfg: NetworkConfig, kfile: KerasWeightFile) ->
 
 
 def keras_state_dict(
-    module: nn.Module, h5_path: str | Path, cfg: NetworkConfig | None = None
+    module: nn.Module,
+    h5_path: str | Path,
+    cfg: NetworkConfig | None = None,
+    members: str = "refuse",
 ) -> dict[str, Tensor]:
-    """Convert ``h5_path`` for ``module`` (whose ``cfg`` is used when none is given)."""
+    """Convert ``h5_path`` for ``module`` (whose ``cfg`` is used when none is given).
+
+    An official file holds one pose branch: a network with a pose ensemble of M > 1 members
+    (``cfg.pose_members``) gets it in every member with ``members`` "copy", else
+    ``MissingMembers`` names the members the file lacks.
+    """
     cfg = cfg if cfg is not None else module.cfg
     if cfg.width != 1.0:
         raise ValueError(
             f"{h5_path}: the official Keras weights fit the official network only (width 1.0); "
             f"this network has width {cfg.width}"
         )
+    target = module
+    if cfg.pose_members > 1 and getattr(module, "action", None) is not None:
+        from deephar.models.multitask import build_model  # lazy: the action models
+
+        target = build_model(cfg.with_(pose_members=1))  # the official network: one branch
     with KerasWeightFile(h5_path) as kfile:
-        return convert_plans(kfile, build_plan(module, cfg, kfile), module)
+        state = convert_plans(kfile, build_plan(target, cfg, kfile), target)
+    if target is module:
+        return state
+    own = module.state_dict()
+    state = complete_members(state, own, ENSEMBLE_PREFIX, cfg.pose_members, members)
+    counters = {k: v.clone() for k, v in own.items() if k.endswith(UNTRACKED)}
+    return {**counters, **state}
 
 
 def load_keras_weights(
-    module: nn.Module, h5_path: str | Path, cfg: NetworkConfig | None = None
+    module: nn.Module,
+    h5_path: str | Path,
+    cfg: NetworkConfig | None = None,
+    members: str = "refuse",
 ) -> dict[str, Tensor]:
     """Convert and load (strict) into ``module``; returns the state dict."""
-    state = keras_state_dict(module, h5_path, cfg)
+    state = keras_state_dict(module, h5_path, cfg, members)
     module.load_state_dict(state)
     return state
 
