@@ -9,7 +9,7 @@ import torch
 
 from deephar.checkpoint import CheckpointError, init_network, load_network, network_payload
 from deephar.config import PENN_MERGE
-from deephar.convert import convert_file, keras_state_dict
+from deephar.convert import convert_file, keras_state_dict, main
 from deephar.losses import action_loss
 from deephar.models.action_head import ActionHead
 from deephar.models.multitask import build_model
@@ -116,7 +116,8 @@ def test_a_one_branch_file_as_init_of_a_three_member_network(tmp_path):
 
 def test_official_merge_file_into_a_three_member_network(tmp_path, parity_dir):
     """The official Keras file and its conversion (``--model penn``) into a 3-member network:
-    refused naming the members (``init.keras_h5``, ``init.ckpt``) unless copied."""
+    refused naming the members (``init.keras_h5``, ``init.ckpt``) unless copied, or converted
+    with ``--pose-members 3``."""
     h5 = parity_dir / "penn_merge_k2_t8.h5"
     converted = convert_file(h5, tmp_path / "penn.pt", "penn", blocks=2)
     cfg = PENN_MERGE.with_(pose_blocks=2, pose_members=3)
@@ -132,3 +133,29 @@ def test_official_merge_file_into_a_three_member_network(tmp_path, parity_dir):
         name = key.replace("pose_branch.", f"pose_branch.{member}")
         assert torch.equal(net.state_dict()[name], official[key])
         assert torch.equal(copied[name], official[key])
+    three = tmp_path / "penn3.pt"
+    argv = [str(h5), str(three), "--model", "penn", "--blocks", "2", "--pose-members", "3"]
+    assert main(argv) == 0
+    loaded = load_network(three)  # strict: every tensor of the 3 members
+    assert loaded.cfg.pose_members == 3
+    for member in ("", "members.1.", "members.2."):
+        name = key.replace("pose_branch.", f"pose_branch.{member}")
+        assert torch.equal(loaded.state_dict()[name], official[key])
+
+
+def test_a_checkpoint_of_the_former_layout_loads(tmp_path):
+    """Checkpoints written before the ensemble was one module (members 2…M under
+    ``action.pose_extra.{0…M-2}``, Lightning's ``net.`` prefix) load strictly, member by member."""
+    torch.manual_seed(0)
+    net = build_model(TINY.with_(pose_members=3))
+    former = {}
+    for key, value in net.state_dict().items():
+        for i in (1, 2):
+            key = key.replace(f"action.pose_branch.members.{i}.", f"action.pose_extra.{i - 1}.")
+        former[f"net.{key}"] = value
+    assert any(k.startswith("net.action.pose_extra.1.") for k in former)
+    payload = {"state_dict": former, "network_config": network_payload(net)["config"]}
+    torch.save(payload, tmp_path / "former.ckpt")
+    loaded = load_network(tmp_path / "former.ckpt")
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -6,11 +6,11 @@ Public API:
   ``pose_members`` > 1 network; "refuse": ``MissingMembers`` names them).
 - ``load_keras_weights(module, h5_path, cfg=None, members="refuse") -> dict[str, Tensor]``: the
   same, loaded.
-- ``build_network(model_name, blocks=None) -> (nn.Module, NetworkConfig)``.
-- ``convert_file(h5_path, out_path, model_name, blocks=None) -> Path``: writes
+- ``build_network(model_name, blocks=None, pose_members=1) -> (nn.Module, NetworkConfig)``.
+- ``convert_file(h5_path, out_path, model_name, blocks=None, pose_members=1) -> Path``: writes
   ``{"model", "config", "state_dict", "source"}`` with ``torch.save``.
 - ``main(argv)``: ``python -m deephar.convert weights.h5 out.pt --model mpii|h36m|penn|ntu
-  [--blocks K]``.
+  [--blocks K] [--pose-members M]`` (M: the one official pose branch copied into each member).
 
 Extension point for the action models: ``deephar.convert.action.merge_plan(model, cfg, kfile)
 -> ConversionPlan``; it combines ``pose.merge_pose_plan(cfg, prefix)`` for the pose part with
@@ -118,26 +118,37 @@ def load_keras_weights(
     return state
 
 
-def build_network(model_name: str, blocks: int | None = None) -> tuple[nn.Module, NetworkConfig]:
-    """The network of a published configuration (``PRESETS``), optionally with K = ``blocks``."""
+def build_network(
+    model_name: str, blocks: int | None = None, pose_members: int = 1
+) -> tuple[nn.Module, NetworkConfig]:
+    """The network of a published configuration (``PRESETS``), optionally with K = ``blocks``
+    and an ensemble of ``pose_members`` pose branches (action models)."""
     if model_name not in PRESETS:
         raise ValueError(f"unknown model {model_name!r}; choose from {sorted(PRESETS)}")
     cfg = PRESETS[model_name]
     if blocks is not None:
         cfg = cfg.with_(pose_blocks=blocks)
     if model_name in POSE_MODELS:
+        if pose_members != 1:
+            raise ValueError(f"--pose-members is for the action models {ACTION_MODELS}")
         return PoseNet(cfg), cfg
+    cfg = cfg.with_(pose_members=pose_members)
     from deephar.models.multitask import build_model  # lazy: the action models
 
     return build_model(cfg), cfg
 
 
 def convert_file(
-    h5_path: str | Path, out_path: str | Path, model_name: str, blocks: int | None = None
+    h5_path: str | Path,
+    out_path: str | Path,
+    model_name: str,
+    blocks: int | None = None,
+    pose_members: int = 1,
 ) -> Path:
-    """Convert an official weight file into a ``torch.save`` checkpoint at ``out_path``."""
-    module, cfg = build_network(model_name, blocks)
-    state = keras_state_dict(module, h5_path, cfg)
+    """Convert an official weight file into a ``torch.save`` checkpoint at ``out_path``; with
+    ``pose_members`` M > 1, the file's one pose branch copied into each of the M members."""
+    module, cfg = build_network(model_name, blocks, pose_members)
+    state = keras_state_dict(module, h5_path, cfg, members="copy" if pose_members > 1 else "refuse")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -158,9 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="output .pt file")
     parser.add_argument("--model", required=True, choices=sorted(PRESETS))
     parser.add_argument("--blocks", type=int, default=None, help="pose blocks K (default: preset)")
+    parser.add_argument(
+        "--pose-members",
+        type=int,
+        default=1,
+        help="M: a model.pose_members=M network, the official pose branch in every member",
+    )
     args = parser.parse_args(argv)
     try:
-        out = convert_file(args.weights, args.out, args.model, args.blocks)
+        out = convert_file(args.weights, args.out, args.model, args.blocks, args.pose_members)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
