@@ -121,34 +121,43 @@ class MissingMembers(ValueError):
     """A weight file fills some members of an ensemble, not all; the message names them."""
 
 
+def member_names(own: Iterable[str], prefix: str, members: int) -> list[list[str]]:
+    """The state-dict keys of each member of the ensemble at ``prefix`` (``action.pose_branch.``)
+    in a network whose keys are ``own``: [member 1's (official), members.1.*, …], aligned."""
+    first = [k for k in own if k.startswith(prefix) and not k[len(prefix) :].startswith("members.")]
+    local = [k[len(prefix) :] for k in first]
+    return [first] + [[f"{prefix}members.{i}.{k}" for k in local] for i in range(1, members)]
+
+
 def complete_members(
     state: Mapping[str, Tensor], own: Iterable[str], prefix: str, members: int, fill: str
 ) -> dict[str, Tensor]:
-    """``state`` with every member of the ensemble at ``prefix`` (``action.pose_branch.``) of a
-    network whose state-dict keys are ``own``: unchanged when the file fills all M members or
-    none; else, with ``fill`` "copy", each member it lacks entirely a copy of member 1, and with
-    "refuse" (or member 1 incomplete, or a member partly there) ``MissingMembers`` naming them."""
+    """``state`` filling every member of the ensemble at ``prefix`` (``member_names``): unchanged
+    when it fills all M members or none; with ``fill`` "copy", each member it lacks entirely a
+    copy of its member 1; else (``fill`` "refuse", member 1 incomplete, a member partly there)
+    ``MissingMembers`` naming the members it lacks."""
     if fill not in MEMBER_CHOICES:
         raise ValueError(f"members fill must be one of {MEMBER_CHOICES}, got {fill!r}")
-    first = [k for k in own if k.startswith(prefix) and not k[len(prefix) :].startswith("members.")]
-    names = [first] + [
-        [f"{prefix}members.{i}.{k[len(prefix) :]}" for k in first] for i in range(1, members)
-    ]
-    size = sum(not k.endswith(UNTRACKED) for k in first)  # tensors a file must hold per member
+    names = member_names(own, prefix, members)
+    size = sum(not k.endswith(UNTRACKED) for k in names[0])  # tensors a file holds per member
     missing = [[k for k in keys if k not in state and not k.endswith(UNTRACKED)] for keys in names]
     if all(len(m) == size for m in missing) or not any(missing):
         return dict(state)  # the file fills no member, or all of them
     lacking = [i for i, m in enumerate(missing) if m]
     copyable = not missing[0] and all(len(missing[i]) == size for i in lacking)
-    if fill == "copy" and copyable:
-        out = dict(state)
-        for i in lacking:
-            out.update({new: state[old] for old, new in zip(first, names[i]) if old in state})
-        return out
-    held = members - len(lacking)
+    if fill != "copy" or not copyable:
+        raise MissingMembers(_missing_line(missing, lacking, copyable))
+    out = dict(state)
+    for i in lacking:
+        out.update({new: state[old] for old, new in zip(names[0], names[i]) if old in state})
+    return out
+
+
+def _missing_line(missing: list[list[str]], lacking: list[int], copyable: bool) -> str:
+    """One line: how many members a file fills, which it lacks, their first keys."""
     hint = "; init.members=copy starts each as a copy of member 1" if copyable else ""
-    raise MissingMembers(
-        f"fills {held} of the {members} pose-ensemble members (model.pose_members): members "
-        f"{', '.join(str(i + 1) for i in lacking)} missing, e.g. "
+    return (
+        f"fills {len(missing) - len(lacking)} of the {len(missing)} pose-ensemble members "
+        f"(model.pose_members): members {', '.join(str(i + 1) for i in lacking)} missing, e.g. "
         f"{', '.join(missing[i][0] for i in lacking[:2])} ({sum(map(len, missing))} tensors){hint}"
     )
