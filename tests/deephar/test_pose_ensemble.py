@@ -145,7 +145,8 @@ def test_official_merge_file_into_a_three_member_network(tmp_path, parity_dir):
 
 def test_a_checkpoint_of_the_former_layout_loads(tmp_path):
     """Checkpoints written before the ensemble was one module (members 2…M under
-    ``action.pose_extra.{0…M-2}``, Lightning's ``net.`` prefix) load strictly, member by member."""
+    ``action.pose_extra.{0…M-2}``, Lightning's ``net.`` prefix) load strictly, member by member,
+    through ``load_network`` and through ``load_state_dict`` (a Lightning resume)."""
     torch.manual_seed(0)
     net = build_model(TINY.with_(pose_members=3))
     former = {}
@@ -157,5 +158,8 @@ def test_a_checkpoint_of_the_former_layout_loads(tmp_path):
     payload = {"state_dict": former, "network_config": network_payload(net)["config"]}
     torch.save(payload, tmp_path / "former.ckpt")
     loaded = load_network(tmp_path / "former.ckpt")
+    resumed = build_model(TINY.with_(pose_members=3))  # Lightning's resume: load_state_dict
+    resumed.load_state_dict({k.removeprefix("net."): v for k, v in former.items()})  # strict
     for key, value in net.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+        assert torch.equal(resumed.state_dict()[key], value), key
