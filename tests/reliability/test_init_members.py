@@ -11,10 +11,10 @@ from deephar.checkpoint import network_payload
 from deephar.models.multitask import build_model
 from experiments import train
 from experiments.config import load_config, network_config
-from tests.reliability.conftest import TINY, world  # noqa: F401  the synthetic world fixture
+from tests.reliability.conftest import TINY
 
 
-def test_train_refuses_a_one_branch_init_for_three_members(world, tmp_path, capsys):  # noqa: F811
+def test_train_refuses_a_one_branch_init_for_three_members(world, tmp_path, capsys):
     overrides = [f"data.root={world}", f"out_dir={tmp_path / 'runs'}", *TINY, "data.test=[]"]
     one = build_model(network_config(load_config("demo_action", overrides)))
     assert one.cfg.pose_members == 1
