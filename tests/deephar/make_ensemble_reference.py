@@ -4,8 +4,9 @@ inputs and outputs, computed by the code of commit 8831d9c (the ensemble as ``po
 ``pose_extra``, before it became one module). ``test_pose_ensemble.py`` checks that today's code
 loads those weights (old keys) and gives the same logits and loss.
 
-Reproduce (on the old commit): ``git worktree add /tmp/old 8831d9c && cd /tmp/old &&
-PYTHONPATH=src python <this file> <out.npz>``.
+Reproduce from the repository root (the old code first on the path; bitwise equal at 2 threads):
+``mkdir /tmp/old && git archive 8831d9c src | tar -x -C /tmp/old && PYTHONPATH=/tmp/old/src:.
+python tests/deephar/make_ensemble_reference.py tests/deephar/golden/ensemble_m3_reference.npz``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main(out: str) -> None:
     head = ActionHead(*HEAD).eval()
     shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     head.load_state_dict(reference_state(shapes))
+    torch.manual_seed(0)
     pose, prob, feats = torch.rand(2, 8, 16, 2), torch.rand(2, 8, 16), torch.rand(2, 8, 16, 16)
     labels = torch.tensor([3, -1])
     inputs = {"pose": pose, "prob": prob, "features": feats, "labels": labels}
