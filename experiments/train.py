@@ -305,7 +305,8 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
         OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
     if net is None:
         net = build_model(network_config(cfg))
-        init_network(net, cfg.init.ckpt, cfg.init.keras_h5)
+        members = cfg.init.get("members", "refuse")  # init.members: refuse | copy (to add)
+        init_network(net, cfg.init.ckpt, cfg.init.keras_h5, members)
     if cfg.bn_momentum > 0:
         set_bn_momentum(net, cfg.bn_momentum)
     data = build_datamodule(cfg)

@@ -10,9 +10,13 @@
 - ``load_network(path, cfg=None) -> DeepHAR``: build the network the file describes (converted
   files and Lightning checkpoints store their ``NetworkConfig``) and fill it strictly.
 
+A file fills all the members of the pose ensemble (``model.pose_members``) or none: one that
+holds fewer (an official one-branch file into a 3-member network) is refused naming the members
+it lacks, unless ``members="copy"`` (``init.members``) starts each as a copy of member 1.
+
 Key layouts understood: task modules (``net.pose.*``, ``net.action.*``), ``DeepHAR``
 (``pose.*``, ``action.*``) and a bare ``PoseNet`` (``stem.*``, ``blocks.*``; the converter's
-pose files).
+pose files); an ensemble's members 2…M under the former ``action.pose_extra.*`` keys.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ from torch import Tensor
 
 from deephar.config import NetworkConfig
 from deephar.models.multitask import DeepHAR, build_model
+from deephar.models.pose_ensemble import (
+    ENSEMBLE_PREFIX,
+    MissingMembers,
+    complete_members,
+    rename_former_keys,
+)
 
 log = logging.getLogger(__name__)
 CONFIG_KEYS = ("config", "network_config")  # converted files, Lightning checkpoints
@@ -125,7 +135,7 @@ def network_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     if not any(k.startswith(("pose.", "action.")) for k in state):
         state = {f"pose.{k}": v for k, v in state.items()}
-    return dict(state)
+    return rename_former_keys(state, "action.")  # an ensemble's members 2…M in ``pose_extra``
 
 
 def stored_config(payload: Mapping[str, Any], path: str | Path = "") -> NetworkConfig | None:
@@ -141,7 +151,25 @@ def stored_config(payload: Mapping[str, Any], path: str | Path = "") -> NetworkC
     return None
 
 
-def _fill(net: DeepHAR, state: Mapping[str, Tensor], path: Path, strict: bool):
+def _all_members(
+    net: DeepHAR, state: Mapping[str, Tensor], path: Path, members: str
+) -> dict[str, Tensor]:
+    """``state`` filling every member of the network's pose ensemble or none (``members``: "copy"
+    fills those the file lacks with member 1), else a ``CheckpointError`` naming them."""
+    if net.action is None:
+        return dict(state)
+    try:
+        return complete_members(
+            state, net.state_dict(), ENSEMBLE_PREFIX, net.cfg.pose_members, members
+        )
+    except MissingMembers as err:
+        raise CheckpointError(path, str(err)) from None
+
+
+def _fill(
+    net: DeepHAR, state: Mapping[str, Tensor], path: Path, strict: bool, members: str = "refuse"
+) -> tuple[list[str], list[str]]:
+    state = _all_members(net, state, path, members)
     own = net.state_dict()
     wrong = [
         f"{k} {tuple(v.shape)} (network: {tuple(own[k].shape)})"
@@ -178,7 +206,9 @@ def _fill(net: DeepHAR, state: Mapping[str, Tensor], path: Path, strict: bool):
     return missing, unused
 
 
-def _load_keras(net: DeepHAR, path: Path, strict: bool) -> tuple[list[str], list[str]]:
+def _load_keras(
+    net: DeepHAR, path: Path, strict: bool, members: str = "refuse"
+) -> tuple[list[str], list[str]]:
     """Official weights: a merge (action) file fills the whole network, a pose file ``net.pose``."""
     from deephar.convert import KerasWeightFile, is_merge_file, load_keras_weights
 
@@ -188,7 +218,9 @@ def _load_keras(net: DeepHAR, path: Path, strict: bool) -> tuple[list[str], list
         if strict and net.action is not None and not merge:
             raise CheckpointError(path, "a Keras pose-model file cannot fill an action network")
         target = net if merge or net.action is None else net.pose
-        load_keras_weights(target, path, net.cfg)
+        load_keras_weights(target, path, net.cfg, members)
+    except MissingMembers as err:
+        raise CheckpointError(path, str(err)) from None
     except (OSError, KeyError) as err:
         raise CheckpointError(path, f"not a readable Keras weight file ({err})") from None
     except CheckpointError:
@@ -199,20 +231,23 @@ def _load_keras(net: DeepHAR, path: Path, strict: bool) -> tuple[list[str], list
 
 
 def load_weights(
-    net: DeepHAR, path: str | Path, strict: bool = True
+    net: DeepHAR, path: str | Path, strict: bool = True, members: str = "refuse"
 ) -> tuple[list[str], list[str]]:
     """Fill ``net`` from ``path`` (.ckpt / .pt / .h5); returns (missing keys, unused keys).
 
     ``strict``: any missing, unused or differently shaped tensor is an error. Otherwise nothing
-    matching is one; differently shaped tensors are skipped with a warning.
+    matching is one; differently shaped tensors are skipped with a warning. Either way a file
+    fills every member of the pose ensemble (``model.pose_members``) or none: one holding fewer
+    members is refused naming them, unless ``members`` is "copy" (each member it lacks starts
+    as a copy of its member 1; ``pose_ensemble.MEMBER_CHOICES``).
     """
     path = Path(path)
     if path.suffix == ".h5":
         if not path.is_file():
             raise CheckpointError(path, "no such file")
-        return _load_keras(net, path, strict)
+        return _load_keras(net, path, strict, members)
     payload = load_checkpoint(path)
-    return _fill(net, network_state(payload["state_dict"]), path, strict)
+    return _fill(net, network_state(payload["state_dict"]), path, strict, members)
 
 
 def load_network(path: str | Path, cfg: NetworkConfig | None = None) -> DeepHAR:
@@ -253,9 +288,13 @@ def network_payload(net: DeepHAR, source: str = "", model: str = "") -> dict[str
     }
 
 
-def init_network(net: DeepHAR, ckpt: str | Path = "", keras_h5: str | Path = "") -> None:
+def init_network(
+    net: DeepHAR, ckpt: str | Path = "", keras_h5: str | Path = "", members: str = "refuse"
+) -> None:
     """Training init (``init.ckpt`` / ``init.keras_h5``): the matching part of each file, not
-    strict (a pose checkpoint leaves a new action head as initialised); Keras first."""
+    strict (a pose checkpoint leaves a new action head as initialised); Keras first. A file
+    holding fewer pose-ensemble members than ``net`` is refused unless ``members`` is "copy"
+    (``init.members``; see ``load_weights``)."""
     for path in (keras_h5, ckpt):
         if path:
-            load_weights(net, path, strict=False)
+            load_weights(net, path, strict=False, members=members)

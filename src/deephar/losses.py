@@ -194,29 +194,42 @@ def action_loss(output: ActionOutput, labels: Tensor, label_smoothing: float = 0
     """Σ over every prediction (pose-branch blocks, appearance blocks, aggregate) of the mean
     cross-entropy; labels (B,) int64 with −1 = no action label (ignored). ``label_smoothing`` ε:
     the targets are (1 − ε)·one-hot + ε/A (0: the paper's plain cross-entropy). An ensemble's
-    pose blocks (M, B, A) (``ActionOutput.loss_logits``) count the mean over its M members.
+    pose blocks count the mean over its M members of the loss each would have alone (its
+    ``pose_members``, not their mean logits: each member learns alone, an ensemble, not one wide
+    network).
 
     Logits may carry extra leading dimensions (…, A) matching labels (…). A batch without any
     labelled sample gives 0 (with a graph, so that ``backward`` still works).
     """
-    logits = output.loss_logits
-    if not logits:
-        raise ValueError("ActionOutput holds no prediction")
     labels = labels.reshape(-1)
     count = (labels >= 0).sum().clamp(min=1)  # on the device: no host sync to test for none
-    losses = [_summed_cross_entropy(z, labels, label_smoothing) for z in logits]
+    if output.pose_members is None:
+        pose = [_summed_cross_entropy(z, labels, label_smoothing) for z in output.pose_branch]
+    else:
+        pose = [_members_cross_entropy(z, labels, label_smoothing) for z in output.pose_members]
+    others = [
+        *output.appearance_branch,
+        *([output.aggregate] if output.aggregate is not None else []),
+    ]
+    losses = pose + [_summed_cross_entropy(z, labels, label_smoothing) for z in others]
+    if not losses:
+        raise ValueError("ActionOutput holds no prediction")
     return torch.stack(losses).sum() / count
 
 
 def _summed_cross_entropy(logits: Tensor, labels: Tensor, label_smoothing: float) -> Tensor:
-    """Σ of the cross-entropy over the labelled samples; logits (…, A) with labels (N,) flat, or
-    (M, …, A) with M copies of them (an ensemble's members): the mean over the M."""
-    copies = logits.numel() // (labels.numel() * logits.shape[-1])
-    loss = F.cross_entropy(
+    """Σ of the cross-entropy over the labelled samples; logits (…, A) with labels (N,) flat."""
+    return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]),
-        labels.repeat(copies),
+        labels,
         ignore_index=-1,
         reduction="sum",
         label_smoothing=label_smoothing,
     )
-    return loss / copies
+
+
+def _members_cross_entropy(members: Tensor, labels: Tensor, label_smoothing: float) -> Tensor:
+    """An ensemble's block: members (M, …, A), each member's logits (…, A) with labels (N,) flat
+    → the mean over the M members of their ``_summed_cross_entropy``."""
+    copies = members.shape[0]  # M: the members' axis
+    return _summed_cross_entropy(members, labels.repeat(copies), label_smoothing) / copies

@@ -41,7 +41,8 @@ class ActionOutput:
     - ``aggregate``: (B, A) the learned combination of both branches, None without appearance.
     - ``poses``: the time-distributed pose output (B, T, ...), None when poses were provided.
     - ``pose_members[k]``: (M, B, A) block k of each of the M pose branches of an ensemble
-      (``model.pose_members`` > 1; ``pose_branch[k]`` is then their mean), else None.
+      (``model.pose_members`` > 1; ``pose_branch[k]`` is then their mean: the loss trains each
+      member on its own logits instead), else None.
     """
 
     pose_branch: list[Tensor]
@@ -55,14 +56,6 @@ class ActionOutput:
         """Every prediction that receives a loss (pose, appearance, aggregate)."""
         out = [*self.pose_branch, *self.appearance_branch]
         return out + ([self.aggregate] if self.aggregate is not None else [])
-
-    @property
-    def loss_logits(self) -> list[Tensor]:
-        """What the loss sees: ``all_logits``, with each member's own blocks (M, B, A) in place of
-        an ensemble's mean, so that every member learns alone (an ensemble, not one wide net)."""
-        if self.pose_members is None:
-            return self.all_logits
-        return [*self.pose_members, *self.all_logits[len(self.pose_branch) :]]
 
     @property
     def final(self) -> Tensor:

@@ -10,12 +10,12 @@ import torch
 from deephar.config import NTU_MERGE, PENN_MERGE
 from deephar.convert.keras_h5 import KerasWeightFile
 from deephar.models.action import (
-    ActionHead,
     Aggregation,
     appearance_features,
     global_max_min_pool,
     max_min_pool_same,
 )
+from deephar.models.action_head import ActionHead
 from deephar.models.multitask import build_model, joint_probability
 
 CONSTANT_GROUPS = ("sSAM", "cSAM", "zSAM", "Agg")  # frozen Keras constants we compute instead
@@ -46,34 +46,33 @@ def test_action_head_shapes(dim, actions, version, joints, frames):
     head = ActionHead(dim, actions, 32, version).eval()
     pose, prob = torch.rand(2, frames, joints, dim), torch.rand(2, frames, joints)
     feats = torch.rand(2, frames, joints, 32)
-    maps = head.pose_branch(pose, prob)
-    assert [m.shape for m in maps] == [(2, actions, frames // 4, joints // 4)] * 4
-    p, v, m, members = head(pose, prob, feats)
-    assert len(p) == len(v) == 4 and members is None
-    assert all(t.shape == (2, actions) for t in [*p, *v, m])
+    pose_out = head.pose_branch(pose, prob)
+    assert [m.shape for m in pose_out.maps] == [(2, actions, frames // 4, joints // 4)] * 4
+    assert [z.shape for z in pose_out.member_logits] == [(1, 2, actions)] * 4
+    out = head(pose, prob, feats)
+    assert len(out.pose_branch) == len(out.appearance_branch) == 4 and out.pose_members is None
+    assert all(t.shape == (2, actions) for t in out.all_logits)
 
 
-def test_pose_ensemble_keeps_the_official_keys_and_averages_independent_members():
-    """model.pose_members = M: member 1 is the official pose branch (same state-dict keys, so
-    converted weights still load), members 2…M differ from it, and the prediction of each block is
-    the mean of the members' logits (the appearance branch sees the mean maps)."""
+def test_pose_ensemble_averages_independent_members():
+    """model.pose_members = M: members 2…M differ from member 1 (keys: test_pose_ensemble.py), the
+    prediction of each block is the mean of the members' logits, and the aggregation reads the
+    members' mean maps."""
     torch.manual_seed(0)
-    single, ensemble = ActionHead(2, 5, 16, "v1"), ActionHead(2, 5, 16, "v1", pose_members=3)
-    official = set(single.state_dict())
-    assert official <= set(ensemble.state_dict())
-    assert {k.split(".")[0] for k in set(ensemble.state_dict()) - official} == {"pose_extra"}
-    first = ensemble.pose_branch.temporal[0].conv.weight
-    assert not torch.equal(first, ensemble.pose_extra[0].temporal[0].conv.weight)
-    ensemble.eval()
+    ensemble = ActionHead(2, 5, 16, "v1", pose_members=3).eval()
+    members = ensemble.pose_branch.members
+    first = members[0].temporal[0].conv.weight
+    assert not torch.equal(first, members[1].temporal[0].conv.weight)
     pose, prob, feats = torch.rand(2, 8, 16, 2), torch.rand(2, 8, 16), torch.rand(2, 8, 16, 16)
-    p, v, m, members = ensemble(pose, prob, feats)
-    assert [z.shape for z in members] == [(3, 2, 5)] * 4
-    for k, branch in enumerate((ensemble.pose_branch, *ensemble.pose_extra)):
-        alone = global_max_min_pool(branch(pose, prob)[-1])
-        torch.testing.assert_close(members[-1][k], alone)
-    torch.testing.assert_close(p[-1], members[-1].mean(0))
-    with pytest.raises(ValueError, match="pose_members"):
-        ActionHead(2, 5, 16, "v1", pose_members=0)
+    out = ensemble(pose, prob, feats)
+    assert [z.shape for z in out.pose_members] == [(3, 2, 5)] * 4
+    runs = [member(pose, prob)[-1] for member in members]
+    for k, maps in enumerate(runs):
+        torch.testing.assert_close(out.pose_members[-1][k], global_max_min_pool(maps))
+    torch.testing.assert_close(out.pose_branch[-1], out.pose_members[-1].mean(0))
+    mean_maps = torch.stack(runs).mean(0)
+    appearance = ensemble.appearance_branch(feats)[-1]
+    torch.testing.assert_close(out.aggregate, ensemble.aggregation(mean_maps, appearance))
 
 
 def test_clip_size_must_allow_two_poolings():
@@ -187,7 +186,7 @@ def _grad_of(model, clips, pick) -> dict[str, torch.Tensor | None]:
     return {
         "stem": model.backbone.conv1.conv.weight.grad,
         "regmap": last.regmap.conv.weight.grad,
-        "action": model.action.pose_branch.temporal[0].conv.weight.grad,
+        "action": model.action.pose_branch.members[0].temporal[0].conv.weight.grad,
     }
 
 

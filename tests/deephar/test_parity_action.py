@@ -53,13 +53,13 @@ def test_action_branches_on_official_intermediates(merge):
     """Branch-level parity: the official poses, probabilities and features in → the 9 outputs."""
     model, ref, mid = merge
     with torch.no_grad():
-        p, v, m, members = model.action(
+        out = model.action(
             torch.from_numpy(mid["pose"]),
             torch.from_numpy(mid["pose_prob"][..., 0]),
             torch.from_numpy(mid["appearance_features"]),
         )
-    assert members is None  # one pose branch: the official network
-    for i, logits in enumerate([*p, *v, m]):
+    assert out.pose_members is None  # one pose branch: the official network
+    for i, logits in enumerate(out.all_logits):
         assert_parity(torch.softmax(logits, -1), ref[f"output_{i}"], f"output_{i}")
 
 

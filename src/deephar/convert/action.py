@@ -17,7 +17,8 @@ from torch import nn
 
 from deephar.convert.keras_h5 import KerasWeightFile
 from deephar.convert.mapping import GroupPlan, LayerSpec, bn, conv, sepconv
-from deephar.models.action import ActionBlock, ActionHead, AppearanceBranch, PoseActionBranch
+from deephar.models.action import ActionBlock, AppearanceBranch, PoseActionBranch
+from deephar.models.action_head import ActionHead
 
 POSE_BRANCH_GROUPS = ("PoseAR",)
 APPEARANCE_GROUPS = ("GuidedVisAR",)
@@ -98,14 +99,16 @@ def weighting_groups(kfile: KerasWeightFile, num_actions: int) -> list[str]:
 def action_plans(
     kfile: KerasWeightFile, head: ActionHead, prefix: str = "action"
 ) -> list[GroupPlan]:
-    """Group plans filling ``head`` (keys under ``prefix``) from a merge-model file."""
+    """Group plans filling ``head`` (keys under ``prefix``) from a merge-model file: the file's one
+    pose branch fills member 1 of the pose ensemble (official keys); a head of M > 1 members is
+    filled by ``convert.keras_state_dict`` (which copies it or refuses)."""
     agg = head.aggregation
     pose_w, app_w = weighting_groups(kfile, agg.pose_weighting.pointwise.weight.shape[0])
     hint = "check num_actions, pose_branch (v1/v2) and action_blocks"
     return [
         GroupPlan(
             POSE_BRANCH_GROUPS,
-            pose_branch_specs(head.pose_branch, _join(prefix, "pose_branch")),
+            pose_branch_specs(head.pose_branch.members[0], _join(prefix, "pose_branch")),
             hint,
         ),
         GroupPlan(

@@ -9,11 +9,14 @@ Legend: B batch, T frames, J joints, D 2|3, C channels, H×W map size, Nd depth 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor, nn
 
 from deephar.config import NetworkConfig
-from deephar.models.action import ActionHead, appearance_features
+from deephar.models.action import appearance_features
+from deephar.models.action_head import ActionHead
 from deephar.models.pose import PoseNet, map_pose_output
 from deephar.models.stem import STEM_CHANNELS, Stem
 from deephar.outputs import ActionOutput, PoseOutput
@@ -97,18 +100,14 @@ class DeepHAR(nn.Module):
         pose = out.pose[-1].unflatten(0, (b, t))  # (B, T, J, D)
         feats = appearance_features(out.features, spatial_softmax(out.heatmaps[-1]), t)
         batch_dynamic(pose, prob, feats)
-        p, v, m, members = head(pose, prob, feats)
         poses = map_pose_output(out, lambda x: x.unflatten(0, (b, t)))
-        return ActionOutput(
-            pose_branch=p, appearance_branch=v, aggregate=m, poses=poses, pose_members=members
-        )
+        return dataclasses.replace(head(pose, prob, feats), poses=poses)
 
     def forward_action_from_poses(self, pose: Tensor, prob: Tensor) -> ActionOutput:
         """Pose branch only, on given poses (annotations, Kinect skeletons): pose (B, T, J, D),
         prob (B, T, J) (1 for valid joints, 0 otherwise)."""
         batch_dynamic(pose, prob)
-        p, v, m, members = self._head()(pose, prob)
-        return ActionOutput(pose_branch=p, appearance_branch=v, aggregate=m, pose_members=members)
+        return self._head()(pose, prob)
 
     def freeze_pose(self, frozen: bool = True) -> None:
         """Freeze (or release) the stem and pose blocks; frozen BNs keep their moving statistics."""
