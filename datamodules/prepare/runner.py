@@ -38,6 +38,7 @@ from datamodules.storage.prepared import (  # noqa: F401  (load_prepared, Prepar
     VERSION,
     Prepared,
     load_prepared,
+    part_file,
 )
 
 
@@ -64,7 +65,8 @@ JobFn = Callable[[Job, Path, dict], Part]
 
 
 def _marker(out: Path, n: int) -> tuple[Path, Path]:
-    return out / "parts" / f"{n:07d}.npz", out / "parts" / f"{n:07d}.json"
+    npz = part_file(out, n)
+    return npz, npz.with_suffix(".json")
 
 
 def is_done(out: Path, n: int, job: Job, options: dict | None = None) -> bool:
