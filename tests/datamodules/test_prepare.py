@@ -178,7 +178,7 @@ def test_mpii_prepare_names_a_missing_photo(world, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["h36m", "mpii"])
-def test_a_deleted_index_row_is_named(prepared, tmp_path, name):
+def test_a_deleted_index_row_is_named(world, prepared, tmp_path, name):
     """Probe (issue 28): one row of index.csv deleted → one line naming the folder and the
     missing frame (was: a traceback hinting at --frame-step on a folder prepared at step 5)."""
     import shutil
@@ -197,6 +197,10 @@ def test_a_deleted_index_row_is_named(prepared, tmp_path, name):
     message = str(err.value)
     assert "\n" not in message and str(folder) in message and "frame-step" not in message
     assert f"missing: {key} frame {gone['frame']}" in message
+    if name == "mpii":  # the hint holds: the same command rebuilds the index (nothing redone)
+        argv = ["mpii", str(world / "mpii"), "--out", str(folder), "--quality", str(QUALITY)]
+        assert prepare_main([*argv, "--workers", "1"]) == 0
+        assert len(MPIIDataset(None, prepared=folder)) == 8
 
 
 PHOTOMETRIC = {"brightness": 0.4, "contrast": 0.4}
