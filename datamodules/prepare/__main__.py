@@ -3,8 +3,8 @@
 Decodes each video (MPII: each photo) of the download once and stores the frames training reads
 as person crops (with the augmentation margin) in JPEG, with an index; resumable (a rerun skips
 finished videos) and verified at the end. ``--chunks DIR`` also writes the prepared samples as LitData chunks for
-streaming (``datamodules.prepare.chunks``, read by ``datamodules.streaming``). See docs/datasets.md, "Preparing Human3.6M, NTU and MPII for
-training at scale".
+streaming (``datamodules.prepare.chunks``, read by ``datamodules.streaming``). See docs/datasets.md, "Preparing Human3.6M and NTU for training
+at scale" (its "MPII" part for ``mpii``).
 """
 
 from __future__ import annotations
