@@ -16,7 +16,7 @@ import time
 
 from datamodules.prepare import h36m, mpii, ntu
 from datamodules.prepare.chunks import write_chunks
-from datamodules.prepare.runner import Job, JobFn, prepare
+from datamodules.prepare.runner import JOB_UNITS, Job, JobFn, prepare
 
 
 def build(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,7 +63,7 @@ def plan(args: argparse.Namespace) -> tuple[list[Job], JobFn, dict]:
 def main(argv: list[str] | None = None) -> int:
     args = build(argv)
     start = time.perf_counter()
-    unit = "groups of persons" if args.dataset == "mpii" else "videos"
+    unit = JOB_UNITS.get(args.dataset, "videos")
     try:
         jobs, fn, options = plan(args)
         print(f"{args.dataset}: {len(jobs)} {unit} in {args.root} → {args.out}", flush=True)
