@@ -5,7 +5,11 @@ against what one GPU consumes in training.
 
 ``--mpii``: MPII raw only, per core, as one worker's reads and through a 2-worker DataLoader (the
 batches' trip included). ``--compare [--rounds 3]``: the same two rates with the reader's
-``reduced_decode`` off and on (JPEG DCT scaling), interleaved rounds in one process. Run as a
+``reduced_decode`` off and on (JPEG DCT scaling), interleaved rounds in one process.
+``--prepared [--rounds 3]``: the same two rates, MPII raw (the reader's default) against its
+prepared folder (``python -m datamodules.prepare mpii``), interleaved rounds in one process, with
+the load average. The default run (``make bench``) measures the MPII pair in interleaved rounds
+too (``MPII_ROUNDS``) and reports their ratio and the load average. Run as a
 file it measures the library on ``PYTHONPATH``, e.g. an older checkout:
 ``PYTHONPATH=../old/src:../old python benchmarks/bench_data_real.py --mpii --world /tmp/bench``
 (``--world`` outside that checkout).
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +40,8 @@ import torch
 from benchmarks.run import REPO, BenchContext, BenchReport, header, register, table
 
 WORLD = REPO / "data" / "bench_world_real"
-WORLD_VERSION = 1
+WORLD_VERSION = 2  # 2: the MPII prepared folder
+MPII_ROUNDS = 5  # interleaved rounds of the MPII raw / prepared pair in the default run
 H36M_FRAMES, NTU_FRAMES, CLIP = 250, 100, 16
 H100_BF16_DENSE = 989e12  # FLOP/s, NVIDIA H100 SXM datasheet (dense, no sparsity)
 ASSUMED_MFU = 0.15  # share of that rate a training step of this depthwise-heavy network reaches
@@ -49,7 +56,6 @@ def real_world(root: Path, log=print) -> dict[str, Path]:
     from datamodules.prepare.runner import prepare
     from datamodules.synthetic.world import RESOLUTIONS
     from datamodules.synthetic.write_h36m import write_h36m
-    from datamodules.synthetic.write_mpii import write_mpii
     from datamodules.synthetic.write_ntu import MISSING_LIST, write_performance
 
     marker, res = root / "bench_world.json", RESOLUTIONS["real"]
@@ -60,7 +66,7 @@ def real_world(root: Path, log=print) -> dict[str, Path]:
     except (OSError, ValueError):
         pass
     start = time.perf_counter()
-    write_mpii(paths["mpii"], 12, 2, 0, seed=0, sizes=res["mpii"])
+    mpii_world(root)
     write_h36m(paths["h36m"], (1,), 1, H36M_FRAMES, seed=0, size=res["h36m"])
     write_performance(paths["ntu"], 1, 1, "wave", NTU_FRAMES, 0, size=res["ntu"])
     (paths["ntu"] / MISSING_LIST).write_text("")
@@ -76,8 +82,26 @@ def real_world(root: Path, log=print) -> dict[str, Path]:
         write_chunks(paths["prepared"] / name, paths["chunks"] / name, name, splits=("train",))
         facts[name] = {"prepare_s": round(t1 - t0, 2), "chunks_s": round(time.perf_counter() - t1, 2),
                        "frames_stored": meta["frames"], "videos": meta["videos"]}  # fmt: skip
+    t0 = time.perf_counter()
+    meta = mpii_prepared(root, log)
+    seconds = round(time.perf_counter() - t0, 2)
+    facts["mpii"] = {"prepare_s": seconds, "frames_stored": meta["frames"]}
     marker.write_text(json.dumps(facts, indent=1))
     return paths
+
+
+def mpii_prepared(world: Path = WORLD, log=print) -> dict:
+    """Prepare (once: resumable, a finished folder is only merged and verified again) the MPII
+    photos of ``world`` into ``world/prepared/mpii``; its ``prepared.json``."""
+    from datamodules.prepare import mpii as prep_mpii
+    from datamodules.prepare.runner import prepare
+
+    out = world / "prepared" / "mpii"
+    if (out / "prepared.json").is_file():
+        return json.loads((out / "prepared.json").read_text())
+    root = mpii_world(world)
+    jobs, opts = prep_mpii.jobs(root), prep_mpii.options(root)
+    return prepare("mpii", prep_mpii.run, jobs, out, opts, workers=1, log=log)
 
 
 def pipelines(p: dict[str, Path]) -> dict[tuple[str, str], torch.utils.data.Dataset]:
@@ -92,6 +116,9 @@ def pipelines(p: dict[str, Path]) -> dict[tuple[str, str], torch.utils.data.Data
     cache = p["chunks"] / "cache"
     return {
         ("MPII (1280×720 JPEG)", "raw"): MPIIDataset(p["mpii"], split="train", augment=True),
+        ("MPII (1280×720 JPEG)", "prepared"): MPIIDataset(
+            None, prepared=p["prepared"] / "mpii", split="train", augment=True
+        ),
         ("Human3.6M (1000×1002 H.264)", "raw"): Human36MDataset(p["h36m"], **h36m),
         ("Human3.6M (1000×1002 H.264)", "prepared"): Human36MDataset(
             None, prepared=p["prepared"] / "h36m", **h36m
@@ -213,6 +240,61 @@ def mpii_compare(samples: int, rounds: int, world: Path = WORLD) -> tuple[list[l
     return out, factor_mix(data[True])
 
 
+@dataclass(frozen=True)
+class Rounds:
+    """Per-core rates (samples/s) of each named dataset, one per interleaved round, and the
+    load average (1, 5, 15 min) when the rounds started."""
+
+    rates: dict[str, list[float]]
+    load: tuple[float, float, float]
+
+    def mean(self, name: str) -> float:
+        return float(np.mean(self.rates[name]))
+
+    def listed(self, name: str) -> str:
+        return ", ".join(f"{r:.0f}" for r in self.rates[name])
+
+
+def interleaved(datasets: dict[str, torch.utils.data.Dataset], rounds: int, rate) -> Rounds:
+    """``rounds`` rounds, each measuring ``rate(dataset)`` of every dataset in turn: the
+    machine's load falls on all of them alike."""
+    load = os.getloadavg()
+    rates: dict[str, list[float]] = {name: [] for name in datasets}
+    for _ in range(rounds):
+        for name, dataset in datasets.items():
+            rates[name].append(rate(dataset))
+    return Rounds(rates, load)
+
+
+def load_text(load: tuple[float, float, float]) -> str:
+    return f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min, {os.cpu_count()} cores)"
+
+
+def mpii_prepared_compare(samples: int, rounds: int, world: Path = WORLD) -> tuple[list, str]:
+    """MPII raw (the reader's default) vs its prepared folder in ONE process, ``rounds``
+    interleaved rounds of one worker's reads and of a 2-worker DataLoader: table rows of per-core
+    rates and the prepared / raw ratio of the means, and the load average."""
+    from datamodules.mpii import MPIIDataset
+
+    torch.set_num_threads(1)
+    as_worker()
+    root = mpii_world(world)
+    mpii_prepared(world)
+    data = {
+        "raw": MPIIDataset(root, split="train", augment=True),
+        "prepared": MPIIDataset(
+            None, prepared=world / "prepared" / "mpii", split="train", augment=True
+        ),
+    }
+    out = []
+    item = interleaved(data, rounds, lambda d: samples_per_second(d, samples))
+    loader = interleaved(data, rounds, lambda d: loader_rate(d, samples))
+    for name, r in (("one worker's reads", item), ("DataLoader, 2 workers, batch 24", loader)):
+        ratio = r.mean("prepared") / r.mean("raw")
+        out.append([name, r.listed("raw"), r.listed("prepared"), f"{ratio:.2f}×"])
+    return out, load_text(item.load)
+
+
 def gpu_demand() -> tuple[float, str]:
     """(256² images/s one GPU consumes in pose training, how it was obtained)."""
     from deephar.config import MPII_2D
@@ -232,12 +314,24 @@ def gpu_demand() -> tuple[float, str]:
     return rate, how
 
 
-def rows(samples: int, world: Path = WORLD) -> tuple[list[list[str]], dict[str, str]]:
+def rows(
+    samples: int, world: Path = WORLD, rounds: int = MPII_ROUNDS
+) -> tuple[list[list[str]], dict[str, str]]:
+    """The table's rows (each pipeline's per-core rate; the MPII raw / prepared pair in
+    ``rounds`` interleaved rounds of 2 × ``samples`` reads, their mean) and the run's facts."""
     torch.set_num_threads(1)
     as_worker()
     paths = real_world(world)
     demand, how = gpu_demand()
-    rates = {key: samples_per_second(ds, samples) for key, ds in pipelines(paths).items()}
+    data = pipelines(paths)
+    mpii = [key for key in data if key[0].startswith("MPII")]
+    pair = interleaved(
+        {k: data[k] for k in mpii}, rounds, lambda d: samples_per_second(d, 2 * samples)
+    )
+    rates = {
+        key: pair.mean(key) if key in mpii else samples_per_second(ds, samples)
+        for key, ds in data.items()
+    }
     out = []
     for (name, path), rate in rates.items():
         images = CLIP if "clip" in name else 1
@@ -250,6 +344,16 @@ def rows(samples: int, world: Path = WORLD) -> tuple[list[list[str]], dict[str, 
              "preparation (1 core)": ", ".join(
                  f"{k}: {facts[k]['frames_stored']} frames of {facts[k]['videos']} videos in "
                  f"{facts[k]['prepare_s']} s, chunks {facts[k]['chunks_s']} s" for k in ("h36m", "ntu"))}  # fmt: skip
+    raw, prep = mpii
+    extra["MPII preparation (1 core)"] = (
+        f"{facts['mpii']['frames_stored']} crops (3 scales per person) in "
+        f"{facts['mpii']['prepare_s']} s"
+    )
+    extra["MPII prepared / raw, interleaved"] = (
+        f"{pair.mean(prep) / pair.mean(raw):.2f}× (rounds: raw {pair.listed(raw)}, prepared "
+        f"{pair.listed(prep)} samples/s per core); load average at the start "
+        f"{load_text(pair.load)}"
+    )
     return out, extra
 
 
@@ -261,7 +365,7 @@ COLUMNS = ["dataset (training, augmented)", "path", "samples/s per core", "vs ra
 def data_real(ctx: BenchContext) -> BenchReport:
     samples = 8 if ctx.quick else 24
     try:
-        body, extra = rows(samples)
+        body, extra = rows(samples, rounds=2 if ctx.quick else MPII_ROUNDS)
     finally:
         torch.set_num_threads(ctx.threads)
     md = header(ctx, "Data loading at real resolution, one core: raw vs prepared vs chunks", extra)
@@ -281,8 +385,20 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="MPII raw, reduced_decode off vs on, interleaved rounds in one process",
     )
-    ap.add_argument("--rounds", type=int, default=3, help="--compare: rounds of each")
+    ap.add_argument(
+        "--prepared",
+        action="store_true",
+        help="MPII raw vs its prepared folder, interleaved rounds in one process",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="--compare / --prepared: rounds")
     args = ap.parse_args(argv)
+    if args.prepared:
+        body, load = mpii_prepared_compare(args.samples, args.rounds, args.world)
+        cols = ["MPII 1280×720, samples/s per core", "raw (rounds)", "prepared (rounds)"]
+        cols.append("prepared / raw (means)")
+        print(f"- load average at the start: {load}")
+        print(table(body, cols))
+        return
     if args.compare:
         body, mix = mpii_compare(args.samples, args.rounds, args.world)
         cols = ["MPII raw 1280×720, samples/s per core", "reduced_decode off (rounds)",

@@ -14,6 +14,9 @@ Coordinates in both files are 1-based MATLAB pixels; they become 0-based here. `
 index) from a .mat found as above (``detections.mat`` covers the validation persons, the official
 .mat every person); where none is known ``pck_ref`` is 0 (PCKh skips such samples).
 
+With ``prepared=`` (a folder of ``python -m datamodules.prepare mpii``) the persons and their
+stored crops are read from it (``storage.mpii_prepared.PreparedMPII``); the raw root is not read.
+
 Structure: ``MPIISamples.make_sample`` builds a person's sample; ``storage.mpii_files`` parses the
 annotations and reads the images (``MPIIFiles``). Alphabet: N persons, J joints.
 """
@@ -35,6 +38,7 @@ from datamodules.storage.mpii_files import (  # noqa: F401  (re-exported: the re
     VAL_LIST_NAMES,
     MPIIAnnotations,
     MPIIFiles,
+    PersonCrops,
     as_list,
     find,
     find_annotation,
@@ -47,8 +51,10 @@ from datamodules.storage.mpii_files import (  # noqa: F401  (re-exported: the re
     pair_keys,
     parse_annolist,
     parse_rect,
+    person_crops,
     val_pairs,
 )
+from datamodules.storage.mpii_prepared import PreparedMPII
 from datamodules.storage.records import Frames
 from datamodules.transforms import AugmentParams, AugmentRanges, augment_ranges, crop_sample
 
@@ -113,11 +119,15 @@ class MPIIDataset(Dataset):
     the DCT-domain downscale is an anti-aliased downsample (each f×f block's low frequencies),
     whereas the bilinear warp of a full image by a factor > 2 skips pixels and aliases; it is
     also the cheaper read (README, "Training on GPUs"). False: every image decoded at full size.
+
+    ``prepared`` (config: ``data.sources.<key>.prepared``): a folder of ``python -m
+    datamodules.prepare mpii`` read instead of ``root`` (``root`` may be None): the same persons
+    and samples from stored person crops (``reduced_decode`` does not apply).
     """
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | None,
         split: Literal["train", "val"] = "train",
         layout: str = "pa16j",
         input_size: int = 256,
@@ -125,17 +135,22 @@ class MPIIDataset(Dataset):
         annotation: str | Path | None = None,
         aug: AugmentRanges | dict | None = None,
         reduced_decode: bool = True,
+        prepared: str | Path | None = None,
     ):
         if split not in ("train", "val"):
             raise ValueError(f"MPIIDataset: split must be 'train' or 'val', got {split!r}")
-        self.source = MPIIFiles(root, split == "val", annotation, reduced_decode)
+        self.aug = augment_ranges(aug, MPII_AUG)
+        if prepared:
+            self.source = PreparedMPII(prepared, split == "val", self.aug, input_size)
+        elif root is None:
+            raise ValueError("MPIIDataset: give the MPII root or a prepared folder")
+        else:
+            self.source = MPIIFiles(root, split == "val", annotation, reduced_decode)
         self.layout, self.input_size = get_layout(layout), input_size
         self.augment = split == "train" if augment is None else augment
-        self.aug = augment_ranges(aug, MPII_AUG)
         self.build = MPIISamples(self.layout, input_size)
-        s = 1.25 * self.ann.scale
-        self.center = self.ann.center + np.stack([np.zeros_like(s), 12.0 * s], axis=1)
-        self.window = 200.0 * s
+        crops = person_crops(self.ann)
+        self.center, self.window = crops.center, crops.window
         self.joints, self.valid = convert(self.ann.joints, self.ann.valid, MPII, self.layout)
         self.pck_ref = self.ann.head_size()
 

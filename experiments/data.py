@@ -29,7 +29,8 @@ from datamodules.mpii import MPIIDataset
 from datamodules.ntu import NTUDataset
 from datamodules.penn import PennActionDataset
 from datamodules.splits import CARVED, carved_part, held_out_keys, item_groups
-from experiments.config import training_sources
+from datamodules.storage.prepared import PreparedError
+from experiments.config import ConfigError, training_sources
 
 # dataset → (reader, reader split of each run stage, reads clips). Checkpoints and schedules are
 # chosen on a validation split carved from each training split (datamodules.splits,
@@ -80,6 +81,8 @@ def build_dataset(cfg: DictConfig, key: str, stage: str) -> Dataset:
         dataset = reader(source.root, **kwargs)
     except TypeError as err:
         raise TypeError(f"data.sources.{key} ({reader.__name__}): {err}") from err
+    except PreparedError as err:  # a damaged prepared folder: one line, exit 2
+        raise ConfigError(f"data.sources.{key}.prepared: {err}") from None
     if carved:
         held = held_out_keys(
             dataset, cfg.data.val_fraction, cfg.data.split_seed, cfg.data.folds, cfg.data.fold

@@ -38,6 +38,7 @@ from datamodules.storage.prepared import (  # noqa: F401  (load_prepared, Prepar
     VERSION,
     Prepared,
     load_prepared,
+    part_file,
 )
 
 
@@ -61,10 +62,12 @@ class Job:
 
 
 JobFn = Callable[[Job, Path, dict], Part]
+JOB_UNITS = {"mpii": "groups of persons"}  # what a job is, when not a video
 
 
 def _marker(out: Path, n: int) -> tuple[Path, Path]:
-    return out / "parts" / f"{n:07d}.npz", out / "parts" / f"{n:07d}.json"
+    npz = part_file(out, n)
+    return npz, npz.with_suffix(".json")
 
 
 def is_done(out: Path, n: int, job: Job, options: dict | None = None) -> bool:
@@ -206,7 +209,8 @@ def prepare(
     (out / MANIFEST).unlink(missing_ok=True)
     start = time.perf_counter()
     ran = run_jobs(fn, jobs, out, options, workers)
-    log(f"{dataset}: {ran} videos prepared, {len(jobs) - ran} already done")
+    unit = JOB_UNITS.get(dataset, "videos")
+    log(f"{dataset}: {ran} {unit} prepared, {len(jobs) - ran} already done")
     videos, index = merge(out, jobs)
     problems = verify(out, index, workers)
     if problems:
@@ -223,5 +227,5 @@ def prepare(
         "seconds": round(time.perf_counter() - start, 1),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
-    log(f"{dataset}: {len(index)} frames of {len(videos)} videos verified → {out}")
+    log(f"{dataset}: {len(index)} frames of {len(videos)} {unit} verified → {out}")
     return manifest

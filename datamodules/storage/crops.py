@@ -17,7 +17,7 @@ every pixel the most zoomed-in crop (s = ``min_scale``) samples: Q = min(side, s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,20 @@ class Margin:
         """The margin of an ``AugmentRanges`` (identity crops always fit inside it)."""
         scales = (1.0, *aug.scales)
         return cls(input_size, min(scales), max(scales), abs(aug.angle), abs(aug.translate))
+
+    def at(self, scale: float) -> Margin:
+        """The margin of one augmentation scale (a region stored per scale)."""
+        return replace(self, min_scale=float(scale), max_scale=float(scale))
+
+    def covers(self, aug, input_size: int) -> bool:
+        """Whether crops stored for this margin serve ``aug`` (an ``AugmentRanges``) at
+        ``input_size``: as wide a region, at least the resolution."""
+        need = Margin.of(aug, input_size)
+        return (
+            self.span(1.0) >= need.span(1.0) - 1e-9
+            and input_size <= self.input_size
+            and need.min_scale >= self.min_scale - 1e-9
+        )
 
     def span(self, window: np.ndarray) -> np.ndarray:
         """(…,) side in original pixels that holds every augmented crop of ``window`` (…,)."""

@@ -56,6 +56,20 @@ class MPIIAnnotations:
         return np.nan_to_num(size, nan=0.0).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class PersonCrops:
+    """The official crop of each person: ``center`` (N, 2) and square ``window`` (N,) pixels."""
+
+    center: np.ndarray
+    window: np.ndarray
+
+
+def person_crops(ann: MPIIAnnotations) -> PersonCrops:
+    """s = 1.25·scale, centre = objpos + (0, 12·s) (y down), window 200·s (the official crop)."""
+    s = 1.25 * np.asarray(ann.scale, np.float64)
+    return PersonCrops(ann.center + np.stack([np.zeros_like(s), 12.0 * s], axis=1), 200.0 * s)
+
+
 # --- JSON ----------------------------------------------------------------------------------------
 
 

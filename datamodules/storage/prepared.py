@@ -17,6 +17,15 @@ MANIFEST = "prepared.json"
 FRAME_COLUMNS = ("video", "frame", "x0", "y0", "side", "stored")
 
 
+class PreparedError(ValueError):
+    """A damaged prepared folder; the message is one line naming the folder and the damage."""
+
+
+def part_file(root: Path, n: int) -> Path:
+    """The index rows of video ``n`` as its job wrote them (``parts/<n>.npz``)."""
+    return root / "parts" / f"{n:07d}.npz"
+
+
 @dataclass
 class Prepared:
     """A complete prepared folder, loaded lazily: ``videos`` table, per-frame numpy columns
@@ -58,6 +67,8 @@ def load_prepared(root: str | Path, dataset: str, poses: tuple[str, ...]) -> Pre
         )
     videos = pd.read_csv(root / "videos.csv", dtype={"key": str})
     cols = pd.read_csv(root / "index.csv", usecols=list(FRAME_COLUMNS), dtype=np.int64)
+    if len(cols) != meta["frames"]:
+        raise PreparedError(index_damage(root, meta["frames"], videos, cols))
     frames = {
         "video": cols["video"].to_numpy(np.int32),
         "frame": cols["frame"].to_numpy(np.int32),
@@ -67,3 +78,29 @@ def load_prepared(root: str | Path, dataset: str, poses: tuple[str, ...]) -> Pre
     }
     arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r") for name in poses}
     return Prepared(root, meta, videos, frames, arrays)
+
+
+def missing_frames(root: Path, videos: pd.DataFrame, index: pd.DataFrame) -> list[str]:
+    """ "<video key> frame <i>" for each frame a video's part holds and ``index`` lacks (videos
+    whose part is gone are skipped)."""
+    present = index.groupby("video")["frame"].apply(set).to_dict()
+    out = []
+    for n, key in enumerate(videos["key"]):
+        try:
+            with np.load(part_file(root, n)) as part:
+                frames = part["frames.frame"].tolist()
+        except (OSError, KeyError, ValueError):
+            continue
+        out += [f"{key} frame {f}" for f in frames if f not in present.get(n, ())]
+    return out
+
+
+def index_damage(root: Path, frames: int, videos: pd.DataFrame, index: pd.DataFrame) -> str:
+    """One line: the folder, the index's row count against the manifest's, the missing frames."""
+    missing = missing_frames(root, videos, index)
+    named = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return (
+        f"{root}: index.csv holds {len(index)} of the {frames} frames {MANIFEST} records"
+        + (f"; missing: {named}" if missing else "")
+        + " (a damaged index: rerun the same `python -m datamodules.prepare` command to rebuild it)"
+    )

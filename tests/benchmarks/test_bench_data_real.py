@@ -47,3 +47,17 @@ def test_loader_rate_counts_the_workers_cpu():
     """Samples per CPU-second of this process and its (reaped) workers: finite and positive."""
     rate = bench_data_real.loader_rate(Ids(), samples=12, workers=1, batch=4)
     assert 0 < rate < float("inf")
+
+
+def test_interleaved_rounds_alternate_the_datasets():
+    """Each round measures every dataset in turn (the load falls on all alike); means per name."""
+    order, rates = [], {"raw": iter([1.0, 3.0]), "prepared": iter([4.0, 8.0])}
+
+    def rate(name: str) -> float:
+        order.append(name)
+        return next(rates[name])
+
+    rounds = bench_data_real.interleaved({"raw": "raw", "prepared": "prepared"}, 2, rate)
+    assert order == ["raw", "prepared", "raw", "prepared"]
+    assert rounds.mean("prepared") / rounds.mean("raw") == 3.0 and len(rounds.load) == 3
+    assert rounds.listed("raw") == "1, 3"

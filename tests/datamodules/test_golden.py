@@ -4,7 +4,7 @@ preparation shows here as the first key that differs.
 
 On a small synthetic world (fixed seeds) each case draws training samples (augmentation on) and
 evaluation samples, each under its own ``torch.manual_seed``, from MPII, Human3.6M, Penn Action and
-NTU read from the raw files, from a prepared folder (Human3.6M, NTU) and from LitData chunks
+NTU read from the raw files, from a prepared folder (Human3.6M, NTU, MPII) and from LitData chunks
 (Human3.6M, NTU). ``golden/samples.npz`` holds the values; regenerate it (only when a change of the
 samples is intended, saying so in the commit) with::
 
@@ -26,6 +26,7 @@ from datamodules.mpii import MPIIDataset
 from datamodules.ntu import NTUDataset
 from datamodules.penn import PennActionDataset
 from datamodules.prepare import h36m as prep_h36m
+from datamodules.prepare import mpii as prep_mpii
 from datamodules.prepare import ntu as prep_ntu
 from datamodules.prepare.runner import prepare
 from datamodules.synthetic.write_h36m import write_h36m
@@ -53,7 +54,11 @@ def make_world(root: Path) -> dict[str, Path]:
     jobs = prep_ntu.jobs(root / "ntu")
     opts = prep_ntu.options(clip_lengths=(T,))
     prepare("ntu", prep_ntu.run, jobs, root / "prep_ntu", opts, 1, log=_quiet)
+    jobs = prep_mpii.jobs(root / "mpii")
+    opts = prep_mpii.options(root / "mpii")
+    prepare("mpii", prep_mpii.run, jobs, root / "prep_mpii", opts, 1, log=_quiet)
     out |= {"prep_h36m": root / "prep_h36m", "prep_ntu": root / "prep_ntu"}
+    out |= {"prep_mpii": root / "prep_mpii"}
     try:
         from datamodules.prepare.chunks import write_chunks
 
@@ -122,6 +127,10 @@ CASES: dict[str, tuple[Callable[[dict[str, Path]], torch.utils.data.Dataset], tu
     "ntu/streaming/train": (lambda w: _streaming(w, "ntu", "train", clip_length=T), (0, 1, 2, 0)),
     "ntu/streaming/test": (
         lambda w: _streaming(w, "ntu", "test", clip_length=T, augment=False), (0, 2)),
+    "mpii/prepared/train": (
+        lambda w: MPIIDataset(None, "train", input_size=SIZE, prepared=w["prep_mpii"]), (0, 1, 2, 3)),
+    "mpii/prepared/val": (
+        lambda w: MPIIDataset(None, "val", input_size=SIZE, prepared=w["prep_mpii"]), (0, 1)),
 }  # fmt: skip
 
 

@@ -9,16 +9,20 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from datamodules.base import SampleReadError
 from datamodules.h36m import Human36MDataset
+from datamodules.mpii import MPII_AUG, MPIIDataset
 from datamodules.ntu import NTUDataset
 from datamodules.prepare import h36m as prep_h36m
+from datamodules.prepare import mpii as prep_mpii
 from datamodules.prepare import ntu as prep_ntu
 from datamodules.prepare.__main__ import main as prepare_main
 from datamodules.prepare.runner import MANIFEST, load_prepared, prepare, run_jobs, verify
+from datamodules.storage.prepared import PreparedError
 from datamodules.synthetic.world import RESOLUTIONS
 from datamodules.synthetic.write_h36m import write_h36m
 from datamodules.synthetic.write_mpii import write_mpii
@@ -49,7 +53,9 @@ def prepared(world, tmp_path_factory) -> dict[str, Path]:
     jobs = prep_ntu.jobs(world / "ntu")
     opts = prep_ntu.options(quality=QUALITY, clip_lengths=(4,))
     prepare("ntu", prep_ntu.run, jobs, out / "ntu", opts, workers=2)
-    return {"h36m": out / "h36m", "ntu": out / "ntu"}
+    argv = ["mpii", str(world / "mpii"), "--out", str(out / "mpii"), "--quality", str(QUALITY)]
+    assert prepare_main([*argv, "--workers", "2"]) == 0
+    return {"h36m": out / "h36m", "ntu": out / "ntu", "mpii": out / "mpii"}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -115,6 +121,86 @@ def test_ntu_prepared_gives_the_same_clips(world, prepared):
     with pytest.raises(ValueError, match="prepare again"):  # zooms out beyond the stored margin
         NTUDataset(None, prepared=prepared["ntu"], split="train", clip_length=4,
                    aug={"scales": (0.7, 1.0, 1.6), "translate": 40.0})  # fmt: skip
+
+
+def test_mpii_prepared_gives_the_same_samples(world, prepared):
+    """Every person of both splits, training draws (each scale, angle, flip) and evaluation: the
+    crops and targets identical, the image within the JPEG tolerance of the raw reader's."""
+    for split, augment in (("train", True), ("train", False), ("val", False)):
+        prep = MPIIDataset(None, split, prepared=prepared["mpii"], augment=augment)
+        raw = MPIIDataset(world / "mpii", split, augment=augment)
+        assert list(raw.ann.image) == list(prep.ann.image)
+        assert_same_sample(raw, prep, range(len(raw)))
+    meta = json.loads((prepared["mpii"] / MANIFEST).read_text())
+    assert meta["frames"] == (8 + 2) * 3 and meta["options"]["scales"] == [0.7, 1.0, 1.3]
+    frames = load_prepared(prepared["mpii"], "mpii", ()).frames
+    assert frames["stored"].max() <= 1.42 * 256  # one scale's region: ~1.41 S a side at 40°
+
+
+def test_mpii_prepared_refuses_what_it_does_not_hold(prepared):
+    with pytest.raises(ValueError, match="prepare again"):  # a scale not stored
+        MPIIDataset(None, prepared=prepared["mpii"], aug=replace(MPII_AUG, scales=(0.5, 1.0)))
+    with pytest.raises(ValueError, match="prepare again"):  # rotated beyond the stored margin
+        MPIIDataset(None, prepared=prepared["mpii"], aug=replace(MPII_AUG, angle=60.0))
+    with pytest.raises(ValueError, match="prepare again"):  # a larger input than prepared for
+        MPIIDataset(None, prepared=prepared["mpii"], input_size=320)
+    with pytest.raises(FileNotFoundError, match=MANIFEST):
+        MPIIDataset(None, prepared=prepared["h36m"].parent / "absent")
+
+
+def test_mpii_prepare_resumes_and_verifies(world, tmp_path):
+    """Jobs of 3 persons: a rerun runs none, a lost crop redoes its job only, and the folder is
+    verified (a truncated crop fails the command with one line naming it)."""
+    root, out = world / "mpii", tmp_path / "mpii"
+    jobs, opts = prep_mpii.jobs(root, per_job=3), prep_mpii.options(root, quality=QUALITY)
+    assert len(jobs) == 4  # 10 persons
+    prepare("mpii", prep_mpii.run, jobs, out, opts)
+    assert run_jobs(prep_mpii.run, jobs, out, opts) == 0
+    (out / "frames" / jobs[2].key / "000020.jpg").unlink()  # person 6, scale 0.7
+    assert run_jobs(prep_mpii.run, jobs, out, opts) == 1
+    victim = out / "frames" / jobs[1].key / "000010.jpg"
+    victim.write_bytes(victim.read_bytes()[:100])
+    problems = verify(out, pd.read_csv(out / "index.csv"))
+    assert len(problems) == 1 and str(victim) in problems[0]
+
+
+def test_mpii_prepare_names_a_missing_photo(world, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "mpii"
+    shutil.copytree(world / "mpii", root)
+    photo = sorted((root / "images").glob("*.jpg"))[1]
+    photo.unlink()
+    argv = ["mpii", str(root), "--out", str(tmp_path / "out"), "--workers", "1"]
+    assert prepare_main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and str(photo) in err[-1]
+
+
+@pytest.mark.parametrize("name", ["h36m", "mpii"])
+def test_a_deleted_index_row_is_named(world, prepared, tmp_path, name):
+    """Probe (issue 28): one row of index.csv deleted → one line naming the folder and the
+    missing frame (was: a traceback hinting at --frame-step on a folder prepared at step 5)."""
+    import shutil
+
+    folder = tmp_path / name
+    shutil.copytree(prepared[name], folder)
+    index = pd.read_csv(folder / "index.csv")
+    gone = index.iloc[4]
+    index.drop(index=4).to_csv(folder / "index.csv", index=False)
+    key = pd.read_csv(folder / "videos.csv", dtype={"key": str})["key"][gone["video"]]
+    with pytest.raises(PreparedError) as err:
+        if name == "h36m":
+            Human36MDataset(None, prepared=folder, split="train", subjects=(1,), frame_step=5)
+        else:
+            MPIIDataset(None, prepared=folder)
+    message = str(err.value)
+    assert "\n" not in message and str(folder) in message and "frame-step" not in message
+    assert f"missing: {key} frame {gone['frame']}" in message
+    if name == "mpii":  # the hint holds: the same command rebuilds the index (nothing redone)
+        argv = ["mpii", str(world / "mpii"), "--out", str(folder), "--quality", str(QUALITY)]
+        assert prepare_main([*argv, "--workers", "1"]) == 0
+        assert len(MPIIDataset(None, prepared=folder)) == 8
 
 
 PHOTOMETRIC = {"brightness": 0.4, "contrast": 0.4}
