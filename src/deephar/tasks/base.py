@@ -119,7 +119,8 @@ class TaskModule(pl.LightningModule):
     """Base of the task modules: the network, the optimiser, the best-so-far validation metric.
 
     Subclasses implement ``_shared_step(batch, stage) -> loss`` and ``build_metrics`` (the metric
-    holders of a stage, attached by ``attach_metrics``) and may override ``trainable_parameters``. Logged keys are ``{stage}/{name}``: ``train/loss``, ``val/acc`` …
+    holders of a stage, attached by ``attach_metrics``) and may override
+    ``trainable_parameters``. Logged keys are ``{stage}/{name}``: ``train/loss``, ``val/acc`` …
     """
 
     def __init__(
