@@ -23,9 +23,8 @@
   Outside ``fit`` (building datasets, testing) there is no step to save and the signals keep their
   default action (the process ends at once; SIGTERM: status 143 in a shell, -15 for a parent).
 - A non-finite loss (``deephar.tasks.finite``) stops training at the next log step or the
-  epoch's last step (or before
-  the next validation / checkpoint) with one line naming the step, the non-finite loss terms and
-  the last finite checkpoint; the entry point exits with ``EXIT_NONFINITE`` (4). No checkpoint is
+  epoch's last step (or before the next validation / checkpoint) with one line naming the step,
+  the non-finite loss terms and the last finite checkpoint; the entry point exits with ``EXIT_NONFINITE`` (4). No checkpoint is
   written with non-finite weights or optimiser state. Under DDP every rank stops at that step.
   Exit codes of ``experiments.train``: 0 done, 1 a checkpoint could not be written
   (``SaveFailed``), 2 refused at start-up (config, checkpoint), 3 unreadable evaluation samples,
