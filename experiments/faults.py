@@ -22,6 +22,13 @@
   unmatched collectives (a hang) and is replaced once the training starts.
   Outside ``fit`` (building datasets, testing) there is no step to save and the signals keep their
   default action (the process ends at once; SIGTERM: status 143 in a shell, -15 for a parent).
+- A non-finite loss (``deephar.tasks.finite``) stops training at the next log step or the
+  epoch's last step (or before the next validation / checkpoint) with one line naming the step,
+  the non-finite loss terms and the last finite checkpoint; the entry point exits with ``EXIT_NONFINITE`` (4). No checkpoint is
+  written with non-finite weights or optimiser state. Under DDP every rank stops at that step.
+  Exit codes of ``experiments.train``: 0 done, 1 a checkpoint could not be written
+  (``SaveFailed``), 2 refused at start-up (config, checkpoint), 3 unreadable evaluation samples,
+  4 non-finite loss or state, 130 SIGINT, 143 SIGTERM.
 - ``RNGState`` puts the process RNG states into every checkpoint. With the resumable training
   loader (``datamodules.resume``) and the task modules' own plateau step (``deephar.tasks.base``)
   a resumed run equals the uninterrupted one.
@@ -48,6 +55,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from deephar import lightning_internals
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
+EXIT_NONFINITE = 4  # a non-finite loss or state stopped training (deephar.tasks.finite)
 PARTIAL = ".partial"
 
 

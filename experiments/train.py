@@ -34,6 +34,7 @@ from deephar.checkpoint import CheckpointError, load_checkpoint
 from deephar.models.multitask import DeepHAR, build_model
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
 from deephar.tasks.base import OptimSettings, TaskModule
+from deephar.tasks.finite import NonFiniteError
 from experiments.cli import arguments
 from experiments.config import (
     ConfigError,
@@ -50,6 +51,7 @@ from experiments.distributed import (
     resolve_strategy,
 )
 from experiments.faults import (
+    EXIT_NONFINITE,
     AtomicCheckpointIO,
     Interrupted,
     RNGState,
@@ -114,6 +116,10 @@ def build_module(cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float |
         visibility_weight=cfg.loss.visibility_weight,
         pckh_exclude=exclude,
         video_reduction=cfg.eval.video_reduction,
+        pose_loss=cfg.loss.pose,
+        visibility_joints=cfg.loss.visibility_joints,
+        keras_bce=cfg.loss.keras_bce,
+        label_smoothing=cfg.loss.label_smoothing,
         **common,
     )
 
@@ -460,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     except SaveFailed as err:  # mid-run: the checkpoints before it are intact
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except NonFiniteError as err:  # no checkpoint holds the non-finite state
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
     return 0
 
 

@@ -9,7 +9,12 @@ Lightning has no public API for what exact resume and signal handling need:
   counters), and whether Lightning makes the epoch's iterator itself (its restart flags):
   ``datamodules.mixed.MixedRatioDataModule.batches_done``, ``FreshResumedEpoch``;
 - stopping the loops at the next step boundary as Lightning's SIGTERM handler does
-  (``Trainer._signal_connector.received_sigterm``): ``experiments.faults.SaveOnSignal``.
+  (``Trainer._signal_connector.received_sigterm``): ``experiments.faults.SaveOnSignal``;
+- a value shown on the progress bar that was not logged with ``prog_bar=True`` (which would read
+  it from the device at every step): writing into the dict ``Trainer.progress_bar_metrics``
+  returns (``deephar.tasks.base.TaskModule.on_train_batch_end``);
+- whether a LightningModule is attached to a Trainer (``LightningModule._trainer``; its
+  ``trainer`` property raises when not): ``TaskModule.configure_optimizers``.
 
 The version they are written for is pinned in ``requirements/constraints.txt``. ``check(trainer)``
 (``FreshResumedEpoch.setup``, when training starts) raises ``LightningInternalsError`` naming the
@@ -33,6 +38,7 @@ INTERNALS = (
     "fit_loop.epoch_loop.restarting",
     "fit_loop.epoch_loop.batch_progress.current.completed",
     "_signal_connector.received_sigterm",
+    "progress_bar_metrics",
 )
 
 
@@ -105,3 +111,20 @@ def request_stop(trainer: pl.Trainer) -> None:
     connector = _lookup(trainer, "_signal_connector")
     _lookup(trainer, "_signal_connector.received_sigterm")
     connector.received_sigterm = True
+
+
+# ---- the progress bar and the module's trainer ----
+def show_on_progress_bar(trainer: pl.Trainer, key: str, value: float) -> None:
+    """``key: value`` on the progress bar until replaced (a host value: no device read)."""
+    _lookup(trainer, "progress_bar_metrics")[key] = value
+
+
+def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The Trainer ``module`` is attached to, or None (``module.trainer`` would raise)."""
+    if not hasattr(module, "_trainer"):
+        raise LightningInternalsError(
+            f"pytorch_lightning {pl.__version__} has no LightningModule._trainer (used to ask "
+            f"whether a module is attached, deephar.lightning_internals): install the version of "
+            f"requirements/constraints.txt (`make install`)"
+        )
+    return module._trainer

@@ -131,11 +131,16 @@ def pck_auc(curve: Tensor, thresholds: Tensor = AUC_THRESHOLDS) -> Tensor:
 # ---- MPJPE ----
 def procrustes_align(pred: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
     """Similarity transform (scale, rotation, translation) of pred (N, J, 3) onto gt fitted on the
-    valid joints (N, J) (batched SVD, reflections excluded). Returns the aligned pred (N, J, 3)."""
+    valid joints (N, J) (batched SVD, reflections excluded). Returns the aligned pred (N, J, 3).
+    A sample with a non-finite valid joint (a diverged network) is not fitted (the SVD of
+    non-finite values raises on the CPU): it comes back all NaN, and so its error."""
     w = valid.to(pred.dtype)[..., None]  # (N, J, 1)
+    p0, g0 = torch.where(w > 0, pred, 0), torch.where(w > 0, gt, 0)  # the fitted joints only
+    fit = (p0.isfinite().flatten(1).all(1) & g0.isfinite().flatten(1).all(1))[:, None, None]
+    p0, g0 = torch.where(fit, p0, 0), torch.where(fit, g0, 0)  # (N, J, 3)
     n = w.sum(1, keepdim=True).clamp(min=1)
-    mu_p, mu_g = (pred * w).sum(1, keepdim=True) / n, (gt * w).sum(1, keepdim=True) / n
-    x, y = (pred - mu_p) * w, (gt - mu_g) * w  # (N, J, 3)
+    mu_p, mu_g = (p0 * w).sum(1, keepdim=True) / n, (g0 * w).sum(1, keepdim=True) / n
+    x, y = (p0 - mu_p) * w, (g0 - mu_g) * w  # (N, J, 3)
     u, s, vh = torch.linalg.svd(x.transpose(1, 2) @ y)  # H = Xᵀ Y (N, 3, 3)
     v = vh.transpose(1, 2)
     sign = torch.where(torch.linalg.det(v @ u.transpose(1, 2)) < 0, -1.0, 1.0).to(pred.dtype)
@@ -143,7 +148,8 @@ def procrustes_align(pred: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
     d[:, -1] = sign
     rot = v @ torch.diag_embed(d) @ u.transpose(1, 2)  # (N, 3, 3), rot @ x_i ≈ y_i
     scale = (s * d).sum(-1) / x.square().sum((1, 2)).clamp(min=1e-12)  # (N,)
-    return scale[:, None, None] * (pred - mu_p) @ rot.transpose(1, 2) + mu_g
+    aligned = scale[:, None, None] * (pred - mu_p) @ rot.transpose(1, 2) + mu_g
+    return torch.where(fit, aligned, torch.nan)
 
 
 def joint_errors(
@@ -322,5 +328,6 @@ class VideoAccuracy(Metric):
         if (lo != hi).any():
             raise ValueError("VideoAccuracy: clips of one video carry different labels")
         labelled = lo >= 0
-        correct = (total.argmax(-1) == lo)[labelled]
+        finite = torch.isfinite(total).all(-1)  # a video with non-finite scores is a miss
+        correct = ((total.argmax(-1) == lo) & finite)[labelled]
         return correct.float().sum() / labelled.sum().clamp(min=1)

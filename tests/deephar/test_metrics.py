@@ -20,6 +20,7 @@ from deephar.metrics import (
     decode_pose_px,
     encode_pose_mm,
     encode_pose_px,
+    joint_errors,
     joint_mask,
     mpjpe,
     pa_mpjpe,
@@ -302,3 +303,45 @@ def test_decoding_under_bf16_autocast_equals_fp32():
     assert px_amp.dtype == torch.float32
     assert (px_amp - decode_pose_px(norm, crop)).abs().max() < 0.01  # px
     assert (mm_amp - decode_pose_mm(pose, crop, depth, camera)).abs().max() < 0.1  # mm
+
+
+# ---- non-finite predictions (a diverged network): never a traceback ----
+def test_pa_mpjpe_of_a_non_finite_sample_is_nan_and_leaves_the_others_alone():
+    """The SVD of a NaN sample raised on the CPU ("linalg.svd: The algorithm failed to converge
+    because the input matrix contained non-finite values"); now that sample's errors are NaN and
+    the finite samples' errors are those they have alone. Non-finite invalid joints are ignored."""
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.randn(3, 10, 3, generator=gen, dtype=torch.float64)
+    pred = gt + 0.1 * torch.randn(3, 10, 3, generator=gen, dtype=torch.float64)
+    valid = torch.ones(3, 10, dtype=torch.bool)
+    valid[2, 4] = False
+    alone = [
+        joint_errors(pred[i : i + 1], gt[i : i + 1], valid[i : i + 1], procrustes=True)[0]
+        for i in range(3)
+    ]
+    pred[1, 3] = float("nan")  # a valid joint: the sample is non-finite
+    pred[2, 4] = float("inf")  # an invalid joint: not fitted, not scored
+    err, _ = joint_errors(pred, gt, valid, procrustes=True)
+    assert torch.isnan(err[1]).all()
+    torch.testing.assert_close(err[0], alone[0][0])
+    torch.testing.assert_close(err[2], alone[2][0])
+    assert torch.isnan(pa_mpjpe(pred, gt, valid))
+
+
+def test_mpjpe_metric_of_non_finite_predictions_is_nan_without_raising():
+    gt = torch.randn(4, 10, 3, dtype=torch.float64)
+    pred = torch.full_like(gt, float("nan"))
+    metric = MPJPE()
+    metric.update(pred, gt, torch.ones(4, 10, dtype=torch.bool))
+    values = metric.compute()
+    assert torch.isnan(values["mpjpe"]) and torch.isnan(values["pa_mpjpe"])
+
+
+def test_non_finite_predictions_are_misses_for_pck_and_video_accuracy():
+    gt = torch.zeros(2, 4, 2, dtype=torch.float64)
+    hits, counts = pckh(torch.full_like(gt, float("nan")), gt, torch.ones(2, 4), torch.ones(2))
+    assert hits.sum() == 0 and counts.sum() == 8
+    metric = VideoAccuracy()
+    logits = torch.tensor([[float("nan"), 0.0], [0.0, 5.0]])  # NaN argmax would be class 0
+    metric.update(logits, torch.tensor([0, 1]), ["a", "b"])
+    assert metric.compute().item() == pytest.approx(0.5)

@@ -171,21 +171,22 @@ class ActionModule(TaskModule):
         super().__init__(net, optim, channels_last, compile)
         attach_action_head(net, "ActionModule", freeze_pose)
         self.label_smoothing = label_smoothing
-        blocks, actions, members = net.cfg.action_blocks, net.cfg.num_actions, net.cfg.pose_members
-        self.val_action = ActionMetrics(blocks, actions, video_reduction, members)
-        self.test_action = ActionMetrics(blocks, actions, video_reduction, members)
+        self.attach_metrics(video_reduction=video_reduction)
         self.save_settings(
             freeze_pose=freeze_pose,
             video_reduction=video_reduction,
             label_smoothing=label_smoothing,
         )
 
-    def _metrics(self, stage: str) -> list[nn.Module]:
-        return [getattr(self, f"{stage}_action")]
-
-    @staticmethod
-    def scorers(cfg: NetworkConfig) -> list[nn.Module]:
-        return [ActionMetrics(cfg.action_blocks, cfg.num_actions, members=cfg.pose_members)]
+    @classmethod
+    def build_metrics(
+        cls, cfg: NetworkConfig, video_reduction: str = "mean", **options: Any
+    ) -> dict[str, nn.Module]:
+        return {
+            "action": ActionMetrics(
+                cfg.action_blocks, cfg.num_actions, video_reduction, cfg.pose_members
+            )
+        }
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         images = self.to_input(batch["image"]) if "image" in batch else None

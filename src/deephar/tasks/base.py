@@ -20,9 +20,11 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, Metric, MinMetric
 
+from deephar import lightning_internals
 from deephar.config import NetworkConfig
 from deephar.images import batch_to_float
 from deephar.models.multitask import DeepHAR
+from deephar.tasks.finite import LossWatch, check_checkpoint, read_due
 from deephar.tasks.schedule import LR_SCALING, build_scheduler, lr_scale
 
 
@@ -116,8 +118,8 @@ def is_clip_batch(batch: Mapping[str, Any]) -> bool:
 class TaskModule(pl.LightningModule):
     """Base of the task modules: the network, the optimiser, the best-so-far validation metric.
 
-    Subclasses implement ``_shared_step(batch, stage) -> loss``, ``_metrics(stage)`` (the metric
-    holders of "val" / "test", each with ``compute() -> dict``, ``reset()``) and may override
+    Subclasses implement ``_shared_step(batch, stage) -> loss`` and ``build_metrics`` (the metric
+    holders of a stage, attached by ``attach_metrics``) and may override
     ``trainable_parameters``. Logged keys are ``{stage}/{name}``: ``train/loss``, ``val/acc`` …
     """
 
@@ -145,7 +147,8 @@ class TaskModule(pl.LightningModule):
         self.val_best.persistent(True)  # in checkpoints: a resumed run keeps its best so far
         self.plateau: ReduceLROnPlateau | None = None  # optim.schedule=plateau, stepped here
         self._plateau_state: dict[str, Any] | None = None  # restored from a checkpoint
-        self._bar_step = -1  # the step whose loss the progress bar shows
+        self._read_step = -1  # the last step whose values were read from the device
+        self.finite = LossWatch()  # non-finite loss terms, flagged on the device
 
     @property
     def backbone(self) -> nn.Module:
@@ -164,7 +167,13 @@ class TaskModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The network's config beside its weights (a plain dict), so that
-        ``deephar.checkpoint.load_network`` rebuilds it without guessing."""
+        ``deephar.checkpoint.load_network`` rebuilds it without guessing. A checkpoint after a
+        non-finite loss, or with non-finite weights or optimiser state, is never written
+        (``deephar.tasks.finite``: ``NonFiniteError`` instead)."""
+        trainer = lightning_internals.attached_trainer(self)  # None: saved outside a fit
+        if trainer is not None:
+            self.finite.raise_if_flagged(trainer)
+        check_checkpoint(checkpoint, trainer)
         checkpoint["network_config"] = asdict(self.net.cfg)
         if self.plateau is not None:
             checkpoint["plateau"] = self.plateau.state_dict()
@@ -208,20 +217,33 @@ class TaskModule(pl.LightningModule):
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         raise NotImplementedError
 
-    def _metrics(self, stage: str) -> list[nn.Module]:
+    # ---- metrics ----
+    @classmethod
+    def build_metrics(cls, cfg: NetworkConfig, **options: Any) -> dict[str, nn.Module]:
+        """THE metric holders of one stage for a network of ``cfg``, by name ({"pose": …}), each
+        with ``compute() -> dict``, ``reset()``, ``metric_names()``; ``options``: the module's
+        scoring options (``pckh_exclude``, ``video_reduction``). The one place a task builds
+        them: its stages (``attach_metrics``) and ``val_metrics``."""
         raise NotImplementedError
 
-    @staticmethod
-    def scorers(cfg: NetworkConfig) -> list[nn.Module]:
-        """Fresh metric holders of a stage, as the subclass builds them (each with
-        ``metric_names()``)."""
-        raise NotImplementedError
+    def attach_metrics(self, **options: Any) -> None:
+        """``val_<name>`` and ``test_<name>`` for each metric holder of ``build_metrics``."""
+        for stage in ("val", "test"):
+            built = self.build_metrics(self.net.cfg, **options)
+            for name, metric in built.items():
+                setattr(self, f"{stage}_{name}", metric)
+        self._metric_names = list(built)
+
+    def _metrics(self, stage: str) -> list[nn.Module]:
+        """The metric holders of "val" / "test"."""
+        return [getattr(self, f"{stage}_{name}") for name in self._metric_names]
 
     @classmethod
     def val_metrics(cls, cfg: NetworkConfig) -> list[str]:
         """The ``val/…`` keys the task can log for a network of ``cfg``, known before any
         training: what ``optim.monitor`` may name (each logged when the validation data allows)."""
-        return ["val/loss"] + [f"val/{n}" for m in cls.scorers(cfg) for n in m.metric_names()]
+        names = [n for m in cls.build_metrics(cfg).values() for n in m.metric_names()]
+        return ["val/loss"] + [f"val/{n}" for n in names]
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")
@@ -237,6 +259,7 @@ class TaskModule(pl.LightningModule):
     def log_loss(self, stage: str, loss: Tensor, parts: Mapping[str, Tensor], batch_size: int):
         """train: per step and epoch mean; val/test: accumulated, logged at the epoch end."""
         if stage == "train":  # not prog_bar: Lightning reads those from the device every step
+            self.finite.observe({"loss": loss, **parts}, self.global_step + 1)
             self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=batch_size)
             for name, value in parts.items():
                 self.log(f"train/{name}", value, batch_size=batch_size)
@@ -244,12 +267,23 @@ class TaskModule(pl.LightningModule):
             getattr(self, f"{stage}_loss").update(loss.detach(), batch_size)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """The progress bar's ``train/loss``: the step's loss, read from the device once every
-        ``log_every_n_steps`` steps (when the loggers read theirs), not at every step."""
-        every, step = self.trainer.log_every_n_steps, self.trainer.global_step
-        if every and step % every == 0 and step != self._bar_step and outputs is not None:
-            self.trainer.progress_bar_metrics["train/loss"] = float(outputs["loss"])
-            self._bar_step = step
+        """Once every ``log_every_n_steps`` steps (when the loggers read theirs) and at the
+        epoch's last step (``deephar.tasks.finite.read_due``), not at every step: the non-finite
+        flags are read (a non-finite loss stops training here, before the epoch's validation
+        and checkpoints) and the progress bar's ``train/loss`` is the step's loss."""
+        step = self.trainer.global_step
+        if not read_due(self.trainer, batch_idx) or step == self._read_step:
+            return
+        self._read_step = step
+        self.finite.raise_if_flagged(self.trainer)
+        if outputs is not None:
+            loss = float(outputs["loss"])
+            lightning_internals.show_on_progress_bar(self.trainer, "train/loss", loss)
+
+    def on_validation_start(self) -> None:
+        """No validation (and no checkpoint after it) of a network after a non-finite loss."""
+        if not self.trainer.sanity_checking:
+            self.finite.raise_if_flagged(self.trainer)
 
     # ---- epoch ends: compute, log, reset ----
     def on_train_start(self) -> None:
@@ -291,13 +325,15 @@ class TaskModule(pl.LightningModule):
     def scaled_settings(self) -> OptimSettings:
         """``optim`` with ``lr`` × ``lr_scale(optim.scale_lr, world size)`` (``data.batch_size``
         is per device; one process: the settings as given)."""
-        world = self.trainer.world_size if self._trainer is not None else 1
+        trainer = lightning_internals.attached_trainer(self)
+        world = trainer.world_size if trainer is not None else 1
         return replace(self.optim, lr=self.optim.lr * lr_scale(self.optim.scale_lr, world))
 
     def configure_optimizers(self) -> dict[str, Any]:
         settings = self.scaled_settings()
         optimizer = build_optimizer(self.trainable_parameters(), settings)
-        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
+        trainer = lightning_internals.attached_trainer(self)
+        total = trainer.estimated_stepping_batches if trainer is not None else 1
         schedule = build_scheduler(optimizer, settings, total)
         if schedule is not None and isinstance(schedule["scheduler"], ReduceLROnPlateau):
             # Stepped by this module at validation end, so the checkpoint of that validation holds

@@ -21,21 +21,22 @@ from torch import Tensor, nn
 from deephar.config import NetworkConfig
 from deephar.losses import action_loss
 from deephar.models.multitask import DeepHAR
-from deephar.tasks.action import ActionMetrics, action_forward
+from deephar.tasks.action import ActionModule, action_forward
 from deephar.tasks.base import (
     OptimSettings,
     TaskModule,
     attach_action_head,
     is_clip_batch,
 )
-from deephar.tasks.pose import PoseMetrics, pose_step
+from deephar.tasks.pose import Pose2D3DModule, check_pose_loss, pose_step
 
 
 class JointModule(TaskModule):
     """Pose + action multitask training on one network (one backbone).
 
     net: ``build_model(cfg)`` with an action head; pose_weight / action_weight: loss weights;
-    other arguments as in ``Pose2D3DModule`` and ``ActionModule``. Logs ``train/loss``,
+    other arguments as in ``Pose2D3DModule`` (``pose_loss``, ``visibility_joints``,
+    ``keras_bce``: the pose loss) and ``ActionModule`` (``label_smoothing``: the action loss). Logs ``train/loss``,
     ``train/pose``, ``train/action``, the pose metrics (``val/pckh@0.5`` …) and the action metrics
     (``val/acc`` …) of whatever the validation loaders hold.
     """
@@ -52,21 +53,19 @@ class JointModule(TaskModule):
         video_reduction: str = "mean",
         channels_last: bool = False,
         compile: bool = False,
+        pose_loss: str = "l1l2",
+        visibility_joints: str = "annotated",
+        keras_bce: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(net, optim, channels_last, compile)
         attach_action_head(net, "JointModule", freeze_pose)
+        check_pose_loss(pose_loss, visibility_joints)
         self.pose_weight, self.action_weight = pose_weight, action_weight
         self.visibility_weight = visibility_weight
-        cfg = net.cfg
-        for stage in ("val", "test"):
-            setattr(self, f"{stage}_pose", PoseMetrics(cfg.num_joints, pckh_exclude))
-            setattr(
-                self,
-                f"{stage}_action",
-                ActionMetrics(
-                    cfg.action_blocks, cfg.num_actions, video_reduction, cfg.pose_members
-                ),
-            )
+        self.pose_loss, self.visibility_joints = pose_loss, visibility_joints
+        self.keras_bce, self.label_smoothing = keras_bce, label_smoothing
+        self.attach_metrics(pckh_exclude=pckh_exclude, video_reduction=video_reduction)
         self.save_settings(
             freeze_pose=freeze_pose,
             pose_weight=pose_weight,
@@ -74,21 +73,33 @@ class JointModule(TaskModule):
             visibility_weight=visibility_weight,
             pckh_exclude=list(pckh_exclude),
             video_reduction=video_reduction,
+            pose_loss=pose_loss,
+            visibility_joints=visibility_joints,
+            keras_bce=keras_bce,
+            label_smoothing=label_smoothing,
         )
 
-    def _metrics(self, stage: str) -> list[nn.Module]:
-        return [getattr(self, f"{stage}_pose"), getattr(self, f"{stage}_action")]
-
-    @staticmethod
-    def scorers(cfg: NetworkConfig) -> list[nn.Module]:
-        return [
-            PoseMetrics(cfg.num_joints),
-            ActionMetrics(cfg.action_blocks, cfg.num_actions, members=cfg.pose_members),
-        ]
+    @classmethod
+    def build_metrics(
+        cls,
+        cfg: NetworkConfig,
+        pckh_exclude: Sequence[int] = (),
+        video_reduction: str = "mean",
+        **options: Any,
+    ) -> dict[str, nn.Module]:
+        """The pose task's metrics and the action task's, as each builds them."""
+        pose = Pose2D3DModule.build_metrics(cfg, pckh_exclude)
+        return pose | ActionModule.build_metrics(cfg, video_reduction)
 
     def _pose_part(self, batch: Mapping[str, Any], stage: str):
         output, loss, parts = pose_step(
-            self.net, self.to_input(batch["image"]), batch, self.visibility_weight
+            self.net,
+            self.to_input(batch["image"]),
+            batch,
+            self.visibility_weight,
+            self.pose_loss,
+            self.visibility_joints,
+            self.keras_bce,
         )
         if stage != "train":
             getattr(self, f"{stage}_pose").update(output, batch)
@@ -98,7 +109,7 @@ class JointModule(TaskModule):
         output = action_forward(self.net, batch)
         if stage != "train":
             getattr(self, f"{stage}_action").update(output, batch)
-        return action_loss(output, batch["action"])
+        return action_loss(output, batch["action"], self.label_smoothing)
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         if stage == "train" and "pose" in batch and "action" in batch:

@@ -109,6 +109,17 @@ class PoseMetrics(nn.Module):
         return pck + [f"{m.prefix}_auc" for m in (self.pckh, self.pck)] + ["mpjpe", "pa_mpjpe"]
 
 
+def check_pose_loss(pose_loss: str, visibility_joints: str) -> None:
+    """``ValueError`` naming the config key for a ``loss.pose`` / ``loss.visibility_joints``
+    that ``deephar.losses.pose_loss`` does not know."""
+    if pose_loss not in POSE_LOSSES:
+        raise ValueError(f"loss.pose = {pose_loss!r}: one of {POSE_LOSSES}")
+    if visibility_joints not in VISIBILITY_JOINTS:
+        raise ValueError(
+            f"loss.visibility_joints = {visibility_joints!r}: one of {VISIBILITY_JOINTS}"
+        )
+
+
 def pose_step(
     net: DeepHAR,
     images: Tensor,
@@ -150,18 +161,11 @@ class Pose2D3DModule(TaskModule):
         keras_bce: bool = False,
     ) -> None:
         super().__init__(net, optim, channels_last, compile)
-        if pose_loss not in POSE_LOSSES:
-            raise ValueError(f"loss.pose = {pose_loss!r}: one of {POSE_LOSSES}")
-        if visibility_joints not in VISIBILITY_JOINTS:
-            raise ValueError(
-                f"loss.visibility_joints = {visibility_joints!r}: one of {VISIBILITY_JOINTS}"
-            )
+        check_pose_loss(pose_loss, visibility_joints)
         self.visibility_weight = visibility_weight
         self.pose_loss, self.visibility_joints = pose_loss, visibility_joints
         self.keras_bce = keras_bce
-        cfg = net.cfg
-        self.val_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
-        self.test_pose = PoseMetrics(cfg.num_joints, pckh_exclude)
+        self.attach_metrics(pckh_exclude=pckh_exclude)
         self.save_settings(
             visibility_weight=visibility_weight,
             pckh_exclude=list(pckh_exclude),
@@ -170,12 +174,11 @@ class Pose2D3DModule(TaskModule):
             keras_bce=keras_bce,
         )
 
-    def _metrics(self, stage: str) -> list[nn.Module]:
-        return [getattr(self, f"{stage}_pose")]
-
-    @staticmethod
-    def scorers(cfg: NetworkConfig) -> list[nn.Module]:
-        return [PoseMetrics(cfg.num_joints)]
+    @classmethod
+    def build_metrics(
+        cls, cfg: NetworkConfig, pckh_exclude: Sequence[int] = (), **options: Any
+    ) -> dict[str, nn.Module]:
+        return {"pose": PoseMetrics(cfg.num_joints, pckh_exclude)}
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
         if batch["image"].ndim != 4:
