@@ -37,7 +37,7 @@ from experiments.logging import log_result_run
 
 TORSO = ("l_shoulder", "r_hip")  # PCK reference: the torso diagonal (LSP-style "torso PCK")
 # Share of the demo's wall time per stage and the minutes of the whole demo, measured with
-# `make demo` on an idle 2-core machine (README): the ETA before a stage has finished; later
+# `make demo` on an idle 2-core machine (docs/synthetic.md): the ETA before a stage has finished; later
 # ETAs scale the remaining shares by the pace measured so far.
 STAGES = {
     "world": 0.09,
