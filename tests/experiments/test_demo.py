@@ -55,3 +55,19 @@ def test_stage_clock_eta_follows_the_pace_and_skips_cached_stages(monkeypatch, c
 def test_the_picture_of_a_run_without_a_pose_row_is_refused(tmp_path, capsys):
     assert demo.main(["--picture", "--out", str(tmp_path / "nothing")]) == 2
     assert "rows/pose.json: no trained pose row" in capsys.readouterr().err
+
+
+def test_a_signal_ends_the_demo_with_one_line_and_its_exit_code(monkeypatch, capsys):
+    """SIGTERM mid-row: the row saved its step; one line (no traceback) says how to continue."""
+    import signal
+
+    from experiments.faults import Interrupted
+
+    def stopped(*_):
+        raise Interrupted(signal.SIGTERM, "runs/demo/checkpoints/x/last.ckpt", 41)
+
+    monkeypatch.setattr(demo, "run_demo", stopped)
+    assert demo.main([]) == 143
+    err = capsys.readouterr().err.strip().splitlines()
+    saved = "step 41 saved to runs/demo/checkpoints/x/last.ckpt"
+    assert err == [f"interrupted: stopped by SIGTERM: {saved}; rerun the demo to continue"]
