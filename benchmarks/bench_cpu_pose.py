@@ -332,7 +332,7 @@ def cpu_pose(ctx: BenchContext) -> BenchReport:
         "\nms/image: median over the rounds; Keras measured in the same rounds (official fp32 "
         "model, same threads). % fp32 peak = FLOPs ÷ time ÷ fp32 peak (bf16/int8 rows can pass "
         "100 %). max |Δpose|: largest deviation of the final pose from eager fp32, pixels of the "
-        "256² input, random weights and inputs (trained weights: see README). setup s: build + "
+        "256² input, random weights and inputs (trained weights: see docs/performance.md). setup s: build + "
         "first calls at every batch size (torch.compile compiles per input shape; ONNX: export "
         "+ int8 calibration). `--quick`: 3 rounds instead of 10.\n"
     )

@@ -102,7 +102,7 @@ def decode_jpeg_scaled(data: bytes, reduce: int = 1) -> np.ndarray | None:
     """uint8 RGB of a JPEG by libjpeg-turbo's SIMD decoder (``simplejpeg``), at 1/``reduce``
     (1, 2, 4, 8: DCT scaling, ceil(H / reduce) × ceil(W / reduce)); None when it cannot (not a
     JPEG, CMYK, corrupt). The same pixels as OpenCV's decode (libjpeg-turbo's slow-integer IDCT
-    and fancy upsampling both), faster at full size than OpenCV's build (README, the loader)."""
+    and fancy upsampling both), faster at full size than OpenCV's build (docs/performance.md, the loader)."""
     if data[:2] != b"\xff\xd8":
         return None
     try:

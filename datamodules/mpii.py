@@ -118,7 +118,7 @@ class MPIIDataset(Dataset):
     to the full decode), only the image differs. On by default for training and evaluation alike:
     the DCT-domain downscale is an anti-aliased downsample (each f×f block's low frequencies),
     whereas the bilinear warp of a full image by a factor > 2 skips pixels and aliases; it is
-    also the cheaper read (README, "Training on GPUs"). False: every image decoded at full size.
+    also the cheaper read (docs/performance.md, "The loader"). False: every image decoded at full size.
 
     ``prepared`` (config: ``data.sources.<key>.prepared``): a folder of ``python -m
     datamodules.prepare mpii`` read instead of ``root`` (``root`` may be None): the same persons

@@ -1,6 +1,6 @@
 """The whole pipeline on the synthetic world, on a CPU: ``python -m experiments.demo``.
 
-    python -m experiments.demo [--size demo|tiny] [--out runs/demo] [--data DIR]
+    python -m experiments.demo [--size demo|tiny] [--out runs/demo] [--data DIR] [--picture]
 
 1. the synthetic world (``datamodules.synthetic``; generated when absent);
 2. pose pre-training on mixed 2D (MPII format) and 3D (Human3.6M format) data;
@@ -11,11 +11,15 @@
 5. ``results.md`` (printed at the end), ``skeletons.png`` (2D overlays and 3D views of predicted
    poses), ``blocks.png`` (accuracy per prediction block, separate vs fine-tuned) and
    ``model.pt``, a portable network for ``python -m experiments.predict <video> ckpt=…``.
+
+``--picture`` draws ``skeletons.png`` again from the pose network of a demo run in ``--out`` (its
+``rows/pose.json``), without training: after ``make demo``, or while its action rows still train.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -33,11 +37,12 @@ from deephar.images import batch_to_float
 from deephar.metrics import decode_pose_mm
 from experiments import ablation, evaluate, tables
 from experiments.config import load_config, network_config
+from experiments.faults import Interrupted
 from experiments.logging import log_result_run
 
 TORSO = ("l_shoulder", "r_hip")  # PCK reference: the torso diagonal (LSP-style "torso PCK")
 # Share of the demo's wall time per stage and the minutes of the whole demo, measured with
-# `make demo` on an idle 2-core machine (README): the ETA before a stage has finished; later
+# `make demo` on an idle 2-core machine (docs/synthetic.md): the ETA before a stage has finished; later
 # ETAs scale the remaining shares by the pace measured so far.
 STAGES = {
     "world": 0.09,
@@ -187,11 +192,30 @@ def export_model(ckpt: str, cfg, path: Path) -> Path:
     return path
 
 
+def world_root(size: str, out: Path, data: str | Path | None) -> Path:
+    """The synthetic world's folder: ``data``, else data/synthetic (demo size) or ``out``/world."""
+    return Path(data) if data else (Path("data/synthetic") if size == "demo" else out / "world")
+
+
+def draw_skeletons(size: str, out: str | Path, data: str | Path | None = None) -> Path:
+    """``skeletons.png`` of the pose row already trained in ``out`` (no training); its path."""
+    out = Path(out)
+    row = out / "rows" / "pose.json"
+    if not row.is_file():
+        raise FileNotFoundError(f"{row}: no trained pose row here; run `make demo` first")
+    cfg = load_config(
+        *ablation.row_overrides("pose", demo_args(size, out, world_root(size, out, data)))
+    )
+    net = evaluate.load_model(cfg, json.loads(row.read_text())["checkpoint"])
+    viz.save_figure(skeleton_figure(cfg, net), out / "skeletons.png")
+    return out / "skeletons.png"
+
+
 def run_demo(size: str = "demo", out: str | Path = "runs/demo", data: str | Path | None = None):
     """Run every stage; returns {"pose": results, "ablation": rows, "markdown": text}."""
     start = time.perf_counter()
     out = Path(out)
-    data = Path(data) if data else (Path("data/synthetic") if size == "demo" else out / "world")
+    data = world_root(size, out, data)
     args = demo_args(size, out, data)
     print(f"== deephar demo ({size}): world {data}, outputs {out}", flush=True)
     clock = StageClock()
@@ -249,14 +273,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", choices=sorted(ablation.SCHEDULE), default="demo")
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--data", default=None, help="world root (default data/synthetic)")
+    parser.add_argument(
+        "--picture", action="store_true", help="only redraw skeletons.png from --out's pose row"
+    )
     args = parser.parse_args(argv)
     # one core per data worker, the rest to the network: oversubscribed cores are ~10× slower
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     try:
-        run_demo(args.size, args.out, args.data)
+        if args.picture:
+            print(f"picture: {draw_skeletons(args.size, args.out, args.data)}")
+        else:
+            run_demo(args.size, args.out, args.data)
     except (CheckpointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:  # its rows train with resume=auto: the same command continues
+        print(f"interrupted: {stop}".replace("with resume=auto", "the demo"), file=sys.stderr)
+        return stop.exit_code
     return 0
 
 

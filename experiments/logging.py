@@ -69,7 +69,8 @@ def build_logger(cfg: DictConfig, run_dir: Path, suffix: str = "") -> Logger | b
         offline = wandb_offline(cfg.logger.offline)
         if offline:
             log.info("W&B offline (no credentials found); later: wandb sync %s/wandb", run_dir)
-        return WandbLogger(
+        run_dir.mkdir(parents=True, exist_ok=True)  # W&B warns "git root … does not exist"
+        logger = WandbLogger(
             name=name,
             project=cfg.logger.project,
             group=cfg.logger.group or None,
@@ -77,6 +78,9 @@ def build_logger(cfg: DictConfig, run_dir: Path, suffix: str = "") -> Logger | b
             offline=offline,
             config=OmegaConf.to_container(cfg, resolve=True),
         )
+        # Lightning always passes ``anonymous`` (None), which W&B ≥ 0.19 warns is deprecated.
+        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+        return logger
     if kind == "tensorboard" and (_has("tensorboard") or _has("tensorboardX")):
         return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=name)
     if kind not in ("wandb", "csv", "tensorboard"):

@@ -79,3 +79,25 @@ def test_the_checker_reads_paths_trees_and_leaves_the_history_alone():
                      "datamodules/storage/records.py", "lost/"}  # fmt: skip
     missing = {p for p in written_paths(text) | trees if not exists(p)}
     assert missing == {"datamodules/nowhere.py", "datamodules/gone.py", "lost/"}
+
+
+def test_readme_is_a_front_door_whose_map_names_every_doc():
+    """≤ 150 lines; each ``docs/*.md`` it names exists, and every one of docs/ is in its map."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    named = set(re.findall(r"docs/[\w-]+\.md", text))
+    assert not sorted(p for p in named if not (ROOT / p).is_file())
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= named
+    assert all((ROOT / p).is_file() for p in re.findall(r"\]\((docs/img/[\w.-]+)\)", text))
+
+
+def test_licence_and_citation():
+    """MIT, as the official code (dluvizon/deephar); CITATION.cff cites the paper and the project."""
+    import yaml
+
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert {"cff-version", "message", "title", "authors"} <= cff.keys() and cff["license"] == "MIT"
+    paper = cff["preferred-citation"]
+    assert [a["family-names"] for a in paper["authors"]] == ["Luvizon", "Picard", "Tabia"]
+    assert paper["year"] == 2018 and "Multitask Deep Learning" in paper["title"]
