@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from deephar.config import NetworkConfig
-from deephar.losses import POSE_LOSSES, VISIBILITY_JOINTS, pose_loss
+from deephar.losses import pose_loss
 from deephar.metrics import MPJPE, PCK, PCKh, decode_pose_mm, decode_pose_px
 from deephar.models.multitask import DeepHAR
 from deephar.outputs import PoseOutput
@@ -150,12 +150,6 @@ class Pose2D3DModule(TaskModule):
         keras_bce: bool = False,
     ) -> None:
         super().__init__(net, optim, channels_last, compile)
-        if pose_loss not in POSE_LOSSES:
-            raise ValueError(f"loss.pose = {pose_loss!r}: one of {POSE_LOSSES}")
-        if visibility_joints not in VISIBILITY_JOINTS:
-            raise ValueError(
-                f"loss.visibility_joints = {visibility_joints!r}: one of {VISIBILITY_JOINTS}"
-            )
         self.visibility_weight = visibility_weight
         self.pose_loss, self.visibility_joints = pose_loss, visibility_joints
         self.keras_bce = keras_bce
