@@ -99,8 +99,10 @@ def test_only_rank_zero_takes_the_lock(tmp_path, monkeypatch):
 
 
 def test_partial_writes_of_others_are_left_alone(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    code = "import os; print(os.getpid())"
+    dead = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    ).stdout.strip()
     ours = tmp_path / f".last.ckpt.{dead}.partial"
     live = tmp_path / f".best.ckpt.{os.getpid()}.partial"  # a live writer's
     other = tmp_path / f".model.pt.{dead}.partial"  # not a checkpoint of the run
@@ -142,8 +144,9 @@ def demo_args(root: Path, out: Path, *extra: str) -> list[str]:
     return ["demo", f"data.root={root}", f"out_dir={out}", "data.num_workers=0", *extra]
 
 
-def test_half_the_training_labels_are_refused_before_training(penn_world, tmp_path, capsys,
-                                                              stop_at_work):  # fmt: skip
+def test_half_the_training_labels_are_refused_before_training(
+    penn_world, tmp_path, capsys, stop_at_work
+):
     total = remove_labels(penn_world, True, 0.5)
     assert train.main(demo_args(penn_world, tmp_path / "runs")) == 2
     err = capsys.readouterr().err.strip().splitlines()
