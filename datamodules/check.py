@@ -54,10 +54,14 @@ def check_mpii(root: str | Path) -> list[str]:
 
 
 def check_penn(
-    root: str | Path, frames: bool = True, splits: tuple[str, ...] = ("train", "test")
+    root: str | Path,
+    frames: bool = True,
+    splits: tuple[str, ...] = ("train", "test"),
+    sizes: dict[str, int] | None = None,
 ) -> list[str]:
-    """Label files parse, the sizes of ``splits``, one frame per labelled frame (when ``frames``
-    and a frames/ folder exists: a labels-only folder serves the annotated-pose experiment)."""
+    """Label files parse, the sizes of ``splits`` (``sizes``, default the official ones), one
+    frame per labelled frame (when ``frames`` and a frames/ folder exists: a labels-only folder
+    serves the annotated-pose experiment)."""
     from datamodules.penn import SPLIT_SIZES, load_label
 
     labels = require_dir(Path(root) / "labels", "Penn Action labels")
@@ -67,7 +71,7 @@ def check_penn(
             videos.append(load_label(path))
         except ValueError as err:
             problems.append(str(err))
-    for split, size in SPLIT_SIZES.items():
+    for split, size in (sizes or SPLIT_SIZES).items():
         if split not in splits:
             continue
         found = sum(v.train == (split == "train") for v in videos)

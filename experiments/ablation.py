@@ -33,6 +33,7 @@ from deephar.tasks.action import BRANCHES
 from experiments import evaluate, tables, train
 from experiments.config import load_config
 from experiments.logging import log_result_run
+from experiments.run_folder import best_checkpoint
 
 ROWS = ("pose", "provided", "estimated", "finetuned", "multiclip")
 TITLES = {
@@ -159,7 +160,7 @@ def run_row(row: str, args: argparse.Namespace, done: dict[str, dict]) -> dict:
         "config": config,
         "overrides": overrides,
         "metrics": metrics,
-        "checkpoint": str(train.best_checkpoint(cfg)),
+        "checkpoint": str(best_checkpoint(cfg)),
     }
     if row != "pose":
         entry |= table5_entry(metrics, cfg.model.action_blocks)

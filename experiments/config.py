@@ -1,10 +1,12 @@
 """One config loader: default YAML + experiment YAML(s) + command-line dotlist, type-checked.
 
 ``load_config("penn", ["trainer.devices=4", "data.root=/data/penn"])`` merges the structured
-schema below, ``configs/default.yaml``, ``configs/penn.yaml`` (after the experiment it names as
+schema below (the defaults, each written and commented once, here), ``configs/default.yaml``
+(site-wide, empty as shipped), ``configs/penn.yaml`` (after the experiment it names as
 ``base:``, if any) and the overrides in one ``OmegaConf.merge``, so an unknown key or a wrongly
-typed value fails before training starts, naming the key. ``validate`` then checks what a run
-needs (task, sources, data roots on disk).
+typed value, a name out of its choices (``experiments.config_choices``) or a number out of its
+range (``experiments.config_ranges``) fails in one line naming the key, before training starts.
+``experiments.config_checks.validate`` then checks what a run needs (sources, data roots).
 """
 
 from __future__ import annotations
@@ -14,28 +16,36 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from datamodules.layouts import LAYOUTS
 from deephar.config import NetworkConfig
-from deephar.losses import POSE_LOSSES, VISIBILITY_JOINTS
 from deephar.tasks.base import OptimSettings
-from deephar.tasks.schedule import LR_SCALING, SCHEDULES
+from experiments import config_choices as choice
+from experiments.config_errors import ConfigError, merge_error, read_yaml
+from experiments.config_ranges import range_problem
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DATASETS = ("mpii", "h36m", "penn", "ntu")
-TASKS = ("pose", "action", "joint")
+
+
+@dataclass
+class OptimConfig(OptimSettings):
+    """``deephar.tasks.base.OptimSettings`` with its names typed (``build_module`` passes them on)."""
+
+    name: choice.Optimizer = choice.Optimizer.rmsprop
+    schedule: choice.Schedule = choice.Schedule.cosine
+    monitor_mode: choice.MonitorMode = choice.MonitorMode.min
+    scale_lr: choice.LrScaling = choice.LrScaling.none
 
 
 @dataclass
 class SourceConfig:
     """One dataset feeding the run (reader keyword arguments live in the ``*options``)."""
 
-    dataset: str = "???"  # mpii | h36m | penn | ntu
+    dataset: choice.Dataset = MISSING
     root: str = ""  # the dataset folder (usually ${data.root})
     share: float = 1.0  # weight of this source in each training batch (MixedRatioDataModule)
-    stage: str = "pose"  # pose: still images | action: clips or provided poses
+    stage: choice.Stage = choice.Stage.pose  # pose: still images | action: clips or provided poses
     prepared: str = ""  # h36m | ntu: folder of `python -m datamodules.prepare` (read, not root)
     streaming: str = ""  # h36m | ntu: LitData chunks of the training split (path or s3://…)
     options: dict[str, Any] = field(default_factory=dict)  # reader kwargs for every split
@@ -46,32 +56,31 @@ class SourceConfig:
 
 @dataclass
 class DataConfig:
-    layout: str = "pa16j"  # merged joint layout (datamodules.layouts)
+    layout: choice.Layout = choice.Layout.pa16j  # merged joint layout (datamodules.layouts)
     root: str = ""  # the main dataset root (Makefile: data.root=$(PENN_ROOT) …)
     mpii_root: str = ""  # MPII beside another dataset (h36m: data.mpii_root=$(MPII_ROOT))
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     train: list[str] = field(default_factory=list)  # sources trained on (empty: all)
     val: list[str] = field(default_factory=list)  # sources validated (validation split)
     test: list[str] = field(default_factory=list)  # sources tested at the end (test split)
-    batch_size: int = 24  # per device, split among the training sources by `share`
+    batch_size: int = 24  # per device (paper: 24), split among the training sources by `share`
     eval_batch_size: int = 8
     steps_per_epoch: int = 1000  # 0: the official max over sources of ceil(N / count)
-    num_workers: Any = (
-        "auto"  # per device; auto: its share of the cores, less one (experiments.data)
-    )
+    num_workers: Any = "auto"  # per device; auto: its share of the cores less one (printed)
     augment: bool = True  # training augmentation (evaluation never augments)
     limit_val: int = 0  # validate on N evenly spaced samples per source (0: all; test: all)
     val_fraction: float = 0.1  # penn / ntu: share of the training videos (NTU X-Sub: subjects)
     split_seed: int = 0  # held out as their validation split (datamodules.splits), this seed
     folds: int = 0  # >= 2: validate on fold `fold` of a grouped k-fold (experiments.crossval)
     fold: int = 0
+    allow_partial: bool = False  # train on a dataset folder with part of a split (start-up check)
 
 
 @dataclass
 class LossConfig:
     visibility_weight: float = 0.01  # official weight of the visibility BCE
-    pose: str = "l1l2"  # pose task: l1l2 | l1l2bincross (official MPII script) | l1 | l2
-    visibility_joints: str = "annotated"  # pose task: annotated | all (official: target 0 if not)
+    pose: choice.PoseLoss = choice.PoseLoss.l1l2  # pose task (l1l2bincross: official MPII)
+    visibility_joints: choice.VisibilityJoints = choice.VisibilityJoints.annotated  # all: official
     keras_bce: bool = False  # pose task: visibility BCE on probabilities clipped at 1e-7 (official)
     pose_weight: float = 1.0  # joint task: pose loss weight
     action_weight: float = 1.0  # joint task: action loss weight
@@ -82,9 +91,9 @@ class LossConfig:
 class ProtocolConfig:
     """The test-time protocol of ``experiments.evaluate`` (``eval.*``; also ``evaluate.Protocol``)."""
 
-    crops: str = "both"  # MPII / H36M: single | multi | both (multi-crop: shifted + flipped)
+    crops: choice.Runs = choice.Runs.both  # MPII / H36M (multi-crop: shifted + flipped)
     displacement: int = -1  # multi-crop shift in crop pixels; -1: eval.crop_shift at this size
-    clips: str = "both"  # Penn / NTU: single (middle clip) | multi (every T/2) | both
+    clips: choice.Runs = choice.Runs.both  # Penn / NTU: single (middle clip) | multi (every T/2)
     clip_flip: bool = False  # official Penn multi-clip: each clip with and without flip
     limit: int = 0  # first N samples (pose) / videos' clips (action) per source; 0 = all
     out: str = ""  # output folder; "" = <out_dir>/<name>/eval
@@ -99,7 +108,7 @@ class ProtocolConfig:
 
 @dataclass
 class EvalConfig(ProtocolConfig):
-    video_reduction: str = "mean"  # multi-clip scores: mean of softmax | prod (official Penn)
+    video_reduction: choice.Reduction = choice.Reduction.mean  # prod: official Penn
     crop_shift: float = 8.0  # multi-crop shift in pixels of a 256² input, scaled with the input
     fast: bool = True  # evaluate / predict / demo: deephar.models.inference.for_inference
     device: str = "auto"  # evaluate / predict: auto (CUDA when there is one) | cpu | cuda
@@ -120,6 +129,8 @@ class PredictConfig:
 class InitConfig:
     ckpt: str = ""  # a checkpoint of any task module or a deephar.convert .pt file
     keras_h5: str = ""  # official Keras weights, converted on load
+    # a file with fewer pose-ensemble members than model.pose_members: refuse (names them) | copy
+    members: choice.InitMembers = choice.InitMembers.refuse
 
 
 @dataclass
@@ -137,12 +148,12 @@ class FinetuneConfig:
 class TrainerConfig:
     """Passed to ``pytorch_lightning.Trainer`` as they are."""
 
-    accelerator: str = "auto"
+    accelerator: choice.Accelerator = choice.Accelerator.auto
     devices: Any = "auto"
     num_nodes: int = 1  # multi-node: launch with torchrun / SLURM, nothing else changes
     strategy: str = "auto"  # auto | ddp: DDP over several devices (experiments.distributed)
     sync_batchnorm: bool = False  # DDP: BN statistics over the global batch (SyncBatchNorm)
-    precision: str = "32-true"  # bf16-mixed | 16-mixed
+    precision: str = "32-true"  # bf16-mixed on GPUs that have it (Lightning's names)
     max_epochs: int = 100
     max_steps: int = -1
     gradient_clip_val: float = 1.0
@@ -158,7 +169,7 @@ class TrainerConfig:
 
 @dataclass
 class LoggerConfig:
-    kind: str = "wandb"  # wandb | csv | tensorboard | none
+    kind: choice.LoggerKind = choice.LoggerKind.wandb
     project: str = "deephar-lightning"
     group: str = ""  # W&B group: the rows of an ablation share one
     offline: bool | str = "auto"  # true | false | auto: offline unless logged in (`wandb sync`)
@@ -167,7 +178,7 @@ class LoggerConfig:
 @dataclass
 class ExperimentConfig:
     name: str = "???"  # run name: checkpoints/<name>/
-    task: str = "pose"  # pose | action | joint
+    task: choice.Task = choice.Task.pose
     seed: int = 0
     out_dir: str = "checkpoints"
     resume: str = ""  # a checkpoint path, or auto: <out_dir>/<name>/last.ckpt when present
@@ -178,9 +189,9 @@ class ExperimentConfig:
     compile: bool = False  # torch.compile of the pose network and the action head
     cudnn_benchmark: bool = True  # cuDNN picks the fastest kernels for the (fixed) input sizes
     threads: int = 0  # torch intra-op threads (0: torch's default, one per core)
-    model: NetworkConfig = field(default_factory=NetworkConfig)
+    model: NetworkConfig = field(default_factory=NetworkConfig)  # official MPII 2D (MPII_2D)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimSettings = field(default_factory=OptimSettings)
+    optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
@@ -188,10 +199,6 @@ class ExperimentConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-
-
-class ConfigError(ValueError):
-    """A config that cannot run: unknown key, wrong type, missing data root."""
 
 
 def _experiment_file(name: str) -> Path:
@@ -213,23 +220,36 @@ def _layers(name: str, seen: tuple[str, ...] = ()) -> list[DictConfig]:
     """The experiment file after the chain of files it names as ``base:``."""
     if name in seen:
         raise ConfigError(f"config {name!r}: circular `base:` chain {seen + (name,)}")
-    layer = OmegaConf.load(_experiment_file(name))
+    layer = read_yaml(_experiment_file(name))
     base = layer.pop("base", None)
     return (_layers(str(base), seen + (name,)) if base else []) + [layer]
 
 
-def load_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Merge schema ← default.yaml ← [base …] ← <name>.yaml ← dotlist; fail on unknown keys."""
-    schema = OmegaConf.structured(ExperimentConfig)
-    layers = [OmegaConf.load(CONFIG_DIR / "default.yaml"), *_layers(name)]
+def merged(origin: str, layers: Sequence[DictConfig]) -> DictConfig:
+    """schema ← ``layers``, resolved, its ranges checked (``experiments.config_ranges``)."""
     try:
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
-        cfg = OmegaConf.merge(schema, *layers)
+        cfg = OmegaConf.merge(OmegaConf.structured(ExperimentConfig), *layers)
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"config {name!r}: {getattr(err, 'msg', None) or err}") from err
-    check_ranges(cfg)
+        raise merge_error(origin, err) from None
+    if problem := range_problem(cfg):
+        raise ConfigError(problem)
     return cfg
+
+
+def load_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Merge schema ← default.yaml ← [base …] ← <name>.yaml ← dotlist; fail on unknown keys,
+    wrong types, choices and ranges, each in one line naming the key."""
+    layers = [read_yaml(CONFIG_DIR / "default.yaml"), *_layers(name)]
+    return merged(name, [*layers, dotlist(name, overrides)])
+
+
+def dotlist(origin: str, overrides: Sequence[str]) -> DictConfig:
+    """The command line's ``key=value`` overrides as a config layer."""
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise merge_error(origin, err) from None
 
 
 # ---- evaluate / predict: their options are config keys; the short forms of their command lines ----
@@ -257,246 +277,15 @@ def load_predict_config(overrides: Sequence[str] = ()) -> DictConfig:
     checkpoint on one file: any other key would be silently unused, so it is an error)."""
     if bad := [o for o in overrides if o.split("=", 1)[0].split(".")[0] not in PREDICT_SECTIONS]:
         raise ConfigError(f"predict takes eval.* and predict.* keys only, got {bad}")
-    try:
-        dotlist = OmegaConf.from_dotlist(list(overrides))
-        cfg = OmegaConf.merge(
-            OmegaConf.structured(ExperimentConfig),
-            OmegaConf.load(CONFIG_DIR / "default.yaml"),
-            dotlist,
-        )
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"predict: {getattr(err, 'msg', None) or err}") from err
-    return cfg
-
-
-def validate(cfg: DictConfig, check_roots: bool = True) -> None:
-    """What a run needs beyond types: a known task, known datasets and stages, listed val/test
-    sources that exist, a network that fits the task, and data roots on disk."""
-    check_ranges(cfg)
-    if cfg.task not in TASKS:
-        raise ConfigError(f"task = {cfg.task!r}: choose one of {TASKS}")
-    if not cfg.data.sources:
-        raise ConfigError("data.sources is empty: name at least one dataset")
-    for key, source in cfg.data.sources.items():
-        if source.dataset not in DATASETS:
-            raise ConfigError(f"data.sources.{key}.dataset = {source.dataset!r}: one of {DATASETS}")
-        if source.stage not in ("pose", "action"):
-            raise ConfigError(f"data.sources.{key}.stage = {source.stage!r}: pose | action")
-    for part in ("train", "val", "test"):
-        if unknown := [k for k in cfg.data[part] if k not in cfg.data.sources]:
-            raise ConfigError(f"data.{part} names {unknown}, not in data.sources")
-    stages = {cfg.data.sources[k].stage for k in training_sources(cfg)}
-    wanted = {"pose": {"pose"}, "action": {"action"}, "joint": {"pose", "action"}}[cfg.task]
-    if stages != wanted:
-        raise ConfigError(
-            f"task {cfg.task!r} trains on {sorted(wanted)} sources, the config has {sorted(stages)}"
-        )
-    if cfg.task != "pose" and cfg.model.num_actions <= 0:
-        raise ConfigError(f"task {cfg.task!r} needs model.num_actions > 0")
-    if check_roots:
-        check_data_roots(cfg)
+    default = read_yaml(CONFIG_DIR / "default.yaml")
+    return merged("predict", [default, dotlist("predict", overrides)])
 
 
 def training_sources(cfg: DictConfig) -> list[str]:
+    """The sources trained on: ``data.train``, or every source when it is empty."""
     return list(cfg.data.train) or list(cfg.data.sources)
 
 
-def check_data_roots(cfg: DictConfig) -> None:
-    """Every source used must have its root on disk (checked before training starts)."""
-    used = set(training_sources(cfg)) | set(cfg.data.val) | set(cfg.data.test)
-    for key in sorted(used):
-        source = cfg.data.sources[key]
-        if source.prepared and not Path(source.prepared).is_dir():
-            raise ConfigError(f"data.sources.{key}.prepared = {source.prepared!r} not found")
-        if source.prepared:  # a prepared folder replaces the download
-            continue
-        if not source.root:
-            raise ConfigError(
-                f"data.sources.{key}.root is not set ({source.dataset}): pass the dataset folder, "
-                f"e.g. data.root=/path/to/{source.dataset}"
-            )
-        if not Path(source.root).exists():
-            raise ConfigError(
-                f"data root not found: data.sources.{key}.root = {source.root!r} "
-                f"({source.dataset}); set data.root (or data.mpii_root) to the dataset folder"
-            )
-
-
-# ---- resume: what a resumed run must share with the run it continues (its config.yaml) ----
-#: the epoch's length and order, the carved split, the network: changed, the resumed run is not
-#: the saved one continued (its epoch ended at the saved step with another batch size)
-RESUME_KEYS = (
-    "task",
-    "seed",
-    "model",
-    "data.batch_size",
-    "data.steps_per_epoch",
-    "data.train",
-    "data.augment",
-    "data.val_fraction",
-    "data.split_seed",
-    "data.folds",
-    "data.fold",
-    "trainer.accumulate_grad_batches",
-)
-
-
-def _plain(value: Any) -> Any:
-    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-
-
-def resume_changes(saved: DictConfig, cfg: DictConfig) -> dict[str, tuple[Any, Any]]:
-    """{key: (saved, now)} of the ``RESUME_KEYS`` (and the sources' ``share``) that differ between
-    a run's saved config and ``cfg``, less those ``cfg.resume_allow_changes`` names (a key or a
-    prefix: ``model`` allows every ``model.*``)."""
-    keys = list(RESUME_KEYS) + [
-        f"data.sources.{k}.share" for k in sorted(set(saved.data.sources) | set(cfg.data.sources))
-    ]
-    allowed = tuple(cfg.resume_allow_changes)
-    changes = {}
-    for key in keys:
-        before, now = _plain(OmegaConf.select(saved, key)), _plain(OmegaConf.select(cfg, key))
-        if before != now and not any(key == a or key.startswith(f"{a}.") for a in allowed):
-            if isinstance(before, dict) and isinstance(now, dict):  # name the inner keys
-                changes |= {
-                    f"{key}.{k}": (before.get(k), now.get(k))
-                    for k in before | now
-                    if before.get(k) != now.get(k) and f"{key}.{k}" not in allowed
-                }
-            else:
-                changes[key] = (before, now)
-    return changes
-
-
 def network_config(cfg: DictConfig) -> NetworkConfig:
-    return NetworkConfig(**OmegaConf.to_container(cfg.model, resolve=True))
-
-
-# ---- numeric ranges: checked when the config is loaded, before any model or dataset exists ----
-POSITIVE, NON_NEGATIVE, FRACTION, SHARE = "> 0", ">= 0", "in (0, 1)", "in [0, 1)"
-RANGES: dict[str, str] = {
-    "data.batch_size": POSITIVE,
-    "data.eval_batch_size": POSITIVE,
-    "data.steps_per_epoch": NON_NEGATIVE,
-    "data.num_workers": NON_NEGATIVE,
-    "data.limit_val": NON_NEGATIVE,
-    "data.val_fraction": SHARE,
-    "seed": NON_NEGATIVE,
-    "bn_momentum": NON_NEGATIVE,
-    "model.input_size": POSITIVE,
-    "model.num_joints": POSITIVE,
-    "model.pose_blocks": POSITIVE,
-    "model.kernel_size": POSITIVE,
-    "model.num_frames": POSITIVE,
-    "model.action_blocks": POSITIVE,
-    "model.depth_maps": POSITIVE,
-    "model.context_maps": NON_NEGATIVE,
-    "model.num_actions": NON_NEGATIVE,
-    "model.width": POSITIVE,
-    "model.pose_members": POSITIVE,
-    "optim.lr": POSITIVE,
-    "optim.momentum": NON_NEGATIVE,
-    "optim.weight_decay": NON_NEGATIVE,
-    "optim.rho": FRACTION,
-    "optim.eps": NON_NEGATIVE,
-    "optim.gamma": FRACTION,
-    "optim.plateau_factor": FRACTION,
-    "optim.plateau_patience": NON_NEGATIVE,
-    "loss.visibility_weight": NON_NEGATIVE,
-    "loss.pose_weight": NON_NEGATIVE,
-    "loss.action_weight": NON_NEGATIVE,
-    "loss.label_smoothing": NON_NEGATIVE,
-    "finetune.epochs": NON_NEGATIVE,
-    "finetune.lr_divisor": POSITIVE,
-    "trainer.num_nodes": POSITIVE,
-    "trainer.gradient_clip_val": NON_NEGATIVE,
-    "trainer.accumulate_grad_batches": POSITIVE,
-    "trainer.log_every_n_steps": POSITIVE,
-    "trainer.check_val_every_n_epoch": POSITIVE,
-}
-OPTIMIZERS = ("rmsprop", "sgd", "adam", "adamw")  # deephar.tasks.base.build_optimizer
-# Lightning's precision names (lightning_fabric.connector._PRECISION_INPUT), the usual ones first
-PRECISIONS = (
-    "32-true",
-    "bf16-mixed",
-    "16-mixed",
-    "bf16-true",
-    "16-true",
-    "64-true",
-    "32",
-    "16",
-    "bf16",
-    "64",
-)
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu", "hpu")
-CHOICES: dict[str, tuple[str, ...]] = {
-    "loss.pose": POSE_LOSSES,
-    "loss.visibility_joints": VISIBILITY_JOINTS,
-    "optim.schedule": SCHEDULES,
-    "optim.scale_lr": LR_SCALING,
-    "optim.name": OPTIMIZERS,
-    "optim.monitor_mode": ("min", "max"),
-    "data.layout": tuple(LAYOUTS),
-    "trainer.precision": PRECISIONS,
-    "trainer.accelerator": ACCELERATORS,
-    "logger.kind": ("wandb", "csv", "tensorboard", "none"),
-    "logger.offline": ("auto", True, False),
-    "eval.video_reduction": ("mean", "prod"),
-}
-AUTO = ("data.num_workers",)  # keys that may also be "auto"
-# -1 means "no limit" to Lightning; any other negative number is an error
-LIMITS = ("trainer.max_epochs", "trainer.max_steps")
-DEVICES = "auto, a count (1, 2, …; -1: all), or device indices ([0, 1] or '0,1')"
-
-
-def _in_range(value: float, rule: str) -> bool:
-    if rule == POSITIVE:
-        return value > 0
-    if rule == NON_NEGATIVE:
-        return value >= 0
-    if rule == SHARE:
-        return 0 <= value < 1
-    return 0 < value < 1
-
-
-def devices_ok(value: Any) -> bool:
-    """``trainer.devices`` as Lightning takes it: "auto", a count ≥ 1 or -1 (all), a list of
-    device indices, or a string of either ("2", "0,1")."""
-    if isinstance(value, str) and value != "auto":
-        parts = [p.strip() for p in value.strip(",").split(",")]
-        if not all(p.lstrip("-").isdigit() for p in parts):
-            return False
-        value = int(parts[0]) if len(parts) == 1 else [int(p) for p in parts]
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return value >= 1 or value == -1
-    if isinstance(value, str):
-        return True  # "auto"
-    return len(value) > 0 and all(isinstance(i, int) and i >= 0 for i in value)
-
-
-def check_ranges(cfg: DictConfig) -> None:
-    """Every numeric key of ``RANGES``, every key of ``CHOICES`` (and each source's ``share`` > 0,
-    ``bn_momentum`` ≤ 1, the trainer's epoch / step limits ≥ -1, ``trainer.devices``) in range,
-    else a ConfigError naming the key and what it may be."""
-    checks = [(key, OmegaConf.select(cfg, key), rule) for key, rule in RANGES.items()]
-    checks += [(f"data.sources.{k}.share", s.share, POSITIVE) for k, s in cfg.data.sources.items()]
-    for key, value, rule in checks:
-        if key in AUTO and value == "auto":
-            continue
-        if isinstance(value, str) or (value is not None and not _in_range(value, rule)):
-            also = ' or "auto"' if key in AUTO else ""
-            raise ConfigError(f"{key} = {value!r}: must be {rule}{also}")
-    for key, choices in CHOICES.items():
-        if (value := OmegaConf.select(cfg, key)) is not None and value not in choices:
-            raise ConfigError(f"{key} = {value!r}: one of {' | '.join(map(str, choices))}")
-    if cfg.bn_momentum > 1:
-        raise ConfigError(f"bn_momentum = {cfg.bn_momentum!r}: must be in [0, 1] (0: official)")
-    for key in LIMITS:
-        if (value := OmegaConf.select(cfg, key)) is not None and value < -1:
-            raise ConfigError(f"{key} = {value!r}: must be >= 0 (or -1: no limit)")
-    devices = cfg.trainer.devices
-    devices = OmegaConf.to_container(devices) if OmegaConf.is_config(devices) else devices
-    if not devices_ok(devices):
-        raise ConfigError(f"trainer.devices = {devices!r}: {DEVICES}")
+    """The network of ``cfg.model`` as the library's dataclass."""
+    return NetworkConfig(**OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True))

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -40,6 +43,7 @@ from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config
 from experiments.data import build_datamodule
 from experiments.logging import log_result_run
+from experiments.run_folder import run_dir
 
 ROOT_ALIASES = ("PENN_ROOT=", "NTU_ROOT=", "H36M_ROOT=", "MPII_ROOT=")  # Makefile spellings
 
@@ -134,7 +138,7 @@ def rescore_fold(config: str, overrides: list[str], folds: int, fold: int) -> di
     """Validate fold ``fold``'s stored ``last.ckpt`` again (no training): {"fold", "wall_s",
     "val"} with the training's wall time."""
     cfg = fold_config(config, overrides, folds, fold)
-    stored, ckpt = Path(cfg.out_dir) / "folds" / f"{fold}.json", train.run_dir(cfg) / "last.ckpt"
+    stored, ckpt = Path(cfg.out_dir) / "folds" / f"{fold}.json", run_dir(cfg) / "last.ckpt"
     if not stored.is_file() or not ckpt.is_file():
         raise ConfigError(f"fold {fold}: nothing to rescore ({stored} / {ckpt} missing)")
     wall = stored_fold(stored, folds)["wall_s"]
@@ -164,6 +168,35 @@ def rescore_fold(config: str, overrides: list[str], folds: int, fold: int) -> di
     return {"fold": fold, "folds": folds, "wall_s": wall, "val": val}
 
 
+PARENT_POLL_S, GRACE_S = 1.0, 30.0  # how often a worker looks for its parent; SIGTERM → exit
+
+
+def end_with_parent(parent: int) -> None:
+    """A fold worker's initializer: a daemon thread that, once the process that started the
+    worker is gone (a SIGKILLed parent leaves it to init: ``os.getppid`` changes), sends the
+    worker SIGTERM (a fold in training saves ``last.ckpt`` and stops: ``SaveOnSignal``) and
+    exits it ``GRACE_S`` later whatever it does."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        print(f"crossval worker {os.getpid()}: parent {parent} gone, stopping", file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(GRACE_S)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+def fold_pool(jobs: int) -> ProcessPoolExecutor:
+    """``jobs`` spawned workers (a fresh interpreter each: no forked torch / OpenCV thread state)
+    that end with this process (``end_with_parent``)."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=end_with_parent, initargs=(os.getpid(),)
+    )
+
+
 def crossval(
     config: str, folds: int, overrides: list[str], jobs: int = 1, rescore: bool = False
 ) -> dict:
@@ -175,9 +208,8 @@ def crossval(
         results = [rescore_fold(*a) for a in args]
     elif jobs == 1:
         results = [run_fold(*a) for a in args]
-    else:  # spawned: a fresh interpreter per worker, no forked torch / OpenCV thread state
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, folds), mp_context=context) as pool:
+    else:
+        with fold_pool(min(jobs, folds)) as pool:
             results = list(pool.map(run_fold, *zip(*args)))
     cfg = fold_config(config, overrides, folds, folds - 1)
     summary = summarise([r["val"] for r in results])

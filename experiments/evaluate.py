@@ -56,6 +56,7 @@ from experiments.config import (
 )
 from experiments.data import build_dataset, pckh_exclude, worker_count
 from experiments.device import model_device, resolve_device, to_device
+from experiments.run_folder import run_dir
 
 POSE_DATASETS, ACTION_DATASETS = ("mpii", "h36m"), ("penn", "ntu")
 
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         protocol = protocol_of(cfg)
         net = load_model(cfg, cfg.eval.ckpt)  # for_inference unless eval.fast=false
         results = evaluate(cfg, net, protocol)
-        out = protocol.out or str(Path(cfg.out_dir) / cfg.name / "eval")
+        out = protocol.out or str(run_dir(cfg) / "eval")
         print(write_results(results, cfg.data.layout, out))
         logs = {k: MissingLog.from_dict(v["samples"]) for k, v in results.items() if "samples" in v}
         for line in check_missing(logs, allow=True, flag=""):

@@ -29,7 +29,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from datamodules.base import read_image
@@ -51,6 +50,7 @@ from experiments.config import (
     network_config,
 )
 from experiments.device import model_device, resolve_device
+from experiments.run_folder import run_config
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # ---- checkpoints ----
@@ -64,14 +64,6 @@ class LoadedNetwork:
     layout: str
     source: str
     action_names: tuple[str, ...] | None = None
-
-
-def run_config(path: Path) -> DictConfig | None:
-    """The ``config.yaml`` that ``experiments.train`` saved beside (or above) a checkpoint."""
-    for folder in (path.parent, path.parent.parent):
-        if (folder / "config.yaml").is_file():
-            return OmegaConf.load(folder / "config.yaml")
-    return None
 
 
 def action_names(num_actions: int, dataset: str, stored=None) -> tuple[str, ...] | None:

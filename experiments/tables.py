@@ -117,3 +117,11 @@ def _frame(rows: Mapping[str, Mapping[str, float]], index_name: str) -> pd.DataF
     df = pd.DataFrame.from_dict(dict(rows), orient="index")
     df.index.name = index_name
     return df
+
+
+def metrics_table(metrics: Mapping[str, float], title: str = "") -> str:
+    """A run's metrics as a Markdown table, one row a metric (MPJPE in mm: 2 decimals; else 4)."""
+    keys = sorted(metrics)
+    shown = [f"{metrics[k]:.2f}" if "mpjpe" in k else f"{metrics[k]:.4f}" for k in keys]
+    df = pd.DataFrame({"value": shown}, index=pd.Index(keys, name="metric"))
+    return (f"{title}\n" if title else "") + to_markdown(df)

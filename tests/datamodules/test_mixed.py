@@ -18,8 +18,8 @@ from datamodules import mixed
 from datamodules.base import SampleReadError
 from datamodules.missing import ReportingDataset
 from datamodules.mixed import MixedCollate, MixedRatioDataModule, init_worker
+from experiments.data_failures import LogDataFailures
 from experiments.distributed import ReleaseProcessGroup
-from experiments.train import LogDataFailures
 
 
 class Tiny(Dataset):

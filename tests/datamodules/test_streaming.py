@@ -93,7 +93,8 @@ def test_two_gloo_ranks_read_disjoint_shards_with_exact_shares(chunks, tmp_path)
 
 
 def test_config_switches_select_prepared_and_streaming_sources(chunks, tmp_path):
-    from experiments.config import ConfigError, load_config, validate
+    from experiments.config import ConfigError, load_config
+    from experiments.config_checks import validate
     from experiments.data import build_dataset
 
     # streaming holds the whole training split: no validation carved from it (data.val_fraction)

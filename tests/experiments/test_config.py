@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.config import ConfigError, known, load_config, network_config, validate
+from experiments.config import ConfigError, known, load_config, network_config
+from experiments.config_checks import validate
 
 MAKEFILE_ROOTS = {  # what the Makefile's train-* targets pass
     "mpii": ["data.root={d}"],

@@ -19,7 +19,8 @@ from deephar.models.multitask import build_model
 from experiments.config import load_config, network_config
 from experiments.data import build_datamodule
 from experiments.logging import build_logger, wandb_offline
-from experiments.train import best_checkpoint, build_module, build_trainer, main, run, run_dir
+from experiments.run_folder import best_checkpoint, run_dir
+from experiments.train import build_module, build_trainer, main, run
 from tests.datamodules.test_splits import write_penn_labels
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +98,8 @@ def test_penn_poses_on_two_cpu_ranks_under_the_default_strategy(tmp_path):
     args = ["penn_poses", f"data.root={root}", f"out_dir={tmp_path / 'runs'}", "data.batch_size=4",
             "data.eval_batch_size=4", "data.steps_per_epoch=2", "data.num_workers=0",
             "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger.kind=none",
-            "trainer.strategy=auto", "trainer.devices=2", "trainer.accelerator=cpu"]  # fmt: skip
+            "trainer.strategy=auto", "trainer.devices=2", "trainer.accelerator=cpu",
+            "data.allow_partial=true"]  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -129,7 +131,8 @@ def test_only_global_rank_zero_writes_the_config_and_the_splits(tmp_path, monkey
     run(load_config("penn_poses", [f"data.root={root}", f"out_dir={tmp_path / 'runs'}",
                                    "data.batch_size=4", "data.steps_per_epoch=1",
                                    "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-                                   "logger.kind=none", "data.test=[]"]))  # fmt: skip
+                                   "logger.kind=none", "data.test=[]",
+                                   "data.allow_partial=true"]))  # fmt: skip
     folder = tmp_path / "runs" / "penn_poses"
     assert (folder / "config.yaml").is_file() is writes
     assert (folder / "splits" / "penn_val.txt").is_file() is writes

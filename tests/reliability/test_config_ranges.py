@@ -14,7 +14,9 @@ from omegaconf import OmegaConf
 
 from deephar.tasks.base import OptimSettings, build_optimizer
 from experiments import train
-from experiments.config import OPTIMIZERS, PRECISIONS, RANGES, ConfigError, load_config
+from experiments.config import ConfigError, load_config
+from experiments.config_choices import OPTIMIZERS
+from experiments.config_ranges import PRECISIONS, RANGES
 
 BAD = [
     "data.batch_size=0", "data.batch_size=-4", "data.steps_per_epoch=-3", "data.num_workers=-1",

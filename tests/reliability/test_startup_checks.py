@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from deephar.tasks import Pose2D3DModule
-from experiments import train
+from experiments import run_folder, train
 from experiments.config import load_config, network_config
 from tests.reliability.conftest import TINY
 
@@ -83,13 +83,13 @@ def test_a_disk_without_room_for_the_checkpoints_is_named_before_work(world, tmp
     assert train.main(args(world, tmp_path)) == 2
     line = one_error_line(capsys)
     assert "1.0 MB free in" in line and str(tmp_path / "demo_pose") in line, line
-    needed = 3 * train.checkpoint_bytes(load_config("demo_pose", TINY))
+    needed = 3 * run_folder.checkpoint_bytes(load_config("demo_pose", TINY))
     assert f"need about {needed / 1e6:.1f} MB" in line, line
 
 
 def test_the_checkpoint_estimate_is_not_below_a_real_checkpoint(trained):
     cfg = load_config("demo_pose", TINY)
-    assert train.checkpoint_bytes(cfg) >= (trained / "last.ckpt").stat().st_size
+    assert run_folder.checkpoint_bytes(cfg) >= (trained / "last.ckpt").stat().st_size
 
 
 def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_exits_without_traceback(
