@@ -33,7 +33,7 @@ from datamodules.missing import MissingLog, MissingSamples, check_missing
 from deephar.checkpoint import CheckpointError, load_checkpoint
 from deephar.models.multitask import DeepHAR, build_model
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
-from deephar.tasks.base import OptimSettings, TaskModule
+from deephar.tasks.base import TaskModule
 from experiments.cli import arguments
 from experiments.config import (
     ConfigError,
@@ -42,7 +42,7 @@ from experiments.config import (
     resume_changes,
     validate,
 )
-from experiments.data import build_datamodule, failures, pckh_exclude, write_carved_splits
+from experiments.data import build_datamodule, failures, write_carved_splits
 from experiments.distributed import (
     GlobalBatch,
     ReleaseProcessGroup,
@@ -58,6 +58,7 @@ from experiments.faults import (
     remove_partial_writes,
 )
 from experiments.logging import build_logger, finish_logger, silence_known_warnings
+from experiments.modules import build_module
 from experiments.progress import EpochLine
 from experiments.resume import FreshResumedEpoch
 
@@ -78,44 +79,6 @@ def best_checkpoint(cfg: DictConfig) -> Path:
 
 def finetunes(cfg: DictConfig) -> bool:
     return cfg.task != "pose" and cfg.finetune.enabled
-
-
-def build_module(cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float | None = None):
-    """The task module of ``cfg`` around ``net``; stage "finetune" unfreezes the pose network."""
-    optim = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True))
-    if lr is not None:
-        optim.lr = lr
-    common = dict(optim=optim, channels_last=cfg.channels_last, compile=cfg.compile)
-    frozen = cfg.freeze_pose and stage != "finetune"
-    exclude = pckh_exclude(cfg.data.layout)
-    if cfg.task == "pose":
-        return Pose2D3DModule(
-            net,
-            visibility_weight=cfg.loss.visibility_weight,
-            pckh_exclude=exclude,
-            pose_loss=cfg.loss.pose,
-            visibility_joints=cfg.loss.visibility_joints,
-            keras_bce=cfg.loss.keras_bce,
-            **common,
-        )
-    if cfg.task == "action":
-        return ActionModule(
-            net,
-            freeze_pose=frozen,
-            video_reduction=cfg.eval.video_reduction,
-            label_smoothing=cfg.loss.label_smoothing,
-            **common,
-        )
-    return JointModule(
-        net,
-        freeze_pose=frozen,
-        pose_weight=cfg.loss.pose_weight,
-        action_weight=cfg.loss.action_weight,
-        visibility_weight=cfg.loss.visibility_weight,
-        pckh_exclude=exclude,
-        video_reduction=cfg.eval.video_reduction,
-        **common,
-    )
 
 
 def _gather_missing(trainer: pl.Trainer, stage: str) -> None:
