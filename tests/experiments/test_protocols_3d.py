@@ -76,3 +76,22 @@ def test_a_mirrored_shifted_view_decodes_back_to_the_pose(view):
         back.double(), crop.double(), torch.from_numpy(depth)[None], torch.from_numpy(CAMERA)[None]
     )
     torch.testing.assert_close(mm[0], torch.from_numpy(pose_mm), atol=1e-2, rtol=0)
+
+
+def test_multi_crop_takes_depth_from_the_unshifted_views_only():
+    """x, y: the mean of every view; z: of the crop and its mirror (a shifted view's depth is
+    what the network reads off a crop it never trained on)."""
+    views = P.multi_crop_views(displacement=2)
+    images = torch.zeros(1, 3, 8, 8)
+
+    def shift_biased(batch):  # z = 0.5 on unshifted views; x, y at the crop's centre
+        moved = (batch[0, 0] == P.BLACK).any()  # a shift leaves a black strip
+        pose = torch.tensor([[[0.4375, 0.4375, 0.9 if moved else 0.5]]])
+        return pose, torch.ones(1, 1)
+
+    pose, _ = P.multi_crop(shift_biased, images, [0], views)
+    assert pose[0, 0, 2] == pytest.approx(0.5)  # the shifted views' 0.9 left out
+    xy = torch.stack(
+        [P.view_to_crop(shift_biased(P.apply_view(images, v))[0], v, 8, [0]) for v in views]
+    )[..., :2].mean(0)
+    torch.testing.assert_close(pose[..., :2], xy)
