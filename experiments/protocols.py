@@ -110,9 +110,8 @@ def multi_crop(
     frame of the un-augmented crop (so the sample's ``crop`` maps it to original pixels).
 
     x, y: the mean over every view; z (3D): the mean over the unshifted views (the crop and its
-    mirror) only — the depth a network reads is not invariant to the shifts: Human3.6M trains
-    without translations, and on the demo's 3D test a 4-pixel shift of a 128² crop raised the
-    depth error of the pose 55 → 81 mm while x, y moved little (docs/evaluation.md)."""
+    mirror) only — the depth a network reads is not invariant to the shifts (Human3.6M trains
+    without translations; measured in docs/evaluation.md)."""
     size = images.shape[-1]
     poses, vis = [], []
     for view in views:
