@@ -83,17 +83,19 @@ def shift_images(images: Tensor, dx: int, dy: int, fill: float = BLACK) -> Tenso
 
 
 def apply_view(images: Tensor, view: CropView) -> Tensor:
-    """(…, C, S, S) → the view's images: shift, then mirror."""
+    """(…, C, S, S) → the view's images: shift, then mirror about the crop's centre S/2 — the
+    training's mirror (``crop_matrix``: x ↦ S − x, the person's box centre stays at S/2), i.e.
+    the pixel mirror (x ↦ S − 1 − x) moved one pixel right, column 0 black."""
     out = shift_images(images, *view.shift) if view.shift != (0, 0) else images
-    return out.flip(-1) if view.flip else out
+    return shift_images(out.flip(-1), 1, 0) if view.flip else out
 
 
 def view_to_crop(pose: Tensor, view: CropView, size: int, flip_perm: Sequence[int]) -> Tensor:
     """Pose (…, J, D) predicted on a view → the same joints in the un-augmented crop's normalised
-    frame (pixel p ↦ p/S; the mirror maps pixel p to S − 1 − p). z is left as it is."""
+    frame (pixel p ↦ p/S; the mirror maps pixel p to S − p). z is re-indexed, not negated."""
     xy = pose[..., :2]
     if view.flip:
-        xy = torch.stack([(size - 1) / size - xy[..., 0], xy[..., 1]], dim=-1)
+        xy = torch.stack([1.0 - xy[..., 0], xy[..., 1]], dim=-1)
         perm = torch.as_tensor(np.asarray(flip_perm), device=pose.device, dtype=torch.long)
         xy, pose = xy[..., perm, :], pose[..., perm, :]
     xy = xy - torch.tensor(view.shift, dtype=xy.dtype, device=xy.device) / size
