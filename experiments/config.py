@@ -91,19 +91,21 @@ class LossConfig:
 class ProtocolConfig:
     """The test-time protocol of ``experiments.evaluate`` (``eval.*``; also ``evaluate.Protocol``)."""
 
-    crops: choice.Runs = choice.Runs.both  # MPII / H36M (multi-crop: shifted + flipped)
+    protocol: str = ""  # comma list: run (the run's own test) | single-crop | multi-crop |
+    # single-clip | multi-clip | official; "": run unless crops / clips name others
+    crops: str = ""  # MPII / H36M, also: single | multi | both ("": none beyond ``protocol``)
     displacement: int = -1  # multi-crop shift in crop pixels; -1: eval.crop_shift at this size
-    clips: choice.Runs = choice.Runs.both  # Penn / NTU: single (middle clip) | multi (every T/2)
-    clip_flip: bool = False  # official Penn multi-clip: each clip with and without flip
+    clips: str = ""  # Penn / NTU, also: single (middle clip) | multi (every T/2) | both | ""
+    clip_flip: bool = False  # single- / multi-clip: each clip with and without flip
     limit: int = 0  # first N samples (pose) / videos' clips (action) per source; 0 = all
     out: str = ""  # output folder; "" = <out_dir>/<name>/eval
 
     def runs(self, kind: str) -> list[str]:
-        """The runs of ``kind`` ("crops" | "clips"): ["single"], ["multi"] or both."""
+        """The runs of ``kind`` ("crops" | "clips"): [], ["single"], ["multi"] or both."""
         choice = getattr(self, kind)
-        if choice not in ("single", "multi", "both"):
+        if choice not in ("", "single", "multi", "both"):
             raise ConfigError(f"eval.{kind} = {choice!r}: single | multi | both")
-        return ["single", "multi"] if choice == "both" else [choice]
+        return ["single", "multi"] if choice == "both" else [choice] if choice else []
 
 
 @dataclass

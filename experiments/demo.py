@@ -118,7 +118,7 @@ def pose_results(args: argparse.Namespace, ckpt: str) -> tuple[dict, object, obj
     ``experiments.evaluate``'s protocol and defaults), plus a torso PCK of every test set."""
     cfg = load_config(*ablation.row_overrides("pose", args))
     net = evaluate.load_model(cfg, ckpt)
-    protocol = evaluate.Protocol(limit=0 if args.size == "demo" else 4)  # evaluate's defaults
+    protocol = evaluate.Protocol(crops="both", limit=0 if args.size == "demo" else 4)
     results = evaluate.evaluate(cfg, net, protocol)
     for key in cfg.data.test:
         loader = torso_referenced(evaluate.eval_loader(cfg, key, protocol.limit), cfg.data.layout)

@@ -5,7 +5,8 @@ Alphabet: B batch, T frames, J joints, D 2|3, S crop side, A actions, N clips, V
 - Multi-crop (pose): the centred crop plus small displacements, each also mirrored; every view's
   prediction is mapped back to the un-augmented crop — and through it to the original image, the
   two frames being one affine map apart, so the mean is the same in both — with the joints of a
-  mirrored view re-indexed by the layout's flip permutation, then averaged. Views are exact pixel
+  mirrored view re-indexed by the layout's flip permutation, then averaged (a 3D pose's depth
+  over the unshifted views only: ``multi_crop``). Views are exact pixel
   operations on the sample's crop (integer shifts with black fill, ``torch.flip``): no resampling.
 - Multi-clip (action): clips every T/2 frames (``datamodules.base.clip_indices(mode="multi")``),
   optionally with each clip's mirror; the scores are combined per video by the metric
@@ -82,17 +83,19 @@ def shift_images(images: Tensor, dx: int, dy: int, fill: float = BLACK) -> Tenso
 
 
 def apply_view(images: Tensor, view: CropView) -> Tensor:
-    """(…, C, S, S) → the view's images: shift, then mirror."""
+    """(…, C, S, S) → the view's images: shift, then mirror about the crop's centre S/2 — the
+    training's mirror (``crop_matrix``: x ↦ S − x, the person's box centre stays at S/2), i.e.
+    the pixel mirror (x ↦ S − 1 − x) moved one pixel right, column 0 black."""
     out = shift_images(images, *view.shift) if view.shift != (0, 0) else images
-    return out.flip(-1) if view.flip else out
+    return shift_images(out.flip(-1), 1, 0) if view.flip else out
 
 
 def view_to_crop(pose: Tensor, view: CropView, size: int, flip_perm: Sequence[int]) -> Tensor:
     """Pose (…, J, D) predicted on a view → the same joints in the un-augmented crop's normalised
-    frame (pixel p ↦ p/S; the mirror maps pixel p to S − 1 − p). z is left as it is."""
+    frame (pixel p ↦ p/S; the mirror maps pixel p to S − p). z is re-indexed, not negated."""
     xy = pose[..., :2]
     if view.flip:
-        xy = torch.stack([(size - 1) / size - xy[..., 0], xy[..., 1]], dim=-1)
+        xy = torch.stack([1.0 - xy[..., 0], xy[..., 1]], dim=-1)
         perm = torch.as_tensor(np.asarray(flip_perm), device=pose.device, dtype=torch.long)
         xy, pose = xy[..., perm, :], pose[..., perm, :]
     xy = xy - torch.tensor(view.shift, dtype=xy.dtype, device=xy.device) / size
@@ -106,14 +109,24 @@ def multi_crop(
     views: Sequence[CropView] = (CropView(),),
 ) -> tuple[Tensor, Tensor]:
     """Average pose (B, J, D) and visibility (B, J) over ``views`` of images (B, 3, S, S), in the
-    frame of the un-augmented crop (so the sample's ``crop`` maps it to original pixels)."""
+    frame of the un-augmented crop (so the sample's ``crop`` maps it to original pixels).
+
+    x, y: the mean over every view; z (3D): the mean over the unshifted views (the crop and its
+    mirror) only — the depth a network reads is not invariant to the shifts (Human3.6M trains
+    without translations; measured in docs/evaluation.md)."""
     size = images.shape[-1]
     poses, vis = [], []
     for view in views:
         pose, visibility = predict(apply_view(images, view))
         poses.append(view_to_crop(pose, view, size, flip_perm))
         vis.append(visibility[..., list(flip_perm)] if view.flip else visibility)
-    return torch.stack(poses).mean(0), torch.stack(vis).mean(0)
+    stacked = torch.stack(poses)  # (V, B, J, D)
+    mean = stacked.mean(0)
+    still = [view.shift == (0, 0) for view in views]
+    if mean.shape[-1] == 3 and any(still) and not all(still):
+        depth = stacked[torch.tensor(still, device=stacked.device)][..., 2:].mean(0)
+        mean = torch.cat([mean[..., :2], depth], dim=-1)
+    return mean, torch.stack(vis).mean(0)
 
 
 # ---- multi-clip ----

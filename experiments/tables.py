@@ -3,6 +3,7 @@
 - ``mpii_table``: PCKh@0.5 per body part (Head, Sho., Elb., Wri., Hip, Knee, Ank.), Total, @0.2, AUC.
 - ``h36m_table``: MPJPE (mm, protocol 1) for the 15 actions of Table 1 and their average.
 - ``accuracy_table``: Penn Action / NTU accuracy, e.g. single-clip vs multi-clip columns.
+- ``metric_table``: the "run" protocol's figures, named and shown as the training prints them.
 - ``ablation_table``: Table 5 — rows of pose sources and protocols, columns pose / appearance /
   aggregation accuracy.
 Accuracies and PCK are given as fractions and shown in percent.
@@ -53,12 +54,15 @@ def to_markdown(df: pd.DataFrame, digits: int = 1) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, title: str = "") -> str:
-    """Write ``out_dir/name.csv`` and ``out_dir/name.md``; return the Markdown text."""
+def write_table(
+    df: pd.DataFrame, out_dir: str | Path, name: str, title: str = "", digits: int = 1
+) -> str:
+    """Write ``out_dir/name.csv`` and ``out_dir/name.md`` (numbers with ``digits``); return the
+    Markdown text."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     df.to_csv(out_dir / f"{name}.csv", float_format="%.4f")
-    text = (f"### {title}\n\n" if title else "") + to_markdown(df)
+    text = (f"### {title}\n\n" if title else "") + to_markdown(df, digits)
     (out_dir / f"{name}.md").write_text(text)
     return text
 
@@ -96,6 +100,13 @@ def accuracy_table(results: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     """Rows (e.g. dataset or model) × columns (e.g. "single-clip", "multi-clip"), in percent."""
     rows = {r: {c: 100.0 * float(v) for c, v in cols.items()} for r, cols in results.items()}
     return _frame(rows, "model")
+
+
+def metric_table(metrics: Mapping[str, float]) -> pd.DataFrame:
+    """One row per metric ("test/acc", "test/mpjpe" …) with its value as computed (fractions,
+    mm, loss), sorted by name: what ``experiments.train`` prints at the end of a run."""
+    rows = {k: {"value": float(v)} for k, v in sorted(metrics.items())}
+    return _frame(rows, "metric")
 
 
 def ablation_table(rows: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:

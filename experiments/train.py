@@ -19,21 +19,22 @@ from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from datamodules.missing import MissingSamples, check_missing
 from deephar.checkpoint import CheckpointError, load_checkpoint
 from deephar.models.multitask import DeepHAR, build_model
-from deephar.tasks import ActionModule, JointModule, Pose2D3DModule, init_network, set_bn_momentum
-from deephar.tasks.base import OptimSettings, TaskModule
+from deephar.tasks import init_network, set_bn_momentum
+from deephar.tasks.base import TaskModule
 from deephar.tasks.finite import NonFiniteError
 from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config
 from experiments.config_checks import validate
-from experiments.data import build_datamodule, pckh_exclude, write_carved_splits
+from experiments.data import build_datamodule, write_carved_splits
 from experiments.distributed import is_rank_zero
 from experiments.faults import EXIT_NONFINITE, Interrupted, SaveFailed
 from experiments.logging import finish_logger, silence_known_warnings
+from experiments.modules import build_module
 from experiments.run_folder import (
     RunLock,
     finetunes,
@@ -46,50 +47,6 @@ from experiments.run_folder import (
 from experiments.startup import check_startup
 from experiments.tables import metrics_table
 from experiments.trainer import build_trainer, signal_callback
-
-
-def build_module(
-    cfg: DictConfig, net: DeepHAR, stage: str = "main", lr: float | None = None
-) -> TaskModule:
-    """The task module of ``cfg`` around ``net``; stage "finetune" unfreezes the pose network."""
-    optim = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True, enum_to_str=True))
-    if lr is not None:
-        optim.lr = lr
-    common = dict(optim=optim, channels_last=cfg.channels_last, compile=cfg.compile)
-    frozen = cfg.freeze_pose and stage != "finetune"
-    exclude = pckh_exclude(cfg.data.layout)
-    if cfg.task == "pose":
-        return Pose2D3DModule(
-            net,
-            visibility_weight=cfg.loss.visibility_weight,
-            pckh_exclude=exclude,
-            pose_loss=str(cfg.loss.pose),
-            visibility_joints=str(cfg.loss.visibility_joints),
-            keras_bce=cfg.loss.keras_bce,
-            **common,
-        )
-    if cfg.task == "action":
-        return ActionModule(
-            net,
-            freeze_pose=frozen,
-            video_reduction=str(cfg.eval.video_reduction),
-            label_smoothing=cfg.loss.label_smoothing,
-            **common,
-        )
-    return JointModule(
-        net,
-        freeze_pose=frozen,
-        pose_weight=cfg.loss.pose_weight,
-        action_weight=cfg.loss.action_weight,
-        visibility_weight=cfg.loss.visibility_weight,
-        pckh_exclude=exclude,
-        video_reduction=str(cfg.eval.video_reduction),
-        pose_loss=str(cfg.loss.pose),
-        visibility_joints=str(cfg.loss.visibility_joints),
-        keras_bce=cfg.loss.keras_bce,
-        label_smoothing=cfg.loss.label_smoothing,
-        **common,
-    )
 
 
 def finetune_lr(cfg: DictConfig) -> float:

@@ -45,7 +45,9 @@ def test_options_are_the_eval_section_of_the_config():
     assert cfg == load_config("penn", full) and cfg.data.root == "/x"
     protocol = evaluate.protocol_of(cfg)
     assert protocol.clip_flip is True and protocol.runs("clips") == ["multi"]
-    assert protocol.runs("crops") == ["single", "multi"] and cfg.eval.video_reduction == "prod"
+    assert protocol.runs("crops") == [] and cfg.eval.video_reduction == "prod"
+    assert evaluate.protocol_names(protocol) == ["multi-clip"]
+    assert evaluate.protocol_names(evaluate.Protocol()) == ["run"]  # the default
     assert evaluate.protocol_of(load_config("penn")) == evaluate.Protocol()  # one set of defaults
     with pytest.raises(ValueError, match="key=value"):
         expand_short_keys(["oops"], EVALUATE_KEYS)
@@ -59,7 +61,7 @@ def test_eval_fast_false_runs_the_eager_network(tmp_path, monkeypatch, option):
     ckpt = random_checkpoint(tmp_path / "pose.pt", "mpii", SMALL)
     evaluated = {}
 
-    def spy(cfg, net, protocol):
+    def spy(cfg, net, protocol, run_net=None):
         evaluated[option] = net
         return {}
 
@@ -73,7 +75,14 @@ def test_eval_fast_false_runs_the_eager_network(tmp_path, monkeypatch, option):
 def test_pose_and_action_evaluation_write_tables(world, tmp_path):
     overrides = h36m_overrides(world)
     ckpt = random_checkpoint(tmp_path / "pose.pt", "h36m", overrides)
-    argv = ["h36m", f"ckpt={ckpt}", "displacement=2", f"out={tmp_path / 'pose'}", *overrides]
+    argv = [
+        "h36m",
+        f"ckpt={ckpt}",
+        "crops=both",
+        "displacement=2",
+        f"out={tmp_path / 'pose'}",
+        *overrides,
+    ]
     assert evaluate.main(argv) == 0
     results = json.loads((tmp_path / "pose" / "results.json").read_text())
     assert set(results) == {"h36m/single-crop", "h36m/multi-crop", "mpii/single-crop",
@@ -85,12 +94,22 @@ def test_pose_and_action_evaluation_write_tables(world, tmp_path):
 
     ntu = SMALL + [f"data.root={world['ntu']}", "model.num_frames=8"]
     ckpt = random_checkpoint(tmp_path / "ntu.pt", "ntu", ntu)
-    argv = ["ntu", f"ckpt={ckpt}", "limit=4", "clip_flip=true", f"out={tmp_path / 'ntu'}", *ntu]
+    argv = [
+        "ntu",
+        f"ckpt={ckpt}",
+        "limit=4",
+        "clips=both",
+        "protocol=official",
+        "clip_flip=true",
+        f"out={tmp_path / 'ntu'}",
+        *ntu,
+    ]
     assert evaluate.main(argv) == 0
     results = json.loads((tmp_path / "ntu" / "results.json").read_text())
     single = results["ntu/single-clip"]
     assert set(evaluate.BRANCHES) <= set(single) and "acc_app1" in single
     assert "ntu/multi-clip" in results and (tmp_path / "ntu" / "action.md").exists()
+    assert "ntu/official" in results  # 16-frame clips at step 2 into a network of T = 8
 
 
 def test_ground_truth_predictor_scores_perfectly(world):
@@ -138,9 +157,10 @@ def test_demo_and_evaluate_give_the_same_figures(world, tmp_path):
     torch.save(network_payload(build_model(network_config(cfg))), ckpt)
     shown, _, _ = demo.pose_results(args, str(ckpt))
     out = tmp_path / "eval"
-    assert evaluate.main([config, f"ckpt={ckpt}", "limit=4", f"out={out}", *overrides]) == 0
+    args = [config, f"ckpt={ckpt}", "crops=both", "limit=4", f"out={out}", *overrides]
+    assert evaluate.main(args) == 0
     measured = json.loads((out / "results.json").read_text())
-    assert {k for k in measured} <= set(shown) and "mpii/multi-crop" in measured
+    assert {k for k in measured} - {"run"} <= set(shown) and "mpii/multi-crop" in measured
     for key, values in measured.items():
         for name in ("pckh@0.5", "pck@0.5", "mpjpe"):
             if name in values:

@@ -39,7 +39,7 @@ def anatomical_predictor(images: torch.Tensor):
 
 @pytest.fixture
 def points() -> np.ndarray:
-    return np.array([[[9, 12], [22, 17]], [[12, 20], [19, 10]]])
+    return np.array([[[9, 12], [22, 17]], [[12, 20], [20, 10]]])  # none shifted onto x = S/2
 
 
 def test_every_view_maps_back_to_the_crop(points):
