@@ -31,7 +31,6 @@ PoseLoss, VisibilityJoints = choice("PoseLoss", POSE_LOSSES), choice("Vis", VISI
 OPTIMIZERS = ("rmsprop", "sgd", "adam", "adamw")  # deephar.tasks.base.build_optimizer
 Optimizer, Schedule = choice("Optimizer", OPTIMIZERS), choice("Schedule", SCHEDULES)
 LrScaling, MonitorMode = choice("LrScaling", LR_SCALING), choice("MonitorMode", ("min", "max"))
-Runs = choice("Runs", ("single", "multi", "both"))
 InitMembers = choice("InitMembers", MEMBER_CHOICES)  # deephar.checkpoint.init_network
 Reduction = choice("Reduction", ("mean", "prod"))  # multi-clip: mean of softmax | product
 LoggerKind = choice("LoggerKind", ("wandb", "csv", "tensorboard", "none"))
