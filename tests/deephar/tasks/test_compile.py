@@ -85,9 +85,9 @@ def test_forward_of_every_compiled_part_has_no_graph_break(task):
 
 
 ACTION_OPEN = pytest.mark.xfail(
-    strict=True,
+    run=False,  # its inductor compile took 9 min on the loaded 2-core machine
     reason="open: the compiled action module's losses part from eager by 3e-4 at step 3, 19 % by "
-    "step 20 (pose: within 1e-4); not yet explained (max/min pooling ties on ReLU zeros?)",
+    "step 20 (pose: within 1e-4); its aot_eager graphs already differ (next test)",
 )
 
 
@@ -116,7 +116,14 @@ def test_20_compiled_training_steps_equal_the_eager_ones(task, monkeypatch):
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("task", ["pose", "action"])
+ACTION_NOT_EXACT = pytest.mark.xfail(
+    strict=True,
+    reason="open: the action module's aot_eager graphs are not bit-exact (loss 2e-6 relative "
+    "apart after one RMSprop step; pose: bit-identical over 20 steps)",
+)
+
+
+@pytest.mark.parametrize("task", ["pose", pytest.param("action", marks=ACTION_NOT_EXACT)])
 def test_compiled_graphs_train_exactly_as_eager_with_the_modules_optimiser(task, monkeypatch):
     """dynamo's graphs, forward and AOT-autograd backward, run by aten kernels: 20 steps with the
     module's own optimiser (RMSprop) give bit-identical losses."""
