@@ -174,10 +174,10 @@ def onnx_specs(model, ctx: BenchContext, work: Path) -> list[tuple[str, Callable
 class KerasServer:
     """``benchmarks.keras_reference --serve`` in ``.venv-keras``: one timed call per request."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, parity: bool = True) -> None:
         cmd = [str(KERAS_PY), "-m", "benchmarks.keras_reference", "--serve", "--blocks", "8"]
         cmd += ["--threads", str(threads)]
-        if (SHARED / "parity" / "mpii_2d_k2.h5").exists():
+        if parity and (SHARED / "parity" / "mpii_2d_k2.h5").exists():
             cmd += ["--parity", str(SHARED / "parity")]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         self.proc = subprocess.Popen(
@@ -191,8 +191,9 @@ class KerasServer:
             raise RuntimeError(f"Keras reference exited ({self.proc.wait()})")
         return json.loads(line)
 
-    def time(self, batch: int) -> float:
-        self.proc.stdin.write(f"{batch}\n")
+    def time(self, batch: int, train: bool = False) -> float:
+        """ms/image of one inference call (``train``: one training step) of ``batch`` images."""
+        self.proc.stdin.write(f"{'train ' if train else ''}{batch}\n")
         self.proc.stdin.flush()
         return self._read()["ms_per_image"]
 

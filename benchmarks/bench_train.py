@@ -15,15 +15,28 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from benchmarks.run import BenchContext, BenchReport, header, register, table
+from benchmarks.run import (
+    KERAS_PY,
+    SPEED_TARGET,
+    BenchContext,
+    BenchReport,
+    header,
+    register,
+    table,
+)
 from deephar.config import MPII_2D, PENN_MERGE, NetworkConfig
 from deephar.losses import action_loss, pose_loss
 from deephar.models.multitask import build_model
+from deephar.models.precision import choose_training, cpu_flags, isa_name
 from deephar.tasks import ActionModule, Pose2D3DModule
 
 CPU_POSE = MPII_2D.with_(input_size=128, pose_blocks=2)
@@ -50,17 +63,18 @@ class StepTiming:
     step_s: float  # one timed step
 
 
-def build_step(task: str, cfg: NetworkConfig, batch: int, device: str, variant: str):
+def build_step(
+    task: str, cfg: NetworkConfig, batch: int, device: str, variant: str, backend: str = "inductor"
+):
     """One training step (forward, loss, backward, optimiser) of ``variant`` ("fp32", "bf16",
-    "+channels_last", "+compile": the pose and action networks compiled in place) on a random
-    batch of ``batch`` samples."""
+    "+channels_last", "+compile": the pose and action networks compiled in place with
+    ``backend``) on a random batch of ``batch`` samples."""
     net = build_model(cfg).to(device)
     cl = "channels_last" in variant
     module = (Pose2D3DModule(net, channels_last=cl) if task == "pose"
               else ActionModule(net, {"name": "sgd", "lr": 2e-4, "momentum": 0.98,
                                       "nesterov": True}, channels_last=cl))  # fmt: skip
     if "compile" in variant:
-        backend = "inductor" if device == "cuda" else "eager"  # CPU: the dynamo path, no codegen
         for part in (net.pose, net.action):
             if part is not None:
                 part.compile(backend=backend)
@@ -118,8 +132,12 @@ def rows(steps: int, cpu: bool = True, batches: tuple[int, ...] = (24, 64)) -> l
     """CPU rows at the reduced size; on CUDA the paper's sizes at GPU batch sizes (pose: 24 =
     paper, 64; action: 2 and 8 clips of T = 16), every variant, warm-up (compile) time apart."""
     plans = []
-    if cpu:
-        plans += [("pose", CPU_POSE, 8, "cpu", "fp32"), ("action", CPU_ACTION, 2, "cpu", "fp32")]
+    if cpu:  # the modules' compile=true beside eager (inductor: C++ codegen with gcc)
+        for variant in ("fp32", "fp32+compile"):
+            plans += [
+                ("pose", CPU_POSE, 8, "cpu", variant),
+                ("action", CPU_ACTION, 2, "cpu", variant),
+            ]
     if torch.cuda.is_available():
         for variant in GPU_VARIANTS:
             plans += [("pose", MPII_2D, b, "cuda", variant) for b in batches]
@@ -145,6 +163,146 @@ def train_throughput(ctx: BenchContext) -> BenchReport:
     body = table(rows(steps), COLUMNS)
     text = header(ctx, "Training throughput (task modules)", {"steps timed": str(steps)})
     return BenchReport("train_throughput", text + "\n" + body)
+
+
+# ---- one training step of the K = 8 MPII model beside the official Keras model ----
+KERAS_BATCH = 8
+VS_KERAS = {  # label: bench variant (the CPU's bf16 autocast = Lightning's bf16-mixed on a CPU)
+    "eager NCHW fp32": "fp32",
+    "channels_last fp32": "+channels_last",
+    "channels_last + bf16-mixed": "bf16+channels_last",
+    "channels_last + bf16-mixed, torch.compile (inductor)": "bf16+channels_last+compile",
+}
+
+
+@dataclass
+class StepVariant:
+    """A training step of ours, its setup cost and its ms/image per round."""
+
+    label: str
+    step: Callable[[], None]
+    setup_s: float  # build + first step (the compilation, with torch.compile)
+    second_s: float  # the second step (inductor may still compile the backward's leftovers)
+    ms: list[float] = field(default_factory=list)
+
+
+def build_vs_keras(labels: Iterable[str]) -> list[StepVariant]:
+    """Our MPII K = 8 training step (batch 8, 256²) in each variant, warmed up."""
+    out = []
+    for label in labels:
+        t0 = time.perf_counter()
+        step = build_step("pose", MPII_2D, KERAS_BATCH, "cpu", VS_KERAS[label])
+        step()
+        t1 = time.perf_counter()
+        step()
+        out.append(StepVariant(label, step, t1 - t0, time.perf_counter() - t1))
+    return out
+
+
+def interleaved(variants: list[StepVariant], keras: Any, rounds: int) -> list[float]:
+    """``rounds`` rounds of one Keras training step, then one step of every variant (order
+    rotated per round); returns Keras ms/image per round (empty without Keras)."""
+    keras_ms: list[float] = []
+    if keras is not None:
+        keras.time(KERAS_BATCH, train=True)  # traces the tf.function and warms up
+    for r in range(rounds):
+        if keras is not None:
+            keras_ms.append(keras.time(KERAS_BATCH, train=True))
+        k = r % len(variants)
+        for v in variants[k:] + variants[:k]:
+            t0 = time.perf_counter()
+            v.step()
+            v.ms.append(1000 * (time.perf_counter() - t0) / KERAS_BATCH)
+    return keras_ms
+
+
+def vs_keras_rows(variants: list[StepVariant], keras_ms: list[float]) -> list[list[str]]:
+    k = statistics.median(keras_ms) if keras_ms else None
+    base = statistics.median(variants[0].ms)
+    rows = []
+    for v in variants:
+        t = statistics.median(v.ms)
+        ratio = None if k is None else t / k
+        rows.append(
+            [
+                v.label,
+                f"{t:.0f}",
+                f"{min(v.ms):.0f}–{max(v.ms):.0f}",
+                "not run" if k is None else f"{k:.0f}",
+                "–" if ratio is None else f"{ratio:.2f}",
+                f"{t / base:.2f}",
+                f"{v.setup_s:.0f} / {v.second_s:.0f}",
+                "–" if ratio is None else ("yes" if ratio <= SPEED_TARGET else "NO"),
+            ]
+        )
+    return rows
+
+
+def start_keras() -> tuple[Any, str]:
+    """The Keras timing server (``benchmarks.keras_reference --serve``), or None and why not."""
+    from benchmarks.bench_cpu_pose import KerasServer
+
+    if not KERAS_PY.exists():
+        return None, f"not run: {KERAS_PY} missing; create it with `make bench-keras-env`"
+    try:
+        server = KerasServer(torch.get_num_threads(), parity=False)
+    except (OSError, RuntimeError, ValueError) as err:
+        return None, f"not run: {err}"
+    report = server.report
+    return server, (
+        f"TensorFlow {report['tensorflow']} tf.keras replica of the official model "
+        f"(params = official: {'yes' if report['params_match_official'] else 'NO'}), "
+        f"RMSprop, forward + loss + gradients + update in one tf.function"
+    )
+
+
+@register
+def train_vs_keras(ctx: BenchContext) -> BenchReport:
+    """One training step of the K = 8 MPII model (batch 8, 256²): ours in every CPU variant vs
+    the official model's in Keras, interleaved round by round."""
+    load0 = os.getloadavg()
+    variants = build_vs_keras(VS_KERAS)
+    keras, keras_line = start_keras()
+    if keras is None:
+        print(f"train_vs_keras: Keras rows {keras_line}", flush=True)
+    try:
+        keras_ms = interleaved(variants, keras, ctx.runs)
+    finally:
+        if keras is not None:
+            keras.close()
+    load1 = os.getloadavg()
+    extra = {
+        "model": f"MPII 2D pose K = 8, 256², batch {KERAS_BATCH}, random weights and data",
+        "ours": "Pose2D3DModule's RMSprop + pose_loss, forward + backward + step (benchmarks."
+        "bench_train.build_step); bf16-mixed = torch.autocast('cpu', bfloat16) as Lightning's "
+        "bf16-mixed on a CPU",
+        "Keras": keras_line,
+        "ISA": isa_name(cpu_flags()),
+        "training defaults for this CPU (deephar.models.precision.choose_training)": choose_training(
+            "cpu"
+        ).describe(),
+        "load average (1 min) before / after": f"{load0[0]:.1f} / {load1[0]:.1f}",
+        "rounds": f"{ctx.runs} (each: one Keras step, then one step of every variant, rotated)",
+    }
+    columns = [
+        "training step",
+        "ms/image (median)",
+        "range",
+        "Keras ms/image",
+        "ratio to Keras",
+        "ratio to eager fp32",
+        "setup s (1st / 2nd step)",
+        f"≤ {SPEED_TARGET}?",
+    ]
+    note = (
+        "\nms/image: median over the rounds of one step's wall time ÷ batch; Keras measured in the "
+        "same rounds, same threads. setup s: build + first step (torch.compile: the compilation "
+        "of forward and backward), then the second step.\n"
+    )
+    md = header(ctx, "CPU training step, pose model: ours vs official Keras", extra)
+    return BenchReport(
+        "train_vs_keras", md + "\n" + table(vs_keras_rows(variants, keras_ms), columns) + note
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

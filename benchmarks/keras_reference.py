@@ -16,7 +16,8 @@ counts (K=8: 14,669,952 trainable / 14,847,936 total) and `--parity DIR`, which 
 ``BATCH`` with one JSON line ``{"batch": B, "ms_per_image": t, "method": m}`` of ONE timed
 call, so that `make bench` can interleave Keras and PyTorch repetitions (machine load then hits
 both alike). The method (``predict_on_batch`` or ``tf.function``) is the faster of the two in a
-short warm-up per batch size.
+short warm-up per batch size. A line ``train BATCH`` times one TRAINING step instead (forward,
+loss, gradients, RMSprop update, one ``tf.function``; see ``train_step``).
 """
 
 from __future__ import annotations
@@ -295,11 +296,58 @@ def time_model(model: keras.Model, batch: int, runs: int, warmup: int) -> dict:
     return result
 
 
+def train_step(model: keras.Model, batch: int, lr: float = 1e-3):
+    """One official training step on a fixed random batch of ``batch`` images, as a callable.
+
+    The official optimiser (Keras RMSprop, rho 0.9, eps 1e-7) and loss on every block's output:
+    elastic net (L1 + L2) on the joint coordinates and binary cross-entropy on the visibility.
+    Forward (BatchNorm in training mode), loss, gradients and update run in ONE ``tf.function``;
+    the loss is read back, as the PyTorch side's ``loss.backward()`` returns once it is done.
+    """
+    gen = np.random.default_rng(batch)
+    x = tf.constant(gen.uniform(-1, 1, (batch, *model.input_shape[1:])).astype(np.float32))
+    joints = model.outputs[0].shape[1]
+    y = tf.constant(gen.uniform(0, 1, (batch, joints, 2)).astype(np.float32))
+    v = tf.ones((batch, joints, 1))
+    optimizer = keras.optimizers.RMSprop(learning_rate=lr)
+    bce = keras.losses.BinaryCrossentropy()
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = 0.0
+            for out in model(x, training=True):
+                d = out[..., :2] - y
+                loss += (
+                    tf.reduce_mean(tf.abs(d)) + tf.reduce_mean(tf.square(d)) + bce(v, out[..., 2:])
+                )
+        grads = tape.gradient(loss, model.trainable_weights)
+        optimizer.apply_gradients(zip(grads, model.trainable_weights))
+        return loss
+
+    return lambda: float(step())
+
+
 def serve(model: keras.Model, warmup: int) -> None:
-    """Answer stdin lines ``BATCH`` with one timed call each (see the module docstring)."""
+    """Answer stdin lines ``BATCH`` (inference) or ``train BATCH`` (one training step) with one
+    timed call each (see the module docstring)."""
     graph_call = tf.function(lambda t: model(t, training=False))
     chosen: dict[int, tuple[str, object]] = {}
+    steps: dict[int, object] = {}
     for line in iter(input_line, ""):
+        if line.startswith("train"):
+            batch = int(line.split()[1])
+            if batch not in steps:
+                steps[batch] = train_step(model, batch)
+                for _ in range(warmup):  # the first call traces the graph
+                    steps[batch]()
+            t0 = time.perf_counter()
+            steps[batch]()
+            ms = 1000.0 * (time.perf_counter() - t0) / batch
+            print(
+                json.dumps({"batch": batch, "ms_per_image": ms, "method": "train step"}), flush=True
+            )
+            continue
         batch = int(line)
         if batch not in chosen:
             x = np.random.default_rng(0).uniform(-1, 1, (batch, *model.input_shape[1:]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,3 +104,46 @@ def choose_precision(
         dtype = torch.bfloat16 if speedup >= PROBE_SPEEDUP else torch.float32
         return Precision(dtype, f"timing probe: bf16 {speedup:.2f}× the fp32 speed")
     return Precision(torch.float32, "CPU flags unknown")
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """Memory format and Lightning ``trainer.precision`` a training run should default to."""
+
+    channels_last: bool
+    precision: str  # "bf16-mixed" | "32-true"
+    reason: str
+
+    def describe(self) -> str:
+        layout = "channels_last" if self.channels_last else "NCHW"
+        return f"{layout}, {self.precision} ({self.reason})"
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def choose_training(
+    device: str | torch.device = "cpu", flags: set[str] | None = None, verbose: bool = False
+) -> TrainingDefaults:
+    """Training defaults of ``device``, chosen by measurement (``make bench`` train_vs_keras).
+
+    CPU: channels_last always (one K = 8 MPII training step, batch 8, 2 threads, AVX-512 EPYC:
+    0.6× the NCHW time; NCHW depthwise convolutions' weight gradient is the slow path of oneDNN);
+    bf16-mixed where ``choose_precision`` finds native bf16 (the same step another ~0.8–0.9×;
+    emulated bf16 is an order of magnitude slower, so fp32 elsewhere). CUDA: bf16-mixed +
+    channels_last where the GPU has native bf16 (tensor cores), unmeasured in this project.
+    ``DEEPHAR_PRECISION=fp32|bf16`` forces the precision. ``verbose``: print the choice once per
+    process (stderr).
+    """
+    dev = torch.device(device)
+    picked = choose_precision(dev, flags=flags)
+    bf16 = picked.dtype == torch.bfloat16
+    where = "GPU, not measured here" if dev.type == "cuda" else "CPU, make bench train_vs_keras"
+    channels_last = dev.type == "cpu" or bf16
+    choice = TrainingDefaults(
+        channels_last, "bf16-mixed" if bf16 else "32-true", f"{picked.reason}; {where}"
+    )
+    if verbose and choice.describe() not in _ANNOUNCED:
+        _ANNOUNCED.add(choice.describe())
+        print(f"deephar training: {choice.describe()}", file=sys.stderr, flush=True)
+    return choice
