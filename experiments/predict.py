@@ -24,7 +24,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deephar.apis import InputError, Predictor, load_network, output_paths, render, write_json
+from deephar.apis import (
+    InputError,
+    Predictor,
+    load_network,
+    open_source,
+    output_paths,
+    render,
+    write_json,
+)
 from deephar.checkpoint import CheckpointError
 from experiments.config import PREDICT_KEYS, ConfigError, expand_short_keys, load_predict_config
 
@@ -47,8 +55,8 @@ def run(
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source}")
     paths = output_paths(source, out_dir)
+    frames = open_source(source, decode_size)  # refused before the network is loaded
     predictor = Predictor.from_weights(ckpt, keras_model, fast, device, decode_size, threshold)
-    frames = predictor.open(source)
     pred = predictor(frames)
     rendered = render(pred, frames, paths.overlay)
     return write_json(pred, paths.json, rendered=str(rendered)) | {"json": str(paths.json)}

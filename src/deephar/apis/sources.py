@@ -17,12 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datamodules.base import read_image
+from datamodules.base import SampleReadError, read_image
 from datamodules.video import VideoReader
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MIN_SIDE = 32  # px: a person smaller than this cannot be posed (a fifth of a 160 px crop)
-CHUNK = 32  # frames decoded at once
+CHUNK = 8  # frames batched at once (the window holds T + 2 chunks)
 
 
 class InputError(ValueError):
@@ -66,13 +66,21 @@ class FrameSource:
 
     info: SourceInfo
 
-    def _raw_chunks(self) -> Iterator[np.ndarray]:
+    def _frames(self) -> Iterator[np.ndarray]:
+        """uint8 (H, W, 3) frames at their original size, one by one."""
         raise NotImplementedError
 
     def chunks(self) -> Iterator[np.ndarray]:
-        """uint8 (≤ CHUNK, H, W, 3) frames at the decoded size, from the first to the last."""
-        for raw in self._raw_chunks():
-            yield downscale(raw, self.info.size)
+        """uint8 (≤ CHUNK, H, W, 3) frames at the decoded size, from the first to the last; each
+        frame is downscaled as it is decoded (full-size frames are never batched)."""
+        batch = []
+        for frame in self._frames():
+            batch.append(downscale(frame[None], self.info.size)[0])
+            if len(batch) == CHUNK:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
 
     def _check(self, original: tuple[int, int]) -> None:
         w, h = self.info.size
@@ -96,9 +104,30 @@ class VideoSource(FrameSource):
         self.info = SourceInfo(str(path), len(self.reader), self.reader.fps, size, still=False)
         self._check((w, h))
 
-    def _raw_chunks(self) -> Iterator[np.ndarray]:
-        for start in range(0, len(self.reader), CHUNK):
-            yield self.reader.read(np.arange(start, min(start + CHUNK, len(self.reader))))
+    def _frames(self) -> Iterator[np.ndarray]:
+        if self.reader.path.is_dir():
+            for index in range(len(self.reader)):
+                yield self.reader.read([index])[0]
+        else:
+            yield from stream_video(self.reader.path, len(self.reader))
+
+
+def stream_video(path: Path, count: int) -> Iterator[np.ndarray]:
+    """The first ``count`` frames of a video file, uint8 (H, W, 3), decoded in order by PyAV
+    (decord's ``get_batch`` keeps memory that grows with the frames read);
+    ``SampleReadError`` when fewer can be decoded."""
+    import av
+
+    done = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
+            done += 1
+            if done == count:
+                return
+    raise SampleReadError(path, f"only {done} of its {count} frames could be decoded")
 
 
 class ArraySource(FrameSource):
@@ -119,9 +148,8 @@ class ArraySource(FrameSource):
         self.info = SourceInfo(name, len(frames), None, size, bool(still))
         self._check((w, h))
 
-    def _raw_chunks(self) -> Iterator[np.ndarray]:
-        for start in range(0, len(self.frames), CHUNK):
-            yield self.frames[start : start + CHUNK]
+    def _frames(self) -> Iterator[np.ndarray]:
+        yield from self.frames
 
 
 def open_source(source: str | Path | np.ndarray, decode_size: int = 480) -> FrameSource:
