@@ -50,6 +50,7 @@ def _render_video(pred: Prediction, source: FrameSource, pairs, path: Path) -> P
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=round(source.info.fps or 25))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"preset": "veryfast"}  # x264's default lookahead holds ~50 frames
         index = 0
         for chunk in source.chunks():
             for frame in chunk:
