@@ -111,19 +111,27 @@ def measure(
 
 
 def run_rows(
-    seconds: tuple[float, ...], size: tuple[int, int], fps: int, ckpt: Path | None, work: Path
+    seconds: tuple[float, ...],
+    size: tuple[int, int],
+    fps: int,
+    ckpt: Path | None,
+    work: Path,
+    options: tuple[str, ...] = (),
+    code_root: Path = REPO,
 ) -> list[MemoryRow]:
     """One row per length, each video written, predicted in a subprocess, then deleted."""
     ckpt = ckpt or tiny_checkpoint(work / "tiny.pt")
     rows = []
     for s in seconds:
         video = write_video(work / f"video_{s}s.avi", s, fps, size)
-        rows.append(measure(video, ckpt, work / "out"))
+        rows.append(measure(video, ckpt, work / "out", options, code_root))
         video.unlink()
     return rows
 
 
-def markdown(rows: list[MemoryRow], ctx: BenchContext, ckpt: Path | None) -> str:
+def markdown(
+    rows: list[MemoryRow], ctx: BenchContext, ckpt: Path | None, options: str = "decode_size=480"
+) -> str:
     base = rows[0].max_rss_mb
     body = [
         [
@@ -138,7 +146,7 @@ def markdown(rows: list[MemoryRow], ctx: BenchContext, ckpt: Path | None) -> str
     ]
     columns = ["video", "frames", "size", "max RSS (MB)", "× shortest", "frames/s (whole CLI)"]
     network = str(ckpt) if ckpt else "random tiny Penn network (64 px, 16 frames, width 0.25)"
-    extra = {"network": network, "predict options": "fast=false, decode_size=480 (default)"}
+    extra = {"network": network, "predict options": f"fast=false, {options}"}
     return header(ctx, "predict: max RSS vs video length", extra) + "\n" + table(body, columns)
 
 
@@ -157,14 +165,25 @@ def main(argv: list[str] | None = None) -> list[MemoryRow]:
     ap.add_argument("--size", default="1920x1080", help="W×H of the synthetic videos")
     ap.add_argument("--fps", type=int, default=30)
     ap.add_argument("--ckpt", type=Path, help="a real network instead of the random tiny one")
+    ap.add_argument("--decode-size", type=int, default=480, help="predict's decode_size")
+    ap.add_argument("--code-root", type=Path, default=REPO, help="the checkout whose predict runs")
     ap.add_argument("--out", type=Path, help="write the Markdown table there")
     args = ap.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().replace("×", "x").split("x"))
     command = "python -m benchmarks.bench_predict_memory " + " ".join(argv or sys.argv[1:])
     ctx = BenchContext(quick=False, threads=torch.get_num_threads(), out_dir=REPO, command=command)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_rows(tuple(args.seconds), size, args.fps, args.ckpt, Path(tmp))
-    text = markdown(rows, ctx, args.ckpt)
+        options = (f"decode_size={args.decode_size}",)
+        rows = run_rows(
+            tuple(args.seconds),
+            size,
+            args.fps,
+            args.ckpt,
+            Path(tmp),
+            options,
+            args.code_root.resolve(),
+        )
+    text = markdown(rows, ctx, args.ckpt, options[0])
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
