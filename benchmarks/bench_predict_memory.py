@@ -1,14 +1,16 @@
 """Max RSS and frames/s of ``python -m experiments.predict`` on synthetic videos of growing length.
 
-    python -m benchmarks.bench_predict_memory                    # 15 s, 120 s, 600 s at 1080p
+    python -m benchmarks.bench_predict_memory                    # 15 s, 120 s, 600 s at 1080p, 2 fps
     python -m benchmarks.bench_predict_memory --seconds 2 16 --size 640x480   # a quick run
 
-Each video (a moving figure on a gradient, MJPG .avi at ``--fps``) is predicted in its own
+Each video (a moving figure on a gradient, MJPG .avi at ``--fps``, 2 by default: the frames
+held, not the fps, are what memory depends on) is predicted in its own
 subprocess (the CLI: decode → clip protocol → JSON → overlay MP4) whose ``ru_maxrss`` is read at
 its end: the predictor streams frames in a clip window, so max RSS must not grow with the length
 (the issue's bar: 120 s ≤ 1.3 × 15 s). The network is a random tiny one (``--ckpt`` for a real
 file, e.g. the demo's ``runs/demo/model.pt``): the rows measure the pipeline's memory, and its
-frames/s only with that network. Joins ``make bench`` (``--quick``: 2 s and 16 s at 640×480).
+frames/s only with that network. Joins ``make bench`` through ``benchmarks.run.register``
+(``--quick``: 2 s and 16 s at 640×480).
 Alphabet: F frames, H×W frame size.
 """
 
@@ -31,6 +33,7 @@ import torch
 from benchmarks.run import REPO, BenchContext, BenchReport, header, register, table
 
 FULL, QUICK = (15, 120, 600), (2, 16)
+FPS = 2  # of the synthetic videos: 600 s at 30 fps (18 000 frames) takes hours on 2 CPU cores
 CHILD = """
 import json, resource, sys, time
 from experiments import predict
@@ -152,10 +155,10 @@ def markdown(
 
 @register
 def predict_memory(ctx: BenchContext) -> BenchReport:
-    """``make bench``: 15 / 120 / 600 s at 1080p (quick: 2 / 16 s at 640×480)."""
+    """``make bench``: 15 / 120 / 600 s at 1080p, 2 fps (quick: 2 / 16 s at 640×480)."""
     seconds, size = (QUICK, (640, 480)) if ctx.quick else (FULL, (1920, 1080))
     with tempfile.TemporaryDirectory() as tmp:
-        rows = run_rows(seconds, size, 30, None, Path(tmp))
+        rows = run_rows(seconds, size, FPS, None, Path(tmp))
     return BenchReport("predict_memory", markdown(rows, ctx, None))
 
 
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> list[MemoryRow]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, nargs="+", default=list(FULL))
     ap.add_argument("--size", default="1920x1080", help="W×H of the synthetic videos")
-    ap.add_argument("--fps", type=int, default=30)
+    ap.add_argument("--fps", type=int, default=FPS)
     ap.add_argument("--ckpt", type=Path, help="a real network instead of the random tiny one")
     ap.add_argument("--decode-size", type=int, default=480, help="predict's decode_size")
     ap.add_argument("--code-root", type=Path, default=REPO, help="the checkout whose predict runs")
