@@ -166,7 +166,7 @@ def skeleton_figure(cfg, net, count: int = 4):
     size = batch["image"].shape[-1]
     mm = decode_pose_mm(pose, batch["crop"], batch["depth"], batch["camera"])
     mm = mm - mm[:, :1]
-    valid = batch["pose_valid"].numpy() > 0  # the ground truth's annotated joints
+    valid = (batch["pose_valid"][..., :2].numpy() > 0).all(-1)  # (B, J): annotated in 2D
     panels = [
         (
             to_uint8(batch["image"][i]),
