@@ -162,7 +162,8 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def skeleton_figure(cfg, net, count: int = 4):
-    """Predicted 2D poses on Human3.6M-format test crops and their 3D poses (mm, root-relative)."""
+    """Predicted 2D poses over the ground truth on Human3.6M-format test crops (with a legend),
+    and their 3D poses (mm, root-relative)."""
     loader = evaluate.eval_loader(cfg, "h36m", limit=count)
     batch = batch_to_float(next(iter(loader)))
     out = net.forward_pose(batch["image"])
@@ -170,12 +171,14 @@ def skeleton_figure(cfg, net, count: int = 4):
     size = batch["image"].shape[-1]
     mm = decode_pose_mm(pose, batch["crop"], batch["depth"], batch["camera"])
     mm = mm - mm[:, :1]
+    valid = (batch["pose_valid"][..., :2].numpy() > 0).all(-1)  # (B, J): annotated in 2D
     panels = [
         (
             to_uint8(batch["image"][i]),
             pose[i, :, :2].numpy() * size,
             mm[i].numpy(),
             batch["sample_id"][i].split("/", 2)[-1],
+            np.where(valid[i, :, None], batch["pose"][i, :, :2].numpy() * size, np.nan),
         )
         for i in range(min(count, len(pose)))
     ]

@@ -53,7 +53,7 @@ from datamodules.h36m import ACTIONS as H36M_ACTIONS
 from datamodules.layouts import get_layout
 from datamodules.missing import MissingLog, MissingSamples, check_missing, collate_readable
 from datamodules.mixed import fork_safe_opencv, init_worker
-from deephar.checkpoint import CheckpointError, load_network
+from deephar.checkpoint import CheckpointError, config_path, load_network
 from deephar.images import batch_to_float
 from deephar.models.inference import for_inference
 from deephar.tasks.action import BRANCHES, ActionMetrics, action_forward
@@ -72,7 +72,7 @@ from experiments.config import (
 from experiments.data import build_dataset, pckh_exclude, worker_count
 from experiments.device import model_device, resolve_device, to_device
 from experiments.modules import build_module
-from experiments.run_folder import config_path, run_dir
+from experiments.run_folder import run_dir
 
 POSE_DATASETS, ACTION_DATASETS = ("mpii", "h36m"), ("penn", "ntu")
 

@@ -11,8 +11,8 @@ Alphabet: B batch, T frames, J joints, D 2|3, S crop side, A actions, N clips, V
 - Multi-clip (action): clips every T/2 frames (``datamodules.base.clip_indices(mode="multi")``),
   optionally with each clip's mirror; the scores are combined per video by the metric
   (``deephar.metrics.VideoAccuracy``: mean, or product as in the official Penn Action evaluation).
-- Test-time person box: poses predicted on full frames (first, middle, last of a clip) give the
-  crop, by the same rule as the datasets' annotated boxes (``datamodules.transforms.clip_box``).
+- The test-time person box of ``predict`` (poses on full frames give the crop) lives with the
+  inference API: ``deephar.apis.person_box``.
 """
 
 from __future__ import annotations
@@ -25,14 +25,6 @@ import torch
 from torch import Tensor
 
 from datamodules.base import clip_indices
-from datamodules.transforms import (
-    clip_box,
-    crop_matrix,
-    normalize_image,
-    normalized_crop,
-    to_pixels,
-    warp,
-)
 
 #: images (B, 3, S, S) → pose (B, J, D) crop-normalised and visibility (B, J)
 PosePredictor = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -140,33 +132,3 @@ def multi_clip_indices(
 def clip_views(clips: Tensor, flip: bool = False) -> list[Tensor]:
     """(B, T, 3, S, S) → the clips, and their mirror when ``flip`` (official Penn multi-clip)."""
     return [clips, clips.flip(-1)] if flip else [clips]
-
-
-# ---- the test-time person box ----
-def full_frame_matrix(image_hw: tuple[int, int], size: int) -> np.ndarray:
-    """(2, 3) affine original pixels → S×S crop pixels of the whole (letter-boxed) frame."""
-    h, w = image_hw
-    return crop_matrix(np.array([(w - 1) / 2.0, (h - 1) / 2.0]), float(max(h, w)), size)
-
-
-def predict_full_frames(
-    predict: PosePredictor, frames: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pose in original pixels (F, J, 2) and visibility (F, J) from uint8 frames (F, H, W, 3)
-    seen whole (the first step of the paper's test-time protocol)."""
-    matrix = full_frame_matrix(frames.shape[1:3], size)
-    images = torch.from_numpy(normalize_image(warp(frames, matrix, size)))
-    pose, vis = predict(images)
-    crop = torch.from_numpy(normalized_crop(matrix, size)).to(pose)
-    return to_pixels(pose[..., :2], crop).cpu().numpy(), vis.cpu().numpy()
-
-
-def person_box(
-    predict: PosePredictor, frames: np.ndarray, size: int, threshold: float = 0.5
-) -> tuple[np.ndarray, float]:
-    """Centre (2,) and square window side (px) of the person in a clip of uint8 frames
-    (T, H, W, 3): joints predicted on the full first, middle and last frames, those with
-    visibility ≥ ``threshold`` boxed, ×1.5, squared (``datamodules.transforms.clip_box``)."""
-    keys = np.unique([0, len(frames) // 2, len(frames) - 1])
-    pose_px, vis = predict_full_frames(predict, frames[keys], size)
-    return clip_box(pose_px, vis >= threshold, frames.shape[1:3])

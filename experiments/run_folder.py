@@ -20,12 +20,13 @@ from types import TracebackType
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from deephar.checkpoint import CONFIG_NAME
 from deephar.models.multitask import build_model
 from experiments.config import ConfigError, network_config
 from experiments.distributed import is_rank_zero
 from experiments.faults import PARTIAL
 
-CONFIG_NAME, LOCK_NAME = "config.yaml", ".lock"
+LOCK_NAME = ".lock"
 CHECKPOINT_NAMES = ("best", "last")
 CHECKPOINT_FILES = 3  # best.ckpt, last.ckpt and the .partial of the one being replaced
 
@@ -77,21 +78,6 @@ def save_config(cfg: DictConfig) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, path, resolve=True)
     return path
-
-
-def config_path(ckpt: str | Path) -> Path | None:
-    """The ``config.yaml`` of the run a checkpoint belongs to: in its folder, or the one above
-    (a ``finetune/`` checkpoint); None for a file outside a run folder."""
-    folder = Path(ckpt).parent
-    return next(
-        (p for p in (folder / CONFIG_NAME, folder.parent / CONFIG_NAME) if p.is_file()), None
-    )
-
-
-def run_config(ckpt: str | Path) -> DictConfig | None:
-    """The saved config of the run a checkpoint belongs to (``config_path``), or None."""
-    path = config_path(ckpt)
-    return OmegaConf.load(path) if path is not None else None
 
 
 # ---- the lock held while the run writes ----

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from deephar.checkpoint import config_path
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule
 from deephar.tasks.base import TaskModule
 from experiments.config import ConfigError, network_config
@@ -19,7 +20,6 @@ from experiments.data_complete import check_data_complete
 from experiments.run_folder import (
     check_free_space,
     check_writable,
-    config_path,
     resume_path,
     run_dir,
     stages,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from deephar.config import NetworkConfig
@@ -298,3 +299,22 @@ def init_network(
     for path in (keras_h5, ckpt):
         if path:
             load_weights(net, path, strict=False, members=members)
+
+
+# ---- the config a run saved beside its checkpoints ----
+CONFIG_NAME = "config.yaml"  # experiments.train writes it in <out_dir>/<name>/
+
+
+def config_path(ckpt: str | Path) -> Path | None:
+    """The ``config.yaml`` of the run a checkpoint belongs to: in its folder, or the one above
+    (a ``finetune/`` checkpoint); None for a file outside a run folder."""
+    folder = Path(ckpt).parent
+    return next(
+        (p for p in (folder / CONFIG_NAME, folder.parent / CONFIG_NAME) if p.is_file()), None
+    )
+
+
+def run_config(ckpt: str | Path) -> DictConfig | None:
+    """The saved config of the run a checkpoint belongs to (``config_path``), or None."""
+    path = config_path(ckpt)
+    return OmegaConf.load(path) if path is not None else None

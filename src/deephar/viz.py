@@ -15,7 +15,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 Limbs = Sequence[tuple[int, int]]
-GREEN, ORANGE = (40, 200, 80), (255, 140, 0)
+GREEN, ORANGE = (40, 200, 80), (255, 140, 0)  # the prediction: limbs, joints
+MAGENTA, WHITE = (220, 40, 220), (255, 255, 255)  # the ground truth: limbs, joints
+PREDICTION, GROUND_TRUTH = "prediction", "ground truth"
 
 
 def _valid(valid: np.ndarray | None, num_joints: int) -> np.ndarray:
@@ -29,10 +31,12 @@ def draw_skeleton(
     valid: np.ndarray | None = None,
     color: tuple[int, int, int] = GREEN,
     thickness: int = 2,
+    joint_color: tuple[int, int, int] = ORANGE,
 ) -> np.ndarray:
-    """A copy of ``image`` uint8 (H, W, 3) RGB with the skeleton pose_px (J, 2) drawn in pixels.
+    """A copy of ``image`` uint8 (H, W, 3) RGB with the skeleton pose_px (J, 2) drawn in pixels
+    (limbs in ``color``, joints in ``joint_color``).
 
-    Limbs with an invalid end (``valid`` (J,) False) and joints off the image are skipped.
+    Limbs with an invalid end (``valid`` (J,) False, or a non-finite joint) are skipped.
     """
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"draw_skeleton expects uint8 (H, W, 3), got {image.dtype} {image.shape}")
@@ -46,8 +50,28 @@ def draw_skeleton(
                 out, tuple(map(int, pts[a])), tuple(map(int, pts[b])), color, thickness, cv2.LINE_AA
             )
     for p in pts[ok]:
-        cv2.circle(out, tuple(map(int, p)), thickness + 1, ORANGE, -1, cv2.LINE_AA)
+        cv2.circle(out, tuple(map(int, p)), thickness + 1, joint_color, -1, cv2.LINE_AA)
     return out
+
+
+def draw_poses(image: np.ndarray, pose_px: np.ndarray, limbs: Limbs, gt_px=None) -> np.ndarray:
+    """``image`` with the ground truth gt_px (J, 2) (magenta, white joints; NaN joints skipped)
+    under the prediction pose_px (J, 2) (green, orange joints)."""
+    if gt_px is not None:
+        image = draw_skeleton(image, gt_px, limbs, color=MAGENTA, joint_color=WHITE)
+    return draw_skeleton(image, pose_px, limbs)
+
+
+def legend_handles(ground_truth: bool) -> list:
+    """Legend entries of the overlays: the prediction, and the ground truth when drawn."""
+    from matplotlib.lines import Line2D
+
+    def entry(limb, joint, label):
+        rgb = [tuple(c / 255 for c in limb), tuple(c / 255 for c in joint)]
+        return Line2D([], [], color=rgb[0], marker="o", markerfacecolor=rgb[1], label=label)
+
+    handles = [entry(GREEN, ORANGE, PREDICTION)]
+    return handles + ([entry(MAGENTA, WHITE, GROUND_TRUTH)] if ground_truth else [])
 
 
 def draw_label(image: np.ndarray, text: str, color: tuple[int, int, int] = GREEN) -> np.ndarray:
@@ -90,15 +114,19 @@ def pose_figure(
     pose_3d: np.ndarray | None = None,
     valid: np.ndarray | None = None,
     title: str = "",
+    gt_px: np.ndarray | None = None,
 ) -> Figure:
-    """One panel with the 2D overlay (image uint8 (H, W, 3), pose_px (J, 2)), and a 3D view of
-    pose_3d (J, 3) beside it when given."""
+    """One panel with the 2D overlay (image uint8 (H, W, 3), pose_px (J, 2), the ground truth
+    gt_px (J, 2) under it when given, and a legend), and a 3D view of pose_3d (J, 3) beside it
+    when given."""
     panels = 1 if pose_3d is None else 2
     fig = Figure(figsize=(4.5 * panels, 4.5))
     ax = fig.add_subplot(1, panels, 1)
-    ax.imshow(draw_skeleton(image, pose_px, limbs, valid))
+    pose_px = np.where(_valid(valid, len(pose_px))[:, None], pose_px, np.nan)
+    ax.imshow(draw_poses(image, pose_px, limbs, gt_px))
     ax.set_axis_off()
     ax.set_title(title or "2D pose")
+    ax.legend(handles=legend_handles(gt_px is not None), loc="lower right", fontsize=7)
     if pose_3d is not None:
         ax3 = fig.add_subplot(1, 2, 2, projection="3d")
         plot_skeleton_3d(ax3, pose_3d, limbs, valid)
@@ -108,24 +136,27 @@ def pose_figure(
 
 
 def pose_grid(panels: Sequence[tuple], limbs: Limbs, columns: int = 4) -> Figure:
-    """Several (image, pose_px, pose_3d or None, title) tuples: a row of overlays, and a row of 3D
-    views below for the panels that have one."""
+    """Several (image, pose_px, pose_3d or None, title[, gt_px]) tuples: a row of overlays (the
+    prediction over the ground truth gt_px (J, 2) when given), a row of 3D views below for the
+    panels that have one, and a legend naming the colours."""
     n = len(panels)
     cols = min(columns, n)
     has_3d = any(p[2] is not None for p in panels)
+    has_gt = any(len(p) > 4 and p[4] is not None for p in panels)
     rows = (2 if has_3d else 1) * -(-n // cols)
-    fig = Figure(figsize=(3.2 * cols, 3.2 * rows))
-    for i, (image, pose_px, pose_3d, title) in enumerate(panels):
+    fig = Figure(figsize=(3.2 * cols, 3.2 * rows + 0.4))
+    for i, (image, pose_px, pose_3d, title, *gt) in enumerate(panels):
         r, c = divmod(i, cols)
         row = 2 * r if has_3d else r
         ax = fig.add_subplot(rows, cols, row * cols + c + 1)
-        ax.imshow(draw_skeleton(image, pose_px, limbs))
+        ax.imshow(draw_poses(image, pose_px, limbs, gt[0] if gt else None))
         ax.set_axis_off()
         ax.set_title(title, fontsize=8)
         if pose_3d is not None:
             ax3 = fig.add_subplot(rows, cols, (row + 1) * cols + c + 1, projection="3d")
             plot_skeleton_3d(ax3, pose_3d, limbs)
-    fig.tight_layout()
+    fig.legend(handles=legend_handles(has_gt), loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (3.2 * rows + 0.4)))
     return fig
 
 

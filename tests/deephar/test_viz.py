@@ -44,3 +44,18 @@ def test_block_accuracy_plot(tmp_path):
     assert list(ax.get_lines()[1].get_xdata()) == [1, 2]
     viz.save_figure(fig, tmp_path / "blocks.png")
     assert (tmp_path / "blocks.png").exists()
+
+
+def test_overlays_name_prediction_and_ground_truth_in_distinct_colours():
+    """skeletons.png (issue 27): the ground truth under the prediction in another colour, and a
+    legend that says which is which."""
+    image = np.zeros((50, 60, 3), np.uint8)
+    gt = POSE + [0.0, 8.0]  # the ground truth 8 px lower
+    out = viz.draw_poses(image, POSE, LIMBS, gt)
+    assert tuple(out[10, 20]) == viz.GREEN and tuple(out[18, 20]) == viz.MAGENTA
+    assert viz.GREEN != viz.MAGENTA and viz.ORANGE != viz.WHITE
+    grid = viz.pose_grid([(image, POSE, None, "a", gt), (image, POSE, None, "b")], LIMBS)
+    labels = [t.get_text() for legend in grid.legends for t in legend.get_texts()]
+    assert labels == ["prediction", "ground truth"]
+    alone = viz.pose_figure(image, POSE, LIMBS)
+    assert [t.get_text() for t in alone.axes[0].get_legend().get_texts()] == ["prediction"]

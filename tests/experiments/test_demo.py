@@ -30,7 +30,7 @@ def test_demo_pipeline_tiny(tmp_path):
     video = next((tmp_path / "world" / "ntu" / "nturgb+d_rgb").glob("*.avi"))
     ckpt = out / "model.pt"
     assert predict.main([str(video), f"ckpt={ckpt}", "--out", str(tmp_path / "pred")]) == 0
-    pred = json.loads((tmp_path / "pred" / f"{video.stem}.json").read_text())
+    pred = json.loads((tmp_path / "pred" / f"{video.name}.json").read_text())
     assert pred["layout"] == "pa20j" and len(pred["action"]["scores"]) == 60
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from deephar.apis import Predictor
 from deephar.config import NTU_MERGE, PENN_MERGE
 from deephar.models.multitask import build_model
 from experiments import predict
@@ -34,13 +35,13 @@ def test_predict_on_the_ntu_sample_video(samples_dir, tmp_path):
     code = predict.main([str(samples_dir / VIDEO), f"ckpt={ckpt}", "decode_size=160",
                          "--out", str(tmp_path / "out")])  # fmt: skip
     assert code == 0
-    result = json.loads((tmp_path / "out" / "S001C001P001R001A001_rgb.json").read_text())
+    result = json.loads((tmp_path / "out" / "S001C001P001R001A001_rgb.avi.json").read_text())
     assert result["num_frames"] == 103 and len(result["frames"]) == 103
     frame = result["frames"][50]
     assert np.asarray(frame["pose_px"]).shape == (20, 2) and len(frame["z"]) == 20
     assert result["layout"] == "pa20j" and len(result["action"]["scores"]) == 7
     assert result["clips"][0]["frames"] == [0, 7] and result["clips"][-1]["frames"][1] == 102
-    rendered = tmp_path / "out" / "S001C001P001R001A001_rgb.mp4"
+    rendered = tmp_path / "out" / "S001C001P001R001A001_rgb.avi.overlay.mp4"
     assert rendered.stat().st_size > 0
     import av
 
@@ -77,7 +78,7 @@ def test_predict_on_an_image_and_bad_input(tmp_path):
     cv2.imwrite(str(tmp_path / "img.png"), image)
     result = predict.run(tmp_path / "img.png", ckpt, tmp_path / "out")
     assert result["num_frames"] == 1 and "action" not in result
-    assert (tmp_path / "out" / "img.png").exists()
+    assert (tmp_path / "out" / "img.png.overlay.png").exists()
     with pytest.raises(FileNotFoundError):
         predict.run(tmp_path / "missing.mp4", ckpt, tmp_path / "out")
     assert predict.main([str(tmp_path / "img.png"), "ckpt=" + str(tmp_path / "nope.pt")]) == 1
@@ -143,12 +144,12 @@ class OnDevice(torch.nn.Module):
 
 @pytest.mark.parametrize("num_actions", [0, 15])
 def test_outputs_come_to_the_host_before_numpy(tmp_path, num_actions):
-    """On a GPU the network's outputs are CUDA tensors: ``predict_frames`` reads them through
+    """On a GPU the network's outputs are CUDA tensors: ``Predictor`` reads them through
     ``.cpu()`` (``.numpy()`` of a CUDA tensor raises), for poses and action scores."""
     ckpt = tiny_checkpoint(tmp_path / "tiny.pt", PENN_MERGE, num_actions=num_actions)
-    net = predict.load_network(ckpt, device="cpu")
-    net.model = OnDevice(net.model)
+    predictor = Predictor.from_weights(ckpt, device="cpu")
+    predictor.network.model = OnDevice(predictor.network.model)
     frames = np.full((10, 90, 120, 3), 128, np.uint8)
-    pred = predict.predict_frames(net, frames)
+    pred = predictor(frames)
     assert pred.pose_px.shape == (10, 16, 2) and np.isfinite(pred.pose_px).all()
-    assert (pred.scores is not None) is (num_actions > 0)
+    assert (pred.action is not None) is (num_actions > 0)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.transforms import to_crop
 from experiments import protocols as P
 
 S = 32
@@ -79,24 +78,3 @@ def test_multi_clip_indices_cover_the_video():
     idx = P.multi_clip_indices(40, 16)
     assert idx[0, 0] == 0 and idx[-1, -1] == 39
     assert np.all(np.diff(idx[:, 0])[:-1] == 8)
-
-
-def test_person_box_from_full_frame_predictions():
-    """A predictor that answers the true joints (in the full-frame crop) yields the box of
-    ``clip_box`` on those joints."""
-    h, w, size = 60, 100, 32
-    joints_px = np.array([[30.0, 20.0], [50.0, 40.0]])
-    matrix = P.full_frame_matrix((h, w), size)
-    crop = torch.from_numpy(P.normalized_crop(matrix, size)).double()
-    norm = to_crop(torch.from_numpy(joints_px), crop).float()
-
-    def predict(images):
-        n = len(images)
-        return norm.expand(n, -1, -1), torch.tensor([[0.9, 0.2]]).expand(n, -1)
-
-    frames = np.zeros((5, h, w, 3), np.uint8)
-    centre, window = P.person_box(predict, frames, size)
-    np.testing.assert_allclose(centre, joints_px[0], atol=1e-4)  # one visible joint: its point
-    assert window == 32.0  # the minimum window
-    pose_px, _ = P.predict_full_frames(predict, frames[:1], size)
-    np.testing.assert_allclose(pose_px[0], joints_px, atol=1e-4)

@@ -271,7 +271,7 @@ def test_predict_on_an_image_a_video_and_a_frames_folder(workspace, capsys):
     video = next(workspace["world"]["ntu"].rglob("*_rgb.avi"))
     for source in (image, video, frames):
         assert predict.main([str(source), f"ckpt={ckpt}", "decode_size=96", "--out", str(out)]) == 0
-        result = json.loads((out / f"{source.stem}.json").read_text())
+        result = json.loads((out / f"{source.name}.json").read_text())
         if source == image:
             assert result["action"] is None and "posed only" in result["no_action"]
             assert Path(result["rendered"]).suffix == ".png"
@@ -288,3 +288,27 @@ def test_commands_are_found():
     assert any(c.startswith("make train-penn") for c in COMMANDS)
     assert any(c.startswith("python -m experiments.predict") for c in COMMANDS)
     assert shutil.which("make"), "make runs the Makefile targets"
+
+
+# ---- the README's Python snippets (issue 27): every ```python block runs ----
+def readme_python_blocks(text: str) -> list[str]:
+    """The code of the README's fenced ``python`` blocks, in order."""
+    return [m.group(1) for m in re.finditer(r"```python\n(.*?)```", text, re.S)]
+
+
+def test_python_blocks_are_found():
+    text = "a\n```python\nx = 1\n```\n```bash\nmake\n```\n```python\ny = 2\n```\n"
+    assert readme_python_blocks(text) == ["x = 1\n", "y = 2\n"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", readme_python_blocks(README.read_text()))
+def test_readme_python_block_runs(block, workspace, monkeypatch, capsys):
+    """The README's file names mapped as for its commands: ``penn.pt`` converted from the parity
+    file, ``video.mp4`` a synthetic-world video."""
+    converted(workspace, "penn")
+    video = next(workspace["world"]["ntu"].rglob("*_rgb.avi"))
+    monkeypatch.chdir(workspace["root"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    exec(compile(block.replace("video.mp4", str(video)), "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip(), "a README snippet shows what it computed"

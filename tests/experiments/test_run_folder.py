@@ -18,9 +18,10 @@ from omegaconf import OmegaConf
 
 from datamodules.penn import load_label
 from datamodules.synthetic import generate_world
+from deephar.checkpoint import run_config
 from experiments import train
 from experiments.config import load_config
-from experiments.run_folder import RunLock, RunLocked, remove_partial_writes, run_config
+from experiments.run_folder import RunLock, RunLocked, remove_partial_writes
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.num_workers=0", "logger.kind=csv", "data.test=[]"]

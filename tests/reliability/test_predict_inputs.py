@@ -42,7 +42,7 @@ def test_a_one_frame_video_gets_its_action_from_the_padded_clip(action_ckpt, tmp
     assert predict.main([str(video), f"ckpt={action_ckpt}", "fast=false", "--out",
                          str(tmp_path / "out")]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    result = json.loads((tmp_path / "out" / "one.json").read_text())
+    result = json.loads((tmp_path / "out" / "one.avi.json").read_text())
     assert result["num_frames"] == 1 and len(result["action"]["scores"]) == 3
     assert result["action"]["note"] == "from 1 frame(s) stretched over the 4-frame clip"
     assert f"action: {result['action']['name']} (class" in out and "stretched" in out, out
@@ -53,6 +53,6 @@ def test_an_image_to_an_action_network_says_why_there_is_no_action(action_ckpt, 
     cv2.imwrite(str(tmp_path / "img.png"), np.full((80, 96, 3), 128, np.uint8))
     assert predict.main([str(tmp_path / "img.png"), f"ckpt={action_ckpt}", "fast=false",
                          "--out", str(tmp_path / "out")]) == 0  # fmt: skip
-    result = json.loads((tmp_path / "out" / "img.json").read_text())
+    result = json.loads((tmp_path / "out" / "img.png.json").read_text())
     assert result["action"] is None and "still image" in result["no_action"]
     assert f"no action: {result['no_action']}" in capsys.readouterr().out
