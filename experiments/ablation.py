@@ -30,8 +30,10 @@ import pandas as pd
 
 from deephar import viz
 from deephar.tasks.action import BRANCHES
+from deephar.tasks.finite import NonFiniteError
 from experiments import evaluate, tables, train
 from experiments.config import load_config
+from experiments.faults import EXIT_NONFINITE
 from experiments.logging import log_result_run
 from experiments.run_folder import best_checkpoint
 
@@ -269,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteError as err:  # a row / fold diverged: no checkpoint holds its state
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
     return 0
 
 

@@ -38,10 +38,12 @@ import torch
 from omegaconf import DictConfig
 
 from deephar.models.multitask import build_model
+from deephar.tasks.finite import NonFiniteError
 from experiments import train
 from experiments.cli import arguments
 from experiments.config import ConfigError, load_config, network_config
 from experiments.data import build_datamodule
+from experiments.faults import EXIT_NONFINITE
 from experiments.logging import log_result_run
 from experiments.run_folder import run_dir
 
@@ -248,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteError as err:  # a row / fold diverged: no checkpoint holds its state
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
     return 0
 
 

@@ -35,9 +35,10 @@ from deephar import viz
 from deephar.checkpoint import CheckpointError, load_network, network_payload
 from deephar.images import batch_to_float
 from deephar.metrics import decode_pose_mm
+from deephar.tasks.finite import NonFiniteError
 from experiments import ablation, evaluate, tables
 from experiments.config import load_config, network_config
-from experiments.faults import Interrupted
+from experiments.faults import EXIT_NONFINITE, Interrupted
 from experiments.logging import log_result_run
 
 TORSO = ("l_shoulder", "r_hip")  # PCK reference: the torso diagonal (LSP-style "torso PCK")
@@ -290,6 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteError as err:  # a row / fold diverged: no checkpoint holds its state
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NONFINITE
     except Interrupted as stop:  # its rows train with resume=auto: the same command continues
         print(f"interrupted: {stop}".replace("with resume=auto", "the demo"), file=sys.stderr)
         return stop.exit_code
