@@ -22,6 +22,7 @@ tables:
   the run's test sources with their ``test_options`` (clip sampling, mirrors, ensemble members,
   reduction), eager fp32: the figure ``experiments.train`` printed at the end of the run.
 - ``single-crop`` / ``multi-crop`` (MPII, H36M): the centred crop; it and 4 shifts, each mirrored.
+- ``crop-views`` (MPII, H36M, a diagnostic): each of multi-crop's 10 views scored alone.
 - ``single-clip`` / ``multi-clip`` (Penn, NTU): the middle clip; clips every T/2 frames.
 - ``official`` (Penn, NTU): 16-frame clips at subsampling 2 every 8 frames, each also mirrored,
   softmax scores averaged per video.
@@ -216,7 +217,7 @@ def metric_details(metric: nn.Module) -> dict[str, Any]:
 
 
 # ---- the paper's protocols ----
-POSE_PROTOCOLS = ("single-crop", "multi-crop")
+POSE_PROTOCOLS = ("single-crop", "multi-crop", "crop-views")
 ACTION_PROTOCOLS = ("single-clip", "multi-clip", "official")
 PROTOCOLS = ("run", *POSE_PROTOCOLS, *ACTION_PROTOCOLS)
 # reader options a named protocol sets itself (the run's test_options of these are not inherited)
@@ -260,6 +261,18 @@ def evaluate_clips(cfg: DictConfig, net: nn.Module, key: str, name: str, protoco
     return evaluate_action(net, loader, reduction, flip, f"{key}/{name}")
 
 
+def evaluate_views(
+    net: nn.Module, loader: DataLoader, layout: str, key: str, shift: int
+) -> dict[str, dict[str, Any]]:
+    """ "crop-views": each of multi-crop's 10 views scored alone ("<key>/view(+8,+0)+flip" …),
+    to see which views help the average and which hurt it."""
+    out = {}
+    for view in protocols.multi_crop_views(shift, flip=True):
+        label = f"{key}/view({view.shift[0]:+d},{view.shift[1]:+d}){'+flip' if view.flip else ''}"
+        out[label] = evaluate_pose(net, loader, layout, [view], label) | {"protocol": "crop-views"}
+    return out
+
+
 def evaluate(
     cfg: DictConfig, net: nn.Module, protocol: Protocol, run_net: nn.Module | None = None
 ) -> dict[str, dict[str, Any]]:
@@ -276,6 +289,9 @@ def evaluate(
             loader = eval_loader(cfg, key, protocol.limit)
             shift = crop_shift(cfg, protocol.displacement)
             for name in (n for n in names if n in POSE_PROTOCOLS):
+                if name == "crop-views":
+                    results |= evaluate_views(net, loader, cfg.data.layout, key, shift)
+                    continue
                 multi = name == "multi-crop"
                 views = protocols.multi_crop_views(shift if multi else 0, flip=multi)
                 label = f"{key}/{name}"

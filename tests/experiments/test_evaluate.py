@@ -175,3 +175,19 @@ def test_the_network_is_loaded_onto_eval_device(tmp_path, monkeypatch):
     assert next(net.parameters()).device == torch.device("cpu")
     with pytest.raises(ValueError, match="eval.device|no CUDA device"):
         evaluate.load_model(load_config("mpii", [*SMALL, "eval.device=cuda"]), ckpt)
+
+
+def test_crop_views_score_each_view_of_multi_crop_alone(world, tmp_path):
+    """``protocol=crop-views``: the 10 views of multi-crop one at a time, labelled by shift and
+    mirror; the plain view is single-crop."""
+    overrides = h36m_overrides(world) + ["data.test=[h36m]"]
+    ckpt = random_checkpoint(tmp_path / "pose.pt", "h36m", overrides)
+    argv = ["h36m", f"ckpt={ckpt}", "protocol=single-crop,crop-views", "displacement=2"]
+    assert evaluate.main([*argv, "limit=4", f"out={tmp_path}", *overrides]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    views = {k for k, v in results.items() if v["protocol"] == "crop-views"}
+    assert len(views) == 10 and "h36m/view(+2,+0)+flip" in views
+    plain, single = results["h36m/view(+0,+0)"], results["h36m/single-crop"]
+    assert plain["mpjpe"] == pytest.approx(single["mpjpe"], rel=1e-6)
+    shifts = {(0, 0), (2, 0), (-2, 0), (0, 2), (0, -2)}
+    assert views == {f"h36m/view({x:+d},{y:+d}){f}" for x, y in shifts for f in ("", "+flip")}
