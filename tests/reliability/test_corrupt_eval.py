@@ -95,7 +95,7 @@ def test_training_replaces_and_test_reports(world, tmp_path, capsys, caplog):
     assert found, err
     scored, listed, bad = map(int, found.groups())
     assert listed == total and scored + bad == total and bad > 0
-    assert re.search(rf"test/mpii/unreadable +{bad}\b", out)  # counted in the printed table
+    assert re.search(rf"test/mpii/unreadable[ |]+{bad}\b", out)  # counted in the printed table
     assert any(image.name in err for image in images)
 
 
