@@ -196,6 +196,11 @@ def export_model(ckpt: str, cfg, path: Path) -> Path:
     return path
 
 
+def is_number(value: object) -> bool:
+    """A figure W&B logs (not a result's label such as its "protocol")."""
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
 def world_root(size: str, out: Path, data: str | Path | None) -> Path:
     """The synthetic world's folder: ``data``, else data/synthetic (demo size) or ``out``/world."""
     return Path(data) if data else (Path("data/synthetic") if size == "demo" else out / "world")
@@ -228,7 +233,7 @@ def run_demo(size: str = "demo", out: str | Path = "runs/demo", data: str | Path
     clock.stage("pose evaluation")
     pose, cfg, net = pose_results(args, rows["pose"]["checkpoint"])
     texts = [evaluate.write_results(pose, cfg.data.layout, out / "pose"), torso_table(pose)]
-    flat = {f"{k}/{m}": v for k, res in pose.items() for m, v in res.items() if np.isscalar(v)}
+    flat = {f"{k}/{m}": v for k, res in pose.items() for m, v in res.items() if is_number(v)}
     log_result_run(cfg, out, "demo-pose-evaluation", flat)
     texts.append((out / "table5.md").read_text())
     viz.save_figure(skeleton_figure(cfg, net), out / "skeletons.png")

@@ -11,7 +11,8 @@ import pytest
 from datamodules.synthetic import generate_world
 from experiments import evaluate
 from experiments.config import load_config
-from experiments.train import best_checkpoint, run
+from experiments.run_folder import best_checkpoint
+from experiments.train import run
 
 TINY = [  # penn_poses: whole-video clips of T frames scored with their mirror, 3 pose members
     "model.num_frames=8",
