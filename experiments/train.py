@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except NonFiniteError as err:  # no checkpoint holds the non-finite state
-        print(f"error: {err}", file=sys.stderr)
+        sys.stderr.write(f"error: {err}\n")  # one write: DDP ranks' lines never interleave
+        sys.stderr.flush()
         return EXIT_NONFINITE
     return 0
 
