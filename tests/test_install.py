@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import re
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,11 @@ def test_the_lock_pins_every_requirement_within_pyprojects_range():
 
 def test_the_installed_environment_is_the_locked_one():
     """After ``make install`` (as in CI) every locked package has its locked version."""
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in md.distributions()}
+    # site-packages only: an import of setuptools (torch.compile's C++ toolchain) puts its own
+    # vendored packaging / platformdirs on sys.path, which pip did not install
+    site = list(dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
+    installed = {
+        canonicalize_name(d.metadata["Name"]): d.version for d in md.distributions(path=site)
+    }
     wrong = {n: (installed[n], v) for n, v in locked().items() if installed.get(n, v) != v}
     assert not wrong, f"installed ≠ locked (run `make install`, or `make lock` to upgrade): {wrong}"
