@@ -28,7 +28,7 @@ from deephar.tasks.base import (
     attach_action_head,
     is_clip_batch,
 )
-from deephar.tasks.pose import Pose2D3DModule, check_pose_loss, pose_step
+from deephar.tasks.pose import Pose2D3DModule, check_pose_loss, module_pose_step
 
 
 class JointModule(TaskModule):
@@ -92,15 +92,7 @@ class JointModule(TaskModule):
         return pose | ActionModule.build_metrics(cfg, video_reduction)
 
     def _pose_part(self, batch: Mapping[str, Any], stage: str):
-        output, loss, parts = pose_step(
-            self.net,
-            self.to_input(batch["image"]),
-            batch,
-            self.visibility_weight,
-            self.pose_loss,
-            self.visibility_joints,
-            self.keras_bce,
-        )
+        output, loss, parts = module_pose_step(self, batch)
         if stage != "train":
             getattr(self, f"{stage}_pose").update(output, batch)
         return loss, parts

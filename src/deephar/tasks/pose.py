@@ -137,6 +137,20 @@ def pose_step(
     return output, loss, parts
 
 
+def module_pose_step(module: TaskModule, batch: Mapping[str, Any]):
+    """``pose_step`` of a task module holding the pose-loss options (``visibility_weight``,
+    ``pose_loss``, ``visibility_joints``, ``keras_bce``): Pose2D3DModule, JointModule."""
+    return pose_step(
+        module.net,
+        module.to_input(batch["image"]),
+        batch,
+        module.visibility_weight,
+        module.pose_loss,
+        module.visibility_joints,
+        module.keras_bce,
+    )
+
+
 class Pose2D3DModule(TaskModule):
     """Pose regression on still images with the multitask network's pose part.
 
@@ -185,15 +199,7 @@ class Pose2D3DModule(TaskModule):
             raise ValueError(
                 f"Pose2D3DModule expects still images (B, 3, H, W), got {tuple(batch['image'].shape)}"
             )
-        output, loss, parts = pose_step(
-            self.net,
-            self.to_input(batch["image"]),
-            batch,
-            self.visibility_weight,
-            self.pose_loss,
-            self.visibility_joints,
-            self.keras_bce,
-        )
+        output, loss, parts = module_pose_step(self, batch)
         self.log_loss(stage, loss, parts, len(batch["image"]))
         if stage != "train":
             getattr(self, f"{stage}_pose").update(output.final, batch)
