@@ -146,9 +146,14 @@ def appearance_features(features: Tensor, prob_maps: Tensor, num_frames: int) ->
 
     features (B·T, C, H, W), prob_maps (B·T, J, H, W) (spatial softmax of the joint heat-map
     logits; 3D: of hxy) → (B, T, J, C).
+
+    As features (C, HW) @ maps (HW, J): the gradient w.r.t. the features comes out contiguous,
+    like the pose network's own (``einsum("njhw,nchw->njc")`` gave it channels-last strides, on
+    which eager ran the reception block's convolution backward with other kernels than a
+    compiled pose network, whose AOT backward takes its incoming gradients contiguous).
     """
-    f = torch.einsum("njhw,nchw->njc", prob_maps, features)  # (B·T, J, C)
-    return f.unflatten(0, (-1, num_frames))
+    f = features.flatten(2) @ prob_maps.flatten(2).transpose(1, 2)  # (B·T, C, J)
+    return f.transpose(1, 2).unflatten(0, (-1, num_frames))
 
 
 class AppearanceBranch(nn.Module):

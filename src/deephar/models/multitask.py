@@ -20,7 +20,7 @@ from deephar.models.action_head import ActionHead
 from deephar.models.pose import PoseNet, map_pose_output
 from deephar.models.stem import STEM_CHANNELS, Stem
 from deephar.outputs import ActionOutput, PoseOutput
-from deephar.soft_argmax import spatial_softmax, visibility_logits
+from deephar.soft_argmax import spatial_softmax, split_volumetric, visibility_logits
 
 # Official action-model joint probability: sigmoid(4·max h_j) in 2D, sigmoid(2·(max hxy + max hz))
 # in 3D — sharper than the pose model's visibility.
@@ -31,6 +31,19 @@ def joint_probability(logits: Tensor, num_joints: int, dim: int) -> Tensor:
     """Heat-map logits (N, N_h, H, W) of the last pose block → (N, J) joint probabilities: the
     pose visibility's logits (``soft_argmax.visibility_logits``) × ``PROB_GAIN``."""
     return torch.sigmoid(PROB_GAIN[dim] * visibility_logits(logits, num_joints, dim))
+
+
+def joint_maps(logits: Tensor, num_joints: int, dim: int) -> Tensor:
+    """Heat-map logits (N, N_h, H, W) of a pose block → its joint maps (N, J, H, W), the
+    ``heatmaps`` the pose network returns (2D: the first J channels; 3D: hxy, the depth mean).
+
+    Recomputed from the logits so that the action head reads the logits of a compiled pose
+    network and not also a view of them: AOT autograd regenerates an output aliasing another
+    outside its graph and adds the two gradients before its backward, eager adds the view's
+    gradient to the decoding's first (the same sum rounded otherwise: not bit-exact to eager)."""
+    if dim == 2:
+        return logits[:, :num_joints]
+    return split_volumetric(logits, num_joints)[0]
 
 
 def batch_dynamic(*tensors: Tensor) -> None:
@@ -98,7 +111,9 @@ class DeepHAR(nn.Module):
         h = out.logits[-1]  # (B·T, N_h, H, W)
         prob = joint_probability(h, self.cfg.num_joints, self.cfg.dim).unflatten(0, (b, t))
         pose = out.pose[-1].unflatten(0, (b, t))  # (B, T, J, D)
-        feats = appearance_features(out.features, spatial_softmax(out.heatmaps[-1]), t)
+        feats = appearance_features(
+            out.features, spatial_softmax(joint_maps(h, self.cfg.num_joints, self.cfg.dim)), t
+        )
         batch_dynamic(pose, prob, feats)
         poses = map_pose_output(out, lambda x: x.unflatten(0, (b, t)))
         return dataclasses.replace(head(pose, prob, feats), poses=poses)

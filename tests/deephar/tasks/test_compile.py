@@ -123,7 +123,7 @@ ACTION_NOT_EXACT = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize("task", ["pose", pytest.param("action", marks=ACTION_NOT_EXACT)])
+@pytest.mark.parametrize("task", ["pose", "action"])
 def test_compiled_graphs_train_exactly_as_eager_with_the_modules_optimiser(task, monkeypatch):
     """dynamo's graphs, forward and AOT-autograd backward, run by aten kernels: 20 steps with the
     module's own optimiser (RMSprop) give bit-identical losses."""
