@@ -110,8 +110,10 @@ def range_problem(cfg: DictConfig) -> str | None:
     devices = OmegaConf.to_container(devices) if OmegaConf.is_config(devices) else devices
     if not devices_ok(devices):
         return f"trainer.devices = {devices!r}: {DEVICES}"
-    if cfg.trainer.precision not in PRECISIONS:
-        return f"trainer.precision = {cfg.trainer.precision!r}: one of {' | '.join(PRECISIONS)}"
+    if cfg.trainer.precision not in (*PRECISIONS, "auto"):
+        return f"trainer.precision = {cfg.trainer.precision!r}: auto or one of {' | '.join(PRECISIONS)}"
+    if cfg.channels_last not in ("auto", True, False):
+        return f"channels_last = {cfg.channels_last!r}: one of auto | true | false"
     if cfg.logger.offline not in ("auto", True, False):
         return f"logger.offline = {cfg.logger.offline!r}: one of auto | true | false"
     return None

@@ -74,6 +74,7 @@ from experiments.data import build_dataset, pckh_exclude, worker_count
 from experiments.device import model_device, resolve_device, to_device
 from experiments.modules import build_module
 from experiments.run_folder import run_dir
+from experiments.training_defaults import resolve_training_defaults
 
 POSE_DATASETS, ACTION_DATASETS = ("mpii", "h36m"), ("penn", "ntu")
 
@@ -199,7 +200,7 @@ def evaluate_run(cfg: DictConfig, net: nn.Module, limit: int = 0) -> dict[str, A
 def autocast(cfg: DictConfig, device: torch.device) -> torch.autocast:
     """The mixed precision of ``trainer.precision`` ("16-mixed", "bf16-mixed"; else none), as
     Lightning's precision plugin runs the test step."""
-    precision = str(cfg.trainer.precision)
+    precision = str(resolve_training_defaults(cfg, verbose=False).trainer.precision)
     dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float16
     return torch.autocast(device.type, dtype, enabled=precision.endswith("-mixed"))
 

@@ -9,6 +9,7 @@ from deephar.models.multitask import DeepHAR
 from deephar.tasks import ActionModule, JointModule, Pose2D3DModule
 from deephar.tasks.base import OptimSettings, TaskModule
 from experiments.data import pckh_exclude
+from experiments.training_defaults import resolve_training_defaults
 
 
 def build_module(
@@ -18,7 +19,8 @@ def build_module(
     optim = OptimSettings(**OmegaConf.to_container(cfg.optim, resolve=True, enum_to_str=True))
     if lr is not None:
         optim.lr = lr
-    common = dict(optim=optim, channels_last=cfg.channels_last, compile=cfg.compile)
+    channels_last = bool(resolve_training_defaults(cfg, verbose=False).channels_last)
+    common = dict(optim=optim, channels_last=channels_last, compile=cfg.compile)
     frozen = cfg.freeze_pose and stage != "finetune"
     exclude = pckh_exclude(cfg.data.layout)
     if cfg.task == "pose":

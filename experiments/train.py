@@ -47,6 +47,7 @@ from experiments.run_folder import (
 from experiments.startup import check_startup
 from experiments.tables import metrics_table
 from experiments.trainer import build_trainer, signal_callback
+from experiments.training_defaults import resolve_training_defaults
 
 
 def finetune_lr(cfg: DictConfig) -> float:
@@ -116,6 +117,7 @@ def run(cfg: DictConfig, net: DeepHAR | None = None) -> dict[str, float]:
     net: a network to train (e.g. the one of a previous stage); default ``build_model`` of
     ``cfg.model`` initialised from ``cfg.init``.
     """
+    cfg = resolve_training_defaults(cfg, verbose=is_rank_zero())
     validate(cfg)
     check_startup(cfg)
     with RunLock(run_dir(cfg)):

@@ -20,6 +20,7 @@ from experiments.logging import build_logger
 from experiments.progress import EpochLine
 from experiments.resume import FreshResumedEpoch
 from experiments.run_folder import stage_dir
+from experiments.training_defaults import resolve_training_defaults
 
 
 def poses_only(cfg: DictConfig) -> bool:
@@ -55,7 +56,8 @@ def build_trainer(cfg: DictConfig, stage: str = "main") -> pl.Trainer:
     release at exit and early stopping (``optim.early_stop_patience`` > 0) on the validation
     metric."""
     folder = stage_dir(cfg, stage)
-    args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
+    trainer = resolve_training_defaults(cfg, verbose=False).trainer
+    args: dict[str, Any] = OmegaConf.to_container(trainer, resolve=True, enum_to_str=True)
     args["strategy"] = resolve_strategy(
         args["strategy"], args["accelerator"], args["devices"], args["num_nodes"], poses_only(cfg)
     )

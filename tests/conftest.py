@@ -14,6 +14,10 @@ SHARED = Path(os.environ.get("DEEPHAR_SHARED", REPO.parent / "shared")).resolve(
 # One intra-op thread: tiny test networks gain nothing from more, and on a busy 2-core machine two
 # threads per process oversubscribe the cores (steps ~100× slower).
 torch.set_num_threads(1)
+# Configs' `auto` training defaults (bf16-mixed, channels_last) depend on the CPU: the tests train
+# in the official recipe's numerics (fp32, NCHW) on any machine, subprocesses included
+# (experiments.training_defaults; its own tests clear this).
+os.environ.setdefault("DEEPHAR_TRAINING", "reference")
 
 
 @pytest.fixture(scope="session")
