@@ -25,9 +25,10 @@ its rounding. Everywhere else (NCHW, inference, CUDA) it is ``F.conv2d``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -41,14 +42,30 @@ RECOMPILE_LIMIT = 64  # one compiled kernel per (shape, dtype): a network has a 
 Pair = tuple[int, int]
 _compiled: Callable[..., Tensor] | None = None
 _inductor_failed = False
+_override: list[str] = []
 
 
 def mode() -> str:
-    """The weight-gradient mode asked by ``DEEPHAR_DEPTHWISE_GRAD`` (default ``inductor``)."""
+    """The weight-gradient mode: ``override``'s, else ``DEEPHAR_DEPTHWISE_GRAD`` (default
+    ``inductor``)."""
+    if _override:
+        return _override[-1]
     value = os.environ.get(ENV, "inductor").lower()
     if value not in MODES:
         raise ValueError(f"{ENV}={value!r}: expected one of {', '.join(MODES)}")
     return value
+
+
+@contextlib.contextmanager
+def override(how: str) -> Iterator[None]:
+    """Forward passes inside run with weight-gradient mode ``how`` (e.g. a benchmark's rows)."""
+    if how not in MODES:
+        raise ValueError(f"depthwise weight-gradient mode {how!r}: expected one of {MODES}")
+    _override.append(how)
+    try:
+        yield
+    finally:
+        _override.pop()
 
 
 def tap_sums(x: Tensor, grad_out: Tensor, kernel: Pair, padding: Pair) -> Tensor:
