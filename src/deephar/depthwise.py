@@ -13,7 +13,8 @@ accumulates in fp32 (oneDNN's bf16 kernel rounds the gradient to bf16; ours is f
 
 ``depthwise_conv2d`` runs this only where it pays and where it changes nothing else: on the CPU,
 in training (gradient needed for the weight), with channels_last input, stride 1 and symmetric
-padding, not inside a ``torch.compile``d graph. The forward and the input gradient are oneDNN's,
+padding; inside a ``torch.compile``d network the sums are traced into its backward graph (one
+graph, no break) and fused there by its compiler. The forward and the input gradient are oneDNN's,
 unchanged (in the autocast dtype under ``torch.autocast``); only the weight gradient differs, by
 its rounding. Everywhere else (NCHW, inference, CUDA) it is ``F.conv2d``.
 
@@ -116,6 +117,8 @@ def weight_grad(x: Tensor, grad_out: Tensor, weight: Tensor, padding: Pair, how:
     """dW of the depthwise convolution ``conv2d(x, weight, padding=padding, groups=C)`` given
     ``grad_out`` (B, C, H, W): (C, 1, k_h, k_w) fp32, by ``how`` (``inductor`` | ``fp32``)."""
     global _inductor_failed
+    if torch.compiler.is_compiling():  # inside a compiled graph: its compiler fuses the sums
+        return tap_sums(x, grad_out, tuple(weight.shape[-2:]), padding)
     if how == "inductor" and not _inductor_failed:
         try:
             return _inductor_tap_sums(x, grad_out, tuple(weight.shape[-2:]), padding)
@@ -178,7 +181,6 @@ def applies(x: Tensor, weight: Tensor, stride: Pair, padding: Pair) -> bool:
         and tuple(stride) == (1, 1)
         and tuple(padding) == (weight.shape[-2] // 2, weight.shape[-1] // 2)
         and x.is_contiguous(memory_format=torch.channels_last)
-        and not torch.compiler.is_compiling()
         and mode() != "aten"
     )
 

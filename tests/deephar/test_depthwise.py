@@ -142,3 +142,24 @@ def test_network_training_step_gradients_as_before_within_bf16(monkeypatch):
     for name in old:
         scale = old[name].abs().max().clamp_min(1e-6)
         assert (new[name] - old[name]).abs().max() / scale < 2e-2, name
+
+
+def test_compiled_network_traces_the_weight_gradient_in_one_graph(monkeypatch):
+    """Inside ``torch.compile`` the tap sums join the backward graph: no graph break, gradients
+    as in eager within fp32 rounding (aot_eager: dynamo's graphs run by aten kernels)."""
+    monkeypatch.setenv(depthwise.ENV, "inductor")
+    sep, x, grad = inputs()
+    x = x.requires_grad_(True)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", torch.bfloat16):
+            return (sep.depthwise(x).float() * grad).sum()
+
+    explained = torch._dynamo.explain(loss)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+    grads = {}
+    for name, fn in (("eager", loss), ("compiled", torch.compile(loss, backend="aot_eager"))):
+        sep.zero_grad(set_to_none=True)
+        fn(x).backward()
+        grads[name] = sep.depthwise.weight.grad.clone()
+    assert rel(grads["compiled"], grads["eager"]) < 1e-5
