@@ -1,0 +1,101 @@
+"""The depthwise weight gradient on the CPU: oneDNN's kernels against ``deephar.depthwise``.
+
+    python -m benchmarks.bench_depthwise [--threads 1] [--rounds 5] [--step]
+
+Layers: the backward (input and weight gradient) of the K = 8 MPII model's three depthwise 5×5
+shapes (batch 8, channels_last, bf16 as under bf16-mixed and fp32), each weight-gradient mode of
+``DEEPHAR_DEPTHWISE_GRAD`` (``aten`` = oneDNN as before, ``fp32`` = oneDNN on fp32 copies,
+``inductor`` = fused fp32 tap sums), median ms of ``rounds`` interleaved rounds after one warm-up
+(the compilation). ``--step``: the whole training step (``bench_train.build_step``, channels_last,
+fp32 and bf16-mixed) per mode, ms/image, in the same interleaved way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from benchmarks.bench_train import KERAS_BATCH, build_step
+from benchmarks.run import table
+from deephar import depthwise
+from deephar.config import MPII_2D
+from deephar.layers import DepthwiseConv2d
+
+SHAPES = ((576, 32), (288, 16), (288, 8))  # (channels, size) of the MPII K = 8 depthwise layers
+
+
+def interleave(fns: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Median seconds of each function over ``rounds`` rounds (order rotated), after a warm-up."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    keys = list(fns)
+    for r in range(rounds):
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            t0 = time.perf_counter()
+            fns[key]()
+            times[key].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def layer_backward(channels: int, size: int, dtype: torch.dtype, how: str) -> Callable[[], None]:
+    """Forward untimed, then the timed backward of one depthwise 5×5 layer (batch 8)."""
+    conv = DepthwiseConv2d(channels, 5).to(memory_format=torch.channels_last)
+    x = torch.randn(KERAS_BATCH, channels, size, size).contiguous(memory_format=torch.channels_last)
+    x = x.to(dtype).requires_grad_(True)
+    grad = torch.randn_like(x)
+
+    def backward() -> None:
+        with (
+            depthwise.override(how),
+            torch.autocast("cpu", torch.bfloat16, enabled=dtype != torch.float32),
+        ):
+            y = conv(x)
+        y.backward(grad)
+
+    return backward
+
+
+def layer_rows(rounds: int) -> list[list[str]]:
+    rows = []
+    for channels, size in SHAPES:
+        for dtype in (torch.bfloat16, torch.float32):
+            fns = {how: layer_backward(channels, size, dtype, how) for how in depthwise.MODES}
+            ms = interleave(fns, rounds)
+            name = "bf16" if dtype == torch.bfloat16 else "fp32"
+            rows.append([f"{channels} × {size}²", name] + [f"{1000 * ms[h]:.1f}" for h in ms])
+    return rows
+
+
+def step_rows(rounds: int) -> list[list[str]]:
+    fns = {}
+    for variant in ("+channels_last", "bf16+channels_last"):
+        for how in depthwise.MODES:
+            with depthwise.override(how):
+                fns[(variant, how)] = build_step("pose", MPII_2D, KERAS_BATCH, "cpu", variant)
+    ms = interleave({f"{v} {h}": fn for (v, h), fn in fns.items()}, rounds)
+    return [[k, f"{1000 * t / KERAS_BATCH:.0f}"] for k, t in ms.items()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--step", action="store_true", help="also the whole training step")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
+    modes = [f"{h} ms" for h in depthwise.MODES]
+    print(table(layer_rows(args.rounds), ["layer backward", "dtype", *modes]))
+    if args.step:
+        print(table(step_rows(args.rounds), ["training step, weight-gradient mode", "ms/image"]))
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
