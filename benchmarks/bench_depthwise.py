@@ -6,7 +6,8 @@ Layers: the backward (input and weight gradient) of the K = 8 MPII model's three
 shapes (batch 8, channels_last, bf16 as under bf16-mixed and fp32), each weight-gradient mode of
 ``DEEPHAR_DEPTHWISE_GRAD`` (``aten`` = oneDNN as before, ``fp32`` = oneDNN on fp32 copies,
 ``inductor`` = fused fp32 tap sums), median ms of ``rounds`` interleaved rounds after one warm-up
-(the compilation). ``--step``: the whole training step (``bench_train.build_step``, channels_last,
+(the compilation). ``--alternatives``: other formulations of the weight gradient, not adopted
+(576 × 32², bf16 input). ``--step``: the whole training step (``bench_train.build_step``, channels_last,
 fp32 and bf16-mixed) per mode, ms/image, in the same interleaved way.
 """
 
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from benchmarks.bench_train import KERAS_BATCH, build_step
 from benchmarks.run import table
@@ -72,6 +74,69 @@ def layer_rows(rounds: int) -> list[list[str]]:
     return rows
 
 
+def per_sample_taps(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The 25 shifted products in eager PyTorch, one sample at a time (it stays in cache)."""
+    size = grad.shape[-1]
+    xp = F.pad(x, (2, 2, 2, 2))
+    out = torch.zeros(5, 5, x.shape[1])
+    for b in range(x.shape[0]):
+        xb, gb = xp[b].float().permute(1, 2, 0), grad[b].float().permute(1, 2, 0)
+        for i in range(5):
+            for j in range(5):
+                out[i, j] += (xb[i : i + size, j : j + size] * gb).sum((0, 1))
+    return out.permute(2, 0, 1).unsqueeze(1)
+
+
+def unfold_bmm(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """One ``unfold`` per kernel row, then a batched (1 × N) @ (N × 5) product per channel."""
+    batch, channels, size, _ = grad.shape
+    xp = F.pad(x, (2, 2, 2, 2)).float()
+    g = grad.float().permute(1, 0, 2, 3).reshape(channels, 1, -1)
+    rows = []
+    for i in range(5):
+        u = xp[:, :, i : i + size].unfold(3, 5, 1).permute(1, 0, 2, 3, 4).reshape(channels, -1, 5)
+        rows.append(torch.bmm(g, u))
+    return torch.cat(rows, 1).reshape(channels, 1, 5, 5)
+
+
+def einsum_view(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``einsum`` over a doubly unfolded (B, C, 5, 5, H, W) view of the padded input."""
+    size = grad.shape[-1]
+    u = F.pad(x, (2, 2, 2, 2)).float().unfold(2, size, 1).unfold(3, size, 1)
+    return torch.einsum("bcijhw,bchw->cij", u, grad.float()).unsqueeze(1)
+
+
+def alternative_rows(rounds: int) -> list[list[str]]:
+    """Each formulation's weight gradient of the 576 × 32² layer (bf16 input), ms and max error
+    relative to oneDNN's fp32 kernel."""
+    x = torch.randn(KERAS_BATCH, 576, 32, 32).contiguous(memory_format=torch.channels_last)
+    x, grad = x.bfloat16(), torch.randn_like(x).bfloat16()
+    w = torch.randn(576, 1, 5, 5)
+
+    def onednn_bf16() -> torch.Tensor:
+        args = (None, [1, 1], [2, 2], [1, 1], False, [0, 0], 576, [False, True, False])
+        return torch.ops.aten.convolution_backward(grad, x, w.bfloat16(), *args)[1]
+
+    fns = {
+        "oneDNN bf16 (before)": onednn_bf16,
+        "oneDNN fp32 on fp32 copies": lambda: depthwise._aten_fp32(x, grad, w, (2, 2)),
+        "25 shifted products, eager": lambda: depthwise.tap_sums(x, grad, (5, 5), (2, 2)),
+        "the same per sample, eager": lambda: per_sample_taps(x, grad),
+        "unfold + bmm per channel": lambda: unfold_bmm(x, grad),
+        "einsum over an unfolded view": lambda: einsum_view(x, grad),
+        "25 shifted products, Inductor (ours)": lambda: depthwise._inductor_tap_sums(
+            x, grad, (5, 5), (2, 2)
+        ),
+    }
+    exact = depthwise._aten_fp32(x, grad, w, (2, 2))
+    ms = interleave(fns, rounds)
+    rows = []
+    for name, fn in fns.items():
+        err = ((fn().float() - exact).abs().max() / exact.abs().max()).item()
+        rows.append([name, f"{1000 * ms[name]:.1f}", f"{err:.0e}"])
+    return rows
+
+
 def step_rows(rounds: int) -> list[list[str]]:
     fns = {}
     for variant in ("+channels_last", "bf16+channels_last"):
@@ -87,11 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--step", action="store_true", help="also the whole training step")
+    parser.add_argument("--alternatives", action="store_true", help="formulations not adopted")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
     modes = [f"{h} ms" for h in depthwise.MODES]
     print(table(layer_rows(args.rounds), ["layer backward", "dtype", *modes]))
+    if args.alternatives:
+        columns = ["576 × 32² weight gradient, bf16 input", "ms", "max rel. error vs fp32"]
+        print(table(alternative_rows(args.rounds), columns))
     if args.step:
         print(table(step_rows(args.rounds), ["training step, weight-gradient mode", "ms/image"]))
     print(f"load average {os.getloadavg()[0]:.1f}")
