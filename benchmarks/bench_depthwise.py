@@ -7,7 +7,8 @@ shapes (batch 8, channels_last, bf16 as under bf16-mixed and fp32), each weight-
 ``DEEPHAR_DEPTHWISE_GRAD`` (``aten`` = oneDNN as before, ``fp32`` = oneDNN on fp32 copies,
 ``inductor`` = fused fp32 tap sums), median ms of ``rounds`` interleaved rounds after one warm-up
 (the compilation). ``--alternatives``: other formulations of the weight gradient, not adopted
-(576 × 32², bf16 input). ``--step``: the whole training step (``bench_train.build_step``, channels_last,
+(576 × 32², bf16 input). ``--pointwise``: the separable convolution's other half, the
+576 → 576 1×1 convolution at 32², forward and backward, in GFLOP/s. ``--step``: the whole training step (``bench_train.build_step``, channels_last,
 fp32 and bf16-mixed) per mode, ms/image, in the same interleaved way.
 """
 
@@ -137,6 +138,26 @@ def alternative_rows(rounds: int) -> list[list[str]]:
     return rows
 
 
+def pointwise_rows(rounds: int) -> list[list[str]]:
+    """The 576 → 576 1×1 convolution at 32² (batch 8, channels_last): ms and GFLOP/s."""
+    rows = []
+    args = (None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, True, False])
+    for dtype in (torch.bfloat16, torch.float32):
+        x = torch.randn(KERAS_BATCH, 576, 32, 32, dtype=dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        w = torch.randn(576, 576, 1, 1, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        fns = {
+            "forward": lambda x=x, w=w: F.conv2d(x, w),
+            "backward": lambda x=x, w=w: torch.ops.aten.convolution_backward(x, x, w, *args),
+        }
+        flop = 2 * KERAS_BATCH * 32 * 32 * 576 * 576
+        for name, t in interleave(fns, rounds).items():
+            work = flop * (2 if name == "backward" else 1)
+            name_dtype = "bf16" if dtype == torch.bfloat16 else "fp32"
+            rows.append([f"{name} {name_dtype}", f"{1000 * t:.1f}", f"{work / t / 1e9:.0f}"])
+    return rows
+
+
 def step_rows(rounds: int) -> list[list[str]]:
     fns = {}
     for variant in ("+channels_last", "bf16+channels_last"):
@@ -153,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--step", action="store_true", help="also the whole training step")
     parser.add_argument("--alternatives", action="store_true", help="formulations not adopted")
+    parser.add_argument("--pointwise", action="store_true", help="the 1×1 half, GFLOP/s")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
@@ -161,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.alternatives:
         columns = ["576 × 32² weight gradient, bf16 input", "ms", "max rel. error vs fp32"]
         print(table(alternative_rows(args.rounds), columns))
+    if args.pointwise:
+        columns = ["576 → 576 1×1 at 32²", "ms", "GFLOP/s"]
+        print(table(pointwise_rows(args.rounds), columns))
     if args.step:
         print(table(step_rows(args.rounds), ["training step, weight-gradient mode", "ms/image"]))
     print(f"load average {os.getloadavg()[0]:.1f}")
