@@ -1,15 +1,15 @@
 """Depthwise convolutions in training on the CPU: the weight gradient by a faster kernel.
 
 oneDNN's weight gradient of a depthwise convolution (the 5×5 of every separable block) is its slow
-path on the CPU: one K = 8 MPII training step (batch 8, 256², bf16-mixed, channels_last) spent ~40 %
-of its time there, the 576-channel 32² layer's taking ~15× its forward in bf16 (~5× in fp32;
-docs/performance_training.md). The gradient is a sum of ``k_h·k_w`` channel-wise products,
+path on the CPU: one K = 8 MPII training step (batch 8, 256², bf16-mixed, channels_last, 2 threads)
+spent about a third of its time there (docs/performance_training.md). The gradient is a sum of
+``k_h·k_w`` channel-wise products,
 
     dW[c, 0, i, j] = Σ_{b, h, w} dY[b, c, h, w] · X_pad[b, c, h + i, w + j],
 
 which Inductor turns into one fused, vectorised C++ reduction (``tap_sums``, compiled once per
-shape) that runs ~5× faster than oneDNN's fp32 kernel and ~15× faster than its bf16 one, and
-accumulates in fp32 (oneDNN's bf16 kernel rounds the gradient to bf16; ours is fp32-accurate).
+shape), accumulated in fp32: the 576-channel 32² layer's backward 7.4× faster than oneDNN's in
+bf16 (which also rounds the gradient to bf16) and 1.45× in fp32 (2 idle threads).
 
 ``depthwise_conv2d`` runs this only where it pays and where it changes nothing else: on the CPU,
 in training (gradient needed for the weight), with channels_last input, stride 1 and symmetric
@@ -20,7 +20,7 @@ its rounding. Everywhere else (NCHW, inference, CUDA) it is ``F.conv2d``.
 
 ``DEEPHAR_DEPTHWISE_GRAD`` picks the weight gradient: ``inductor`` (default; falls back to
 ``fp32`` with one line on stderr if Inductor cannot compile, e.g. no C++ compiler), ``fp32``
-(oneDNN's fp32 kernel on fp32 copies, ~3× faster than its bf16 one), ``aten`` (the plain
+(oneDNN's fp32 kernel on fp32 copies, ~2× faster than its bf16 one), ``aten`` (the plain
 ``F.conv2d``, as before).
 """
 
