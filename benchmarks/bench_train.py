@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.roofline import matmul_peak, step_flops, summary
 from benchmarks.run import (
     KERAS_PY,
     SPEED_TARGET,
@@ -33,6 +34,7 @@ from benchmarks.run import (
     register,
     table,
 )
+from deephar import depthwise
 from deephar.config import MPII_2D, PENN_MERGE, NetworkConfig
 from deephar.losses import action_loss, pose_loss
 from deephar.models.multitask import build_model
@@ -68,7 +70,8 @@ def build_step(
 ):
     """One training step (forward, loss, backward, optimiser) of ``variant`` ("fp32", "bf16",
     "+channels_last", "+compile": the pose and action networks compiled in place with
-    ``backend``) on a random batch of ``batch`` samples."""
+    ``backend``; "+onednn-dw": the depthwise weight gradient by oneDNN, as before
+    ``deephar.depthwise``) on a random batch of ``batch`` samples."""
     net = build_model(cfg).to(device)
     cl = "channels_last" in variant
     module = (Pose2D3DModule(net, channels_last=cl) if task == "pose"
@@ -84,9 +87,10 @@ def build_step(
     images = module.to_input(data["image"])
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if "bf16" in variant else (
         contextlib.nullcontext)  # fmt: skip
+    how = "aten" if "onednn-dw" in variant else depthwise.mode()
 
     def step():
-        with autocast():
+        with depthwise.override(how), autocast():
             if task == "pose":
                 loss = pose_loss(net.forward_pose(images), data)[0]
             else:
@@ -169,7 +173,11 @@ def train_throughput(ctx: BenchContext) -> BenchReport:
 KERAS_BATCH = 8
 VS_KERAS = {  # label: bench variant (the CPU's bf16 autocast = Lightning's bf16-mixed on a CPU)
     "eager NCHW fp32": "fp32",
+    "channels_last fp32, oneDNN depthwise weight gradient (before)": "+channels_last+onednn-dw",
     "channels_last fp32": "+channels_last",
+    "channels_last + bf16-mixed, oneDNN depthwise weight gradient (before)": (
+        "bf16+channels_last+onednn-dw"
+    ),
     "channels_last + bf16-mixed": "bf16+channels_last",
     "channels_last + bf16-mixed, torch.compile (inductor)": "bf16+channels_last+compile",
 }
@@ -271,6 +279,8 @@ def train_vs_keras(ctx: BenchContext) -> BenchReport:
         if keras is not None:
             keras.close()
     load1 = os.getloadavg()
+    flops, peak = step_flops(variants[0].step, KERAS_BATCH), matmul_peak()
+    keras_median = statistics.median(keras_ms) if keras_ms else None
     extra = {
         "model": f"MPII 2D pose K = 8, 256², batch {KERAS_BATCH}, random weights and data",
         "ours": "Pose2D3DModule's RMSprop + pose_loss, forward + backward + step (benchmarks."
@@ -283,6 +293,9 @@ def train_vs_keras(ctx: BenchContext) -> BenchReport:
         ).describe(),
         "load average (1 min) before / after": f"{load0[0]:.1f} / {load1[0]:.1f}",
         "rounds": f"{ctx.runs} (each: one Keras step, then one step of every variant, rotated)",
+        "FLOP count and peak (benchmarks.roofline)": summary(
+            flops, peak, keras_median, SPEED_TARGET
+        ),
     }
     columns = [
         "training step",

@@ -16,6 +16,8 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deephar import depthwise
+
 BN_EPS = 1e-3  # Keras BatchNormalization default
 BN_MOMENTUM = 0.01  # = 1 − Keras momentum 0.99
 
@@ -67,6 +69,20 @@ class Conv2d(nn.Conv2d):
         return super().forward(x)
 
 
+class DepthwiseConv2d(Conv2d):
+    """Depthwise ``Conv2d`` (multiplier 1). In CPU training with channels_last input its weight
+    gradient runs by ``deephar.depthwise`` (oneDNN's is the slow path there); the forward, the
+    input gradient and every other case are ``Conv2d``'s."""
+
+    def __init__(self, channels: int, kernel_size: Size2, stride: Size2 = 1) -> None:
+        super().__init__(channels, channels, kernel_size, stride, groups=channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._symmetric and depthwise.applies(x, self.weight, self.stride, self.padding):
+            return depthwise.depthwise_conv2d(x, self.weight, self.padding)
+        return super().forward(x)
+
+
 class SeparableConv2d(nn.Module):
     """Keras ``SeparableConv2D(use_bias=False)``: depthwise k×k (multiplier 1), then 1×1 pointwise."""
 
@@ -74,7 +90,7 @@ class SeparableConv2d(nn.Module):
         self, in_channels: int, out_channels: int, kernel_size: Size2, stride: Size2 = 1
     ) -> None:
         super().__init__()
-        self.depthwise = Conv2d(in_channels, in_channels, kernel_size, stride, groups=in_channels)
+        self.depthwise = DepthwiseConv2d(in_channels, kernel_size, stride)
         self.pointwise = Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
