@@ -14,6 +14,7 @@ on any machine: the tests set it, so that their figures do not depend on the CPU
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 from omegaconf import DictConfig
@@ -22,6 +23,7 @@ from deephar.models.precision import TrainingDefaults, choose_training
 
 AUTO = "auto"
 REFERENCE = TrainingDefaults(False, "32-true", "DEEPHAR_TRAINING=reference")
+_ANNOUNCED: set[str] = set()
 
 
 def training_device(cfg: DictConfig) -> torch.device:
@@ -32,23 +34,28 @@ def training_device(cfg: DictConfig) -> torch.device:
     return torch.device("cuda" if gpu else "cpu")
 
 
-def machine_defaults(cfg: DictConfig, verbose: bool = True) -> TrainingDefaults:
-    """The training defaults of this machine for ``cfg``'s accelerator (printed once)."""
+def machine_defaults(cfg: DictConfig) -> TrainingDefaults:
+    """The training defaults of this machine for ``cfg``'s accelerator."""
     if os.environ.get("DEEPHAR_TRAINING", "").lower() == "reference":
         return REFERENCE
-    return choose_training(training_device(cfg), verbose=verbose)
+    return choose_training(training_device(cfg))
 
 
 def resolve_training_defaults(cfg: DictConfig, verbose: bool = True) -> DictConfig:
     """``cfg`` with ``trainer.precision`` and ``channels_last`` that are ``auto`` replaced by the
-    machine's choice (the same object when neither is ``auto``; else a copy)."""
+    machine's choice (the same object when neither is ``auto``; else a copy); ``verbose``: the
+    values a run trains with, and why, printed once per process (stderr)."""
     auto_precision, auto_layout = cfg.trainer.precision == AUTO, cfg.channels_last == AUTO
     if not (auto_precision or auto_layout):
         return cfg
-    chosen = machine_defaults(cfg, verbose)
+    chosen = machine_defaults(cfg)
     cfg = cfg.copy()
     if auto_precision:
         cfg.trainer.precision = chosen.precision
     if auto_layout:
         cfg.channels_last = chosen.channels_last
+    used = TrainingDefaults(bool(cfg.channels_last), str(cfg.trainer.precision), chosen.reason)
+    if verbose and used.describe() not in _ANNOUNCED:
+        _ANNOUNCED.add(used.describe())
+        print(f"deephar training: {used.describe()}", file=sys.stderr, flush=True)
     return cfg

@@ -10,6 +10,7 @@ import yaml
 
 from datamodules.synthetic import generate_world
 from deephar.models import precision
+from experiments import training_defaults
 from experiments.config import ConfigError, load_config
 from experiments.run_folder import run_dir
 from experiments.train import main
@@ -23,7 +24,7 @@ def machine(monkeypatch):
     """A CPU with the given flags, without the tests' reference override; returns a setter."""
     monkeypatch.delenv("DEEPHAR_TRAINING", raising=False)
     monkeypatch.delenv("DEEPHAR_PRECISION", raising=False)
-    monkeypatch.setattr(precision, "_ANNOUNCED", set())
+    monkeypatch.setattr(training_defaults, "_ANNOUNCED", set())
 
     def with_flags(flags: set[str]) -> None:
         monkeypatch.setattr(precision, "cpu_flags", lambda *a: flags)
@@ -41,11 +42,14 @@ def test_auto_is_the_cpus_choice(machine, flags, expected):
     assert cfg.trainer.precision == "auto"  # the loaded config is not changed in place
 
 
-def test_explicit_values_are_kept(machine):
+def test_explicit_values_are_kept_and_printed_as_used(machine, capsys):
     machine(NATIVE_BF16)
+    cfg = load_config("demo_pose", ["channels_last=false"])
+    resolved = resolve_training_defaults(cfg)
+    assert (resolved.trainer.precision, resolved.channels_last) == ("bf16-mixed", False)
+    assert "deephar training: NCHW, bf16-mixed (CPU has native bf16" in capsys.readouterr().err
     cfg = load_config("demo_pose", ["trainer.precision=32-true", "channels_last=false"])
-    resolved = resolve_training_defaults(cfg, verbose=False)
-    assert (resolved.trainer.precision, resolved.channels_last) == ("32-true", False)
+    assert resolve_training_defaults(cfg) is cfg
 
 
 def test_reference_environment_gives_the_official_numerics(machine, monkeypatch):
