@@ -181,6 +181,7 @@ def applies(x: Tensor, weight: Tensor, stride: Pair, padding: Pair) -> bool:
         and tuple(stride) == (1, 1)
         and tuple(padding) == (weight.shape[-2] // 2, weight.shape[-1] // 2)
         and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()  # (B, C, 1, 1) is both: an NCHW network's stays on F.conv2d
         and mode() != "aten"
     )
 

@@ -85,6 +85,8 @@ def test_nchw_inference_and_aten_mode_take_the_former_path(monkeypatch):
     sep, x, _ = inputs(torch.contiguous_format)
     w = sep.depthwise.weight
     assert not depthwise.applies(x, w, (1, 1), (2, 2))  # NCHW: fp32 results bit for bit as before
+    pooled = x[:, :, :1, :1].contiguous()  # (B, C, 1, 1): contiguous in both formats
+    assert not depthwise.applies(pooled, w, (1, 1), (2, 2))  # an NCHW network's: the former path
     xc = x.contiguous(memory_format=CL)
     assert depthwise.applies(xc, w, (1, 1), (2, 2))
     with torch.no_grad():
