@@ -14,6 +14,7 @@ Not part of `make bench`: minutes of training per variant (docs/performance_trai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import subprocess
 import sys
@@ -62,19 +63,16 @@ def train_command(variant: Variant, args: argparse.Namespace) -> list[str]:
 
 def train_all(variants: list[Variant], args: argparse.Namespace) -> dict[str, float]:
     """Train every variant at once; → {name: wall seconds}. Exits on a failed training."""
-    start = time.perf_counter()
-    logs = {v.name: open(args.out / f"{v.name}.log", "w") for v in variants}
-    procs = {
-        v.name: subprocess.Popen(
-            train_command(v, args), stdout=logs[v.name], stderr=subprocess.STDOUT
-        )
-        for v in variants
-    }
-    walls = {}
-    for name, proc in procs.items():
-        if proc.wait() != 0:
-            sys.exit(f"{name}: training failed, see {args.out / f'{name}.log'}")
-        walls[name] = time.perf_counter() - start
+    start, walls = time.perf_counter(), {}
+    with contextlib.ExitStack() as stack:
+        procs = {}
+        for v in variants:
+            log = stack.enter_context(open(args.out / f"{v.name}.log", "w"))
+            procs[v.name] = subprocess.Popen(train_command(v, args), stdout=log, stderr=log)
+        for name, proc in procs.items():
+            if proc.wait() != 0:
+                sys.exit(f"{name}: training failed, see {args.out / f'{name}.log'}")
+            walls[name] = time.perf_counter() - start
     return walls
 
 

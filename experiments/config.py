@@ -155,9 +155,7 @@ class TrainerConfig:
     num_nodes: int = 1  # multi-node: launch with torchrun / SLURM, nothing else changes
     strategy: str = "auto"  # auto | ddp: DDP over several devices (experiments.distributed)
     sync_batchnorm: bool = False  # DDP: BN statistics over the global batch (SyncBatchNorm)
-    precision: str = (
-        "auto"  # Lightning's names; auto: the machine's (experiments.training_defaults)
-    )
+    precision: str = "auto"  # or Lightning's names; auto: experiments.training_defaults
     max_epochs: int = 100
     max_steps: int = -1
     gradient_clip_val: float = 1.0
@@ -189,9 +187,7 @@ class ExperimentConfig:
     resume_allow_changes: list[str] = field(default_factory=list)  # RESUME_KEYS resume may change
     freeze_pose: bool = True  # action / joint: pose network frozen in the first stage
     bn_momentum: float = 0.0  # BatchNorm momentum for short runs (0: official 0.01)
-    channels_last: Any = (
-        "auto"  # true | false | auto: the machine's (experiments.training_defaults)
-    )
+    channels_last: Any = "auto"  # true | false | auto: experiments.training_defaults
     compile: bool = False  # torch.compile of the pose network and the action head
     cudnn_benchmark: bool = True  # cuDNN picks the fastest kernels for the (fixed) input sizes
     threads: int = 0  # torch intra-op threads (0: torch's default, one per core)

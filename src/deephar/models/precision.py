@@ -130,8 +130,8 @@ def choose_training(
     CPU: channels_last always (one K = 8 MPII training step, batch 8, 2 threads, AVX-512 EPYC:
     0.5× the NCHW time; only channels_last takes ``deephar.depthwise``'s fused depthwise weight
     gradient); bf16-mixed where ``choose_precision`` finds native bf16 (the same step another
-    0.53×, 0.67× Keras' step; emulated bf16 is an order of magnitude slower, so fp32 elsewhere). CUDA: bf16-mixed +
-    channels_last where the GPU has native bf16 (tensor cores), unmeasured in this project.
+    0.53×, 0.67× Keras' step; emulated bf16 is an order of magnitude slower, so fp32 elsewhere).
+    CUDA: bf16-mixed + channels_last where the GPU has native bf16 (tensor cores), unmeasured in this project.
     ``DEEPHAR_PRECISION=fp32|bf16`` forces the precision. ``verbose``: print the choice once per
     process (stderr).
     """
